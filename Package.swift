@@ -1,0 +1,166 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+]
+
+let package = Package(
+    name: "LiveSync",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "livesync", targets: ["livesync"]),
+        .executable(name: "livesync-ingest", targets: ["livesync-ingest"]),
+        .executable(name: "livesync-stock", targets: ["livesync-stock"]),
+        .executable(name: "livesync-dispatch", targets: ["livesync-dispatch"]),
+        .executable(name: "livesync-aftersales", targets: ["livesync-aftersales"]),
+        .executable(name: "livesync-alerting", targets: ["livesync-alerting"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-configuration", from: "1.4.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+    ],
+    targets: [
+        // librdkafka from the system (Debian: librdkafka-dev), including the mock cluster API.
+        .systemLibrary(
+            name: "CRdkafka",
+            pkgConfig: "rdkafka",
+            providers: [.apt(["librdkafka-dev"])]
+        ),
+
+        // MARK: Libraries, one per concern
+
+        /// Kafka clients over librdkafka: producer, balanced consumer, admin, embedded broker, murmur2.
+        .target(
+            name: "Kafka",
+            dependencies: [
+                "CRdkafka",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        /// The canonical order model and its Protobuf wire format (generated code is committed).
+        .target(
+            name: "Model",
+            dependencies: [
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        /// The batching consumer loop, SQLite state with offsets and outbox, service wiring.
+        .target(
+            name: "Worker",
+            dependencies: [
+                "Kafka", "Model",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Configuration", package: "swift-configuration"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        /// Stock per SKU and warehouse: reservation rules and the stock-deduction processor.
+        .target(
+            name: "Inventory",
+            dependencies: ["Worker", "Model", "Kafka", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: swiftSettings
+        ),
+        /// Webhook ingest: signature checks, normalisation, publishing order lines by SKU.
+        .target(
+            name: "Ingest",
+            dependencies: [
+                "Worker", "Model", "Kafka",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        /// The ERP book and the dispatch join (orders x reservations -> shipments).
+        .target(
+            name: "Fulfillment",
+            dependencies: ["Worker", "Model", "Kafka", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: swiftSettings
+        ),
+        /// Refunds: cancel unshipped orders, release their stock, book the refund.
+        .target(
+            name: "AfterSales",
+            dependencies: ["Worker", "Model", "Kafka", "Fulfillment", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: swiftSettings
+        ),
+        /// Alerts on stock-outs, dead letters and orders not synced in time.
+        .target(
+            name: "Alerting",
+            dependencies: [
+                "Worker", "Model", "Kafka",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        /// The operator's side: embedded dev cluster supervisor, replay producer, demo summary.
+        .target(
+            name: "Cluster",
+            dependencies: [
+                "Kafka", "Model", "Worker", "Ingest", "Fulfillment", "Inventory",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: Executables: wiring only
+
+        .executableTarget(
+            name: "livesync",
+            dependencies: ["Cluster", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "livesync-ingest",
+            dependencies: ["Ingest", "Worker", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "livesync-stock",
+            dependencies: ["Inventory", "Worker", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "livesync-dispatch",
+            dependencies: ["Fulfillment", "Worker", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "livesync-aftersales",
+            dependencies: ["AfterSales", "Worker", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "livesync-alerting",
+            dependencies: ["Alerting", "Worker", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: Tests
+
+        .testTarget(name: "KafkaTests", dependencies: ["Kafka"], swiftSettings: swiftSettings),
+        .testTarget(name: "ModelTests", dependencies: ["Model", "Ingest"], swiftSettings: swiftSettings),
+        .testTarget(name: "InventoryTests", dependencies: ["Inventory", "Worker", "Model"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["Cluster", "Kafka", "Model", "Ingest"],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)

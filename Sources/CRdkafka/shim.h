@@ -1,0 +1,5 @@
+#ifndef LIVESYNC_CRDKAFKA_SHIM_H
+#define LIVESYNC_CRDKAFKA_SHIM_H
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+#endif

@@ -1,0 +1,156 @@
+import Foundation
+import GRDB
+import Kafka
+import Model
+import Worker
+
+/// Applies order lines and stock adjustments to the stock store, one SKU partition's single
+/// writer at a time, so no lock is ever taken on a SKU.
+///
+/// Guarantees: available stock never goes below zero; a line (by event id) or an adjustment
+/// (by adjustment id) applied twice changes nothing the second time; every line gets exactly
+/// one reservation decision, published to `stock.reservations`.
+public final class StockProcessor: BatchProcessor {
+    public init() {}
+
+    struct Key: Hashable {
+        var sku: String
+        var warehouse: String
+    }
+
+    public func prepare(_ db: Database) throws {
+        try db.execute(sql: """
+            CREATE TABLE IF NOT EXISTS stock (
+                sku TEXT NOT NULL, warehouse TEXT NOT NULL,
+                on_hand INTEGER NOT NULL, reserved INTEGER NOT NULL,
+                updated_at_us INTEGER NOT NULL,
+                PRIMARY KEY (sku, warehouse)) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS stock_lines (
+                event_id TEXT PRIMARY KEY, order_id TEXT NOT NULL,
+                sku TEXT NOT NULL, warehouse TEXT NOT NULL, quantity INTEGER NOT NULL,
+                status INTEGER NOT NULL, -- 1 reserved, 2 rejected, 3 released
+                decided_at_us INTEGER NOT NULL) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS stock_adjustments_applied (
+                adjustment_id TEXT PRIMARY KEY, sku TEXT NOT NULL, warehouse TEXT NOT NULL,
+                kind INTEGER NOT NULL, quantity INTEGER NOT NULL, applied_at_us INTEGER NOT NULL) WITHOUT ROWID;
+            """)
+    }
+
+    public func apply(_ messages: [KafkaMessage], db: Database, output: inout BatchOutput) throws {
+        let now = Clock.nowMicros()
+        var levels: [Key: StockLevel] = [:]
+        var dirty: Set<Key> = []
+        let select = try db.cachedStatement(sql: "SELECT on_hand, reserved FROM stock WHERE sku = ? AND warehouse = ?")
+        func level(_ key: Key) throws -> StockLevel {
+            if let l = levels[key] { return l }
+            let row = try Row.fetchOne(select, arguments: [key.sku, key.warehouse])
+            let l = row.map { StockLevel(onHand: $0[0], reserved: $0[1]) } ?? StockLevel()
+            levels[key] = l
+            return l
+        }
+        let insertLine = try db.cachedStatement(sql: """
+            INSERT OR IGNORE INTO stock_lines (event_id, order_id, sku, warehouse, quantity, status, decided_at_us)
+            VALUES (?, ?, ?, ?, ?, ?, ?)
+            """)
+        let insertAdjustment = try db.cachedStatement(sql: """
+            INSERT OR IGNORE INTO stock_adjustments_applied (adjustment_id, sku, warehouse, kind, quantity, applied_at_us)
+            VALUES (?, ?, ?, ?, ?, ?)
+            """)
+
+        for message in messages {
+            switch message.topic {
+            case Topics.orderLines:
+                let line: OrderLine
+                do { line = try OrderLine(serializedBytes: message.value) } catch {
+                    output.deadLetter(message, error: "not an OrderLine: \(error)")
+                    continue
+                }
+                guard !line.eventID.isEmpty, !line.sku.isEmpty, line.quantity > 0 else {
+                    output.deadLetter(message, error: "order line needs event_id, sku and quantity > 0")
+                    continue
+                }
+                let key = Key(sku: line.sku, warehouse: line.warehouse)
+                var l = try level(key)
+                let reserved = l.reserve(line.quantity)
+                try insertLine.execute(arguments: [
+                    line.eventID, line.orderID, line.sku, line.warehouse, line.quantity, reserved ? 1 : 2, now,
+                ])
+                guard db.changesCount == 1 else { continue }  // duplicate line: already decided
+                if reserved {
+                    levels[key] = l
+                    dirty.insert(key)
+                }
+                var r = Reservation()
+                r.eventID = line.eventID
+                r.orderID = line.orderID
+                r.lineNo = line.lineNo
+                r.sku = line.sku
+                r.warehouse = line.warehouse
+                r.quantity = line.quantity
+                r.status = reserved ? .reserved : .rejected
+                r.availableAfter = l.available
+                r.lineCount = line.lineCount
+                r.decidedAtUs = now
+                output.emit(topic: Topics.stockReservations, key: line.orderID, value: r.bytes)
+
+            case Topics.stockAdjustments:
+                let adj: StockAdjustment
+                do { adj = try StockAdjustment(serializedBytes: message.value) } catch {
+                    output.deadLetter(message, error: "not a StockAdjustment: \(error)")
+                    continue
+                }
+                guard !adj.adjustmentID.isEmpty else {
+                    output.deadLetter(message, error: StockRuleError.missingField("adjustment_id").description)
+                    continue
+                }
+                switch adj.kind {
+                case .release:
+                    guard let row = try Row.fetchOne(db, sql: "SELECT sku, warehouse, quantity, status FROM stock_lines WHERE event_id = ?", arguments: [adj.releaseEventID]) else {
+                        output.deadLetter(message, error: "release of unknown line \(adj.releaseEventID)")
+                        continue
+                    }
+                    let status: Int = row[3]
+                    guard status == 1 else { continue }  // rejected or already released: nothing to return
+                    let key = Key(sku: row[0], warehouse: row[1])
+                    var l = try level(key)
+                    l.release(row[2])
+                    levels[key] = l
+                    dirty.insert(key)
+                    try db.execute(sql: "UPDATE stock_lines SET status = 3, decided_at_us = ? WHERE event_id = ?", arguments: [now, adj.releaseEventID])
+                case .set, .delta:
+                    guard !adj.sku.isEmpty else {
+                        output.deadLetter(message, error: StockRuleError.missingField("sku").description)
+                        continue
+                    }
+                    let key = Key(sku: adj.sku, warehouse: adj.warehouse)
+                    var l = try level(key)
+                    do {
+                        if adj.kind == .set { try l.setAvailable(adj.quantity) } else { try l.adjust(by: adj.quantity) }
+                    } catch {
+                        output.deadLetter(message, error: error.description)
+                        continue
+                    }
+                    try insertAdjustment.execute(arguments: [adj.adjustmentID, adj.sku, adj.warehouse, adj.kind.rawValue, adj.quantity, now])
+                    guard db.changesCount == 1 else { continue }  // duplicate adjustment
+                    levels[key] = l
+                    dirty.insert(key)
+                case .unspecified, .UNRECOGNIZED:
+                    output.deadLetter(message, error: "unknown adjustment kind \(adj.kind.rawValue)")
+                }
+
+            default:
+                output.deadLetter(message, error: "stock does not consume topic \(message.topic)")
+            }
+        }
+
+        let upsert = try db.cachedStatement(sql: """
+            INSERT INTO stock (sku, warehouse, on_hand, reserved, updated_at_us) VALUES (?, ?, ?, ?, ?)
+            ON CONFLICT (sku, warehouse) DO UPDATE SET on_hand = excluded.on_hand, reserved = excluded.reserved, updated_at_us = excluded.updated_at_us
+            """)
+        for key in dirty {
+            let l = levels[key]!
+            precondition(l.available >= 0, "stock rules let available go negative for \(key)")
+            try upsert.execute(arguments: [key.sku, key.warehouse, l.onHand, l.reserved, now])
+        }
+    }
+}

@@ -1,0 +1,59 @@
+import CRdkafka
+import Foundation
+
+/// librdkafka's mock cluster: a real Kafka-protocol broker on 127.0.0.1, in memory.
+///
+/// It lives as long as this object (and its process). Any Kafka client, in this process or
+/// another, reaches it through `bootstrapServers`. It has no CreateTopics handler, and
+/// auto-creates unknown topics with 4 partitions: create every topic here, with its real
+/// partition count, before any client starts. It keeps at most 5 MiB per partition.
+public final class EmbeddedBroker: @unchecked Sendable {
+    private let handle: OpaquePointer
+    private let cluster: OpaquePointer
+    /// Comma-separated `127.0.0.1:port` addresses of the mock brokers.
+    public let bootstrapServers: String
+
+    public init(brokers: Int32 = 1) throws {
+        guard let conf = rd_kafka_conf_new() else { throw KafkaError.configuration("rd_kafka_conf_new failed") }
+        try KafkaConfiguration.set(conf, "log_level", "3")
+        var errbuf = [CChar](repeating: 0, count: 512)
+        guard let rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, &errbuf, errbuf.count) else {
+            rd_kafka_conf_destroy(conf)
+            throw KafkaError.configuration(errbuf.withUnsafeBufferPointer { String(cString: $0.baseAddress!) })
+        }
+        guard let mc = rd_kafka_mock_cluster_new(rk, brokers) else {
+            rd_kafka_destroy(rk)
+            throw KafkaError.configuration("the mock cluster could not start")
+        }
+        handle = rk
+        cluster = mc
+        bootstrapServers = String(cString: rd_kafka_mock_cluster_bootstraps(mc))
+    }
+
+    deinit {
+        rd_kafka_mock_cluster_destroy(cluster)
+        rd_kafka_destroy(handle)
+    }
+
+    /// Creates a topic with its real partition count (idempotent for an existing topic).
+    public func createTopic(_ spec: TopicSpecification) throws {
+        let err = rd_kafka_mock_topic_create(cluster, spec.name, spec.partitions, spec.replicationFactor)
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS {
+            throw KafkaError(err, context: "creating topic \(spec.name) on the embedded broker")
+        }
+    }
+
+    /// Fault injection: take broker `id` (1-based) down, or bring it back on the same port.
+    public func setBroker(_ id: Int32, up: Bool) throws {
+        let err = up ? rd_kafka_mock_broker_set_up(cluster, id) : rd_kafka_mock_broker_set_down(cluster, id)
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, context: "setting broker \(id) \(up ? "up" : "down")") }
+    }
+
+    /// Fault injection: the next requests of API `apiKey` fail with `errors` (librdkafka codes), in order.
+    public func pushRequestErrors(apiKey: Int16, errors: [Int32]) {
+        var errs = errors.map { rd_kafka_resp_err_t(rawValue: $0) }
+        errs.withUnsafeMutableBufferPointer { buf in
+            rd_kafka_mock_push_request_errors_array(cluster, apiKey, buf.count, buf.baseAddress)
+        }
+    }
+}

@@ -1,0 +1,76 @@
+import CRdkafka
+
+/// librdkafka client properties (see librdkafka's CONFIGURATION.md), with LiveSync's defaults.
+///
+/// Properties are kept as librdkafka's own names so anything in CONFIGURATION.md can be set
+/// from configuration files without a Swift change.
+public struct KafkaConfiguration: Sendable, Hashable {
+    /// `bootstrap.servers`: comma-separated host:port list.
+    public var bootstrapServers: String
+    /// Extra librdkafka properties; they override the defaults of each client kind.
+    public var properties: [String: String]
+
+    public init(bootstrapServers: String, properties: [String: String] = [:]) {
+        self.bootstrapServers = bootstrapServers
+        self.properties = properties
+    }
+
+    /// Producer defaults: idempotent (acks=all), Java-compatible keyed partitioning, lz4 batches
+    /// (the embedded broker keeps only 5 MiB per partition, so batches are compressed).
+    public static let producerDefaults: [String: String] = [
+        "enable.idempotence": "true",
+        "acks": "all",
+        "partitioner": "murmur2_random",
+        "compression.type": "lz4",
+        "linger.ms": "2",
+        "batch.num.messages": "10000",
+        "queue.buffering.max.messages": "1000000",
+        "queue.buffering.max.kbytes": "1048576",
+        "message.timeout.ms": "30000",
+    ]
+
+    /// Consumer defaults: cooperative-sticky, offsets owned by the application (kept in SQLite).
+    public static let consumerDefaults: [String: String] = [
+        "partition.assignment.strategy": "cooperative-sticky",
+        "enable.auto.commit": "false",
+        "enable.auto.offset.store": "false",
+        "auto.offset.reset": "error",
+        "enable.partition.eof": "false",
+        "fetch.wait.max.ms": "20",
+        "queued.min.messages": "200000",
+        "session.timeout.ms": "45000",
+        "heartbeat.interval.ms": "1000",
+    ]
+
+    func makeConf(defaults: [String: String]) throws -> OpaquePointer {
+        guard let conf = rd_kafka_conf_new() else { throw KafkaError.configuration("rd_kafka_conf_new failed") }
+        var merged = defaults
+        for (k, v) in properties { merged[k] = v }
+        merged["bootstrap.servers"] = bootstrapServers
+        for (key, value) in merged.sorted(by: { $0.key < $1.key }) {
+            try Self.set(conf, key, value)
+        }
+        return conf
+    }
+
+    static func set(_ conf: OpaquePointer, _ key: String, _ value: String) throws {
+        var errbuf = [CChar](repeating: 0, count: 512)
+        let res = rd_kafka_conf_set(conf, key, value, &errbuf, errbuf.count)
+        if res != RD_KAFKA_CONF_OK {
+            rd_kafka_conf_destroy(conf)
+            let detail = errbuf.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+            throw KafkaError.configuration("property \(key)=\(value) rejected: \(detail)")
+        }
+    }
+}
+
+/// A topic and partition, as Kafka names them.
+public struct TopicPartition: Hashable, Sendable, CustomStringConvertible {
+    public var topic: String
+    public var partition: Int32
+    public init(_ topic: String, _ partition: Int32) {
+        self.topic = topic
+        self.partition = partition
+    }
+    public var description: String { "\(topic)[\(partition)]" }
+}

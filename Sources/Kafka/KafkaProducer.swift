@@ -1,0 +1,206 @@
+import CRdkafka
+import Dispatch
+import Foundation
+import Logging
+import Synchronization
+
+/// One message to publish. The key decides the partition (murmur2, as Java does).
+public struct ProducerMessage: Sendable {
+    public var topic: String
+    public var key: [UInt8]
+    public var value: [UInt8]
+
+    public init(topic: String, key: [UInt8], value: [UInt8]) {
+        self.topic = topic
+        self.key = key
+        self.value = value
+    }
+
+    public init(topic: String, key: String, value: [UInt8]) {
+        self.init(topic: topic, key: Array(key.utf8), value: value)
+    }
+}
+
+/// The delivery reports of a group of produced messages.
+///
+/// Completes once the broker acknowledged (acks=all) or librdkafka gave up on every message;
+/// it then carries the first delivery error, if any. Waiting never spins: the blocking
+/// variant parks the thread on a semaphore, the async one suspends.
+public final class DeliveryGroup: Sendable {
+    private struct State {
+        var remaining: Int
+        var firstError: KafkaError?
+        var continuations: [CheckedContinuation<Void, any Error>] = []
+        var done: Bool
+    }
+    private let state: Mutex<State>
+    private let semaphore = DispatchSemaphore(value: 0)
+
+    init(count: Int) {
+        state = Mutex(State(remaining: count, done: count == 0))
+        if count == 0 { semaphore.signal() }
+    }
+
+    /// A group with nothing in flight.
+    public static var empty: DeliveryGroup { DeliveryGroup(count: 0) }
+
+    func complete(_ error: KafkaError?, count: Int = 1) {
+        let waiters: [CheckedContinuation<Void, any Error>]? = state.withLock { s in
+            if s.firstError == nil, let error { s.firstError = error }
+            s.remaining -= count
+            guard s.remaining == 0 else { return nil }
+            s.done = true
+            defer { s.continuations = [] }
+            return s.continuations
+        }
+        guard let waiters else { return }
+        semaphore.signal()
+        let error = state.withLock { $0.firstError }
+        for w in waiters {
+            if let error { w.resume(throwing: error) } else { w.resume() }
+        }
+    }
+
+    /// Blocks the calling thread until every message is acknowledged; throws the first failure.
+    public func wait() throws(KafkaError) {
+        semaphore.wait()
+        semaphore.signal()
+        if let error = state.withLock({ $0.firstError }) { throw error }
+    }
+
+    /// Suspends until every message is acknowledged; throws the first failure.
+    public func value() async throws {
+        try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
+            let result: Result<Void, KafkaError>? = state.withLock { s in
+                if s.done { return s.firstError.map { .failure($0) } ?? .success(()) }
+                s.continuations.append(c)
+                return nil
+            }
+            if let result { c.resume(with: result.mapError { $0 as any Error }) }
+        }
+    }
+
+    public var isComplete: Bool { state.withLock { $0.done } }
+}
+
+/// An idempotent Kafka producer with delivery reports.
+///
+/// Thread-safe (librdkafka's producer is); a dedicated thread serves delivery reports with a
+/// blocking `rd_kafka_poll`, so no caller ever polls or flushes per message.
+public final class KafkaProducer: @unchecked Sendable {
+    private let handle: OpaquePointer
+    private let topics = Mutex<[String: OpaquePointer]>([:])
+    private let closed = StopFlag()
+    private let pollerDone = DispatchSemaphore(value: 0)
+    private let logger: Logger
+
+    public init(configuration: KafkaConfiguration, logger: Logger = Logger(label: "livesync.kafka.producer")) throws {
+        self.logger = logger
+        let conf = try configuration.makeConf(defaults: KafkaConfiguration.producerDefaults)
+        rd_kafka_conf_set_dr_msg_cb(conf) { _, message, _ in
+            guard let message, let opaque = message.pointee._private else { return }
+            let group = Unmanaged<DeliveryGroup>.fromOpaque(opaque).takeRetainedValue()
+            let err = message.pointee.err
+            group.complete(err == RD_KAFKA_RESP_ERR_NO_ERROR ? nil : KafkaError(err, context: "delivering a message"))
+        }
+        var errbuf = [CChar](repeating: 0, count: 512)
+        guard let rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, &errbuf, errbuf.count) else {
+            rd_kafka_conf_destroy(conf)
+            throw KafkaError.configuration(errbuf.withUnsafeBufferPointer { String(cString: $0.baseAddress!) })
+        }
+        self.handle = rk
+        let thread = Thread { [handle = UncheckedHandle(rk), closed, done = pollerDone] in
+            while !closed.isSet {
+                rd_kafka_poll(handle.pointer, 100)
+            }
+            done.signal()
+        }
+        thread.name = "kafka-producer-poll"
+        thread.start()
+    }
+
+    /// Enqueues the messages (copied) and returns their delivery group; returns at once.
+    public func enqueue(_ messages: [ProducerMessage]) throws(KafkaError) -> DeliveryGroup {
+        let group = DeliveryGroup(count: messages.count)
+        for (index, message) in messages.enumerated() {
+            let rkt = try topicHandle(message.topic)
+            let opaque = Unmanaged.passRetained(group).toOpaque()
+            while true {
+                let rc = message.value.withUnsafeBytes { value in
+                    message.key.withUnsafeBytes { key in
+                        rd_kafka_produce(
+                            rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY,
+                            UnsafeMutableRawPointer(mutating: value.baseAddress), value.count,
+                            key.baseAddress, key.count, opaque)
+                    }
+                }
+                if rc == 0 { break }
+                let err = rd_kafka_last_error()
+                if err == RD_KAFKA_RESP_ERR__QUEUE_FULL {
+                    // Back-pressure: the local queue drains as the poll thread serves reports.
+                    usleep(1000)
+                    continue
+                }
+                Unmanaged<DeliveryGroup>.fromOpaque(opaque).release()
+                // Messages not enqueued count as failed so waiters are not left hanging.
+                group.complete(KafkaError(err, context: "producing to \(message.topic)"), count: messages.count - index)
+                throw KafkaError(err, context: "producing to \(message.topic)")
+            }
+        }
+        return group
+    }
+
+    /// Produces the messages and suspends until the broker acknowledged all of them.
+    public func send(_ messages: [ProducerMessage]) async throws {
+        try await enqueue(messages).value()
+    }
+
+    /// Produces the messages and blocks until the broker acknowledged all of them.
+    public func sendAndWait(_ messages: [ProducerMessage]) throws(KafkaError) {
+        try enqueue(messages).wait()
+    }
+
+    /// Flushes outstanding messages (bounded by `timeoutMilliseconds`) and stops the poll thread.
+    public func close(timeoutMilliseconds: Int32 = 10_000) {
+        guard closed.set() else { return }
+        let err = rd_kafka_flush(handle, timeoutMilliseconds)
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR {
+            logger.error("producer flush on close did not finish", metadata: ["error": "\(KafkaError(err, context: "flushing"))"])
+        }
+        pollerDone.wait()
+    }
+
+    deinit {
+        close()
+        topics.withLock { for (_, t) in $0 { rd_kafka_topic_destroy(t) } }
+        rd_kafka_destroy(handle)
+    }
+
+    private func topicHandle(_ name: String) throws(KafkaError) -> OpaquePointer {
+        let result: OpaquePointer? = topics.withLock { cache in
+            if let t = cache[name] { return t }
+            guard let t = rd_kafka_topic_new(handle, name, nil) else { return nil }
+            cache[name] = t
+            return t
+        }
+        guard let result else { throw KafkaError(rd_kafka_last_error(), context: "opening topic \(name)") }
+        return result
+    }
+
+}
+
+/// A librdkafka handle passed to a thread; librdkafka handles are thread-safe.
+struct UncheckedHandle: @unchecked Sendable {
+    let pointer: OpaquePointer
+    init(_ pointer: OpaquePointer) { self.pointer = pointer }
+}
+
+/// A one-way flag shared between threads: set once, read often.
+public final class StopFlag: Sendable {
+    private let flag = Atomic<Bool>(false)
+    public init() {}
+    /// Sets the flag; returns `true` only for the call that set it.
+    @discardableResult
+    public func set() -> Bool { !flag.exchange(true, ordering: .acquiringAndReleasing) }
+    public var isSet: Bool { flag.load(ordering: .acquiring) }
+}

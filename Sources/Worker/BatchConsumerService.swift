@@ -1,0 +1,301 @@
+import Foundation
+import GRDB
+import Kafka
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// Settings of a batching consumer.
+public struct BatchConsumerConfiguration: Sendable {
+    public var kafka: KafkaConfiguration
+    /// Consumer group; each instance of an executable joins the same one.
+    public var groupID: String
+    public var topics: [String]
+    /// Most messages applied in one SQLite transaction. Default 20,000.
+    public var maxBatchSize: Int
+    /// How long a batch may wait to fill after its first message. Default 5 ms: the bound on the
+    /// latency batching adds.
+    public var maxBatchWaitMilliseconds: Int
+
+    public init(kafka: KafkaConfiguration, groupID: String, topics: [String], maxBatchSize: Int = 20_000, maxBatchWaitMilliseconds: Int = 5) {
+        self.kafka = kafka
+        self.groupID = groupID
+        self.topics = topics
+        self.maxBatchSize = maxBatchSize
+        self.maxBatchWaitMilliseconds = maxBatchWaitMilliseconds
+    }
+}
+
+/// Statistics a consumer publishes after each batch (for logs, status and benchmarks).
+public struct BatchStatistics: Sendable {
+    public var batches = 0
+    public var messages = 0
+    public var deadLetters = 0
+    public var lastBatchAtUs: Int64 = 0
+}
+
+/// A consumer-group member that applies messages in batches, one SQLite transaction per batch,
+/// with the batch's offsets and outbox row in that same transaction.
+///
+/// Guarantees: a message's effects and its offset commit together (a crash repeats nothing and
+/// loses nothing); outputs are published after commit, from the outbox, at least once. A
+/// dedicated thread owns the librdkafka consumer and blocks in `poll`, so nothing spins. On
+/// graceful shutdown (SIGTERM) it finishes the batch in hand, commits, waits for its outputs'
+/// delivery reports and leaves the group.
+public final class BatchConsumerService: Service, Sendable {
+    public let configuration: BatchConsumerConfiguration
+    private let store: StateStore
+    private let producer: KafkaProducer
+    private let makeProcessor: @Sendable () throws -> any BatchProcessor
+    private let logger: Logger
+    private let stop = StopFlag()
+    private let stats = Mutex<BatchStatistics>(BatchStatistics())
+
+    public init(
+        configuration: BatchConsumerConfiguration,
+        store: StateStore,
+        producer: KafkaProducer,
+        logger: Logger,
+        makeProcessor: @escaping @Sendable () throws -> any BatchProcessor
+    ) {
+        self.configuration = configuration
+        self.store = store
+        self.producer = producer
+        self.logger = logger
+        self.makeProcessor = makeProcessor
+    }
+
+    public var statistics: BatchStatistics { stats.withLock { $0 } }
+
+    /// Asks the loop to finish its batch and leave the group.
+    public func requestStop() { stop.set() }
+
+    public func run() async throws {
+        try await withGracefulShutdownHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                let thread = Thread { [self] in
+                    do {
+                        let loop = try ConsumerLoop(service: self, processor: try makeProcessor())
+                        try loop.run()
+                        continuation.resume()
+                    } catch {
+                        continuation.resume(throwing: error)
+                    }
+                }
+                thread.name = "consumer-\(configuration.groupID)"
+                thread.stackSize = 8 << 20
+                thread.start()
+            }
+        } onGracefulShutdown: {
+            self.stop.set()
+        }
+    }
+
+    /// The thread-confined part: owns the consumer, the pending batch and the in-flight outputs.
+    private final class ConsumerLoop: KafkaRebalanceDelegate {
+        let service: BatchConsumerService
+        let processor: any BatchProcessor
+        var consumer: KafkaConsumer?
+        var batch: [KafkaMessage] = []
+        /// Next offset to apply per owned partition; anything below it is a re-delivery.
+        var next: [TopicPartition: Int64] = [:]
+        var inFlight: (group: DeliveryGroup, seq: Int64, messages: [ProducerMessage])?
+        var group: String { service.configuration.groupID }
+        var log: Logger { service.logger }
+
+        init(service: BatchConsumerService, processor: any BatchProcessor) throws {
+            self.service = service
+            self.processor = processor
+            try service.store.database.write { db in try processor.prepare(db) }
+        }
+
+        func run() throws {
+            try republishOutbox()
+            let consumer = try KafkaConsumer(
+                configuration: service.configuration.kafka, groupID: group,
+                topics: service.configuration.topics, delegate: self, logger: log)
+            self.consumer = consumer
+            let maxBatch = service.configuration.maxBatchSize
+            let maxWaitNs = UInt64(service.configuration.maxBatchWaitMilliseconds) * 1_000_000
+            var deadline: UInt64 = 0
+            defer { self.consumer = nil }
+            while !service.stop.isSet {
+                let now = DispatchTime.now().uptimeNanoseconds
+                let timeout: Int32 = batch.isEmpty ? 100 : Int32(max(0, Int64(deadline) - Int64(now)) / 1_000_000)
+                if let message = try consumer.poll(timeoutMilliseconds: timeout) {
+                    if batch.isEmpty { deadline = DispatchTime.now().uptimeNanoseconds + maxWaitNs }
+                    batch.append(message)
+                    // Drain what librdkafka already holds without waiting.
+                    while batch.count < maxBatch, let more = try consumer.poll(timeoutMilliseconds: 0) {
+                        batch.append(more)
+                    }
+                }
+                if !batch.isEmpty && (batch.count >= maxBatch || DispatchTime.now().uptimeNanoseconds >= deadline) {
+                    try flush()
+                } else if batch.isEmpty {
+                    try retireDelivered()
+                }
+            }
+            try flush()
+            consumer.close()
+            try finishInFlight()
+            log.info("consumer stopped", metadata: ["group": "\(group)"])
+        }
+
+        // MARK: Rebalance (called inside poll, on this thread)
+
+        func partitionsAssigned(_ partitions: [TopicPartition]) throws -> [TopicPartition: Int64] {
+            let stored = try service.store.offsets(group: group, for: partitions)
+            for tp in partitions { next[tp] = stored[tp] ?? 0 }
+            log.info("start offsets loaded from SQLite", metadata: ["offsets": "\(stored.map { "\($0.key)=\($0.value)" }.sorted().joined(separator: ","))"])
+            return stored
+        }
+
+        func partitionsRevoked(_ partitions: [TopicPartition], lost: Bool) {
+            let revoked = Set(partitions)
+            if lost {
+                // Another member may own them already: drop, never write, their pending messages.
+                batch.removeAll { revoked.contains($0.topicPartition) }
+            } else {
+                do { try flush() } catch {
+                    log.error("could not commit the batch in hand on revoke; the new owner re-applies it", metadata: ["error": "\(error)"])
+                    batch.removeAll { revoked.contains($0.topicPartition) }
+                }
+            }
+            for tp in partitions { next[tp] = nil }
+        }
+
+        // MARK: Batches
+
+        func flush() throws {
+            guard !batch.isEmpty else { return }
+            let messages = batch.filter { m in
+                guard let n = next[m.topicPartition] else { return false }  // not ours (any more)
+                return m.offset >= n
+            }
+            batch.removeAll(keepingCapacity: true)
+            guard !messages.isEmpty else { return }
+            // The previous batch's outputs must be delivered before their outbox row is deleted.
+            try finishInFlight(deleteInNextTransaction: true)
+            var offsets: [TopicPartition: Int64] = [:]
+            for m in messages { offsets[m.topicPartition] = max(offsets[m.topicPartition] ?? 0, m.offset + 1) }
+            let retiredSeq = retiredOutboxSeq
+            var attempt = 0
+            while true {
+                do {
+                    let (output, seq) = try commit(messages, offsets: offsets, retire: retiredSeq)
+                    retiredOutboxSeq = nil
+                    for (tp, o) in offsets { next[tp] = o }
+                    consumer?.commitAsync(offsets)
+                    if !output.messages.isEmpty {
+                        inFlight = (try service.producer.enqueue(output.messages), seq, output.messages)
+                    }
+                    service.stats.withLock {
+                        $0.batches += 1
+                        $0.messages += messages.count
+                        $0.deadLetters += output.deadLetters
+                        $0.lastBatchAtUs = Clock.nowMicros()
+                    }
+                    return
+                } catch let error as DatabaseError where attempt < 20 && (error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED) {
+                    attempt += 1
+                    log.warning("SQLite busy, retrying batch", metadata: ["attempt": "\(attempt)"])
+                    usleep(UInt32(min(1_000_000, 10_000 * attempt)))
+                }
+            }
+        }
+
+        var retiredOutboxSeq: Int64?
+
+        func commit(_ messages: [KafkaMessage], offsets: [TopicPartition: Int64], retire: Int64?) throws -> (BatchOutput, Int64) {
+            try service.store.database.writeWithoutTransaction { [group, processor] db in
+                var result: (BatchOutput, Int64)?
+                try db.inTransaction(.immediate) {
+                    var output = BatchOutput(group: group)
+                    try processor.apply(messages, db: db, output: &output)
+                    let now = Clock.nowMicros()
+                    let upsert = try db.cachedStatement(sql: """
+                        INSERT INTO consumer_offsets (group_id, topic, partition, next_offset, updated_at_us) VALUES (?, ?, ?, ?, ?)
+                        ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = excluded.next_offset, updated_at_us = excluded.updated_at_us
+                        """)
+                    for (tp, o) in offsets {
+                        try upsert.execute(arguments: [group, tp.topic, tp.partition, o, now])
+                    }
+                    if let retire {
+                        try db.execute(sql: "DELETE FROM outbox WHERE seq <= ? AND group_id = ?", arguments: [retire, group])
+                    }
+                    var seq: Int64 = 0
+                    if !output.messages.isEmpty {
+                        try db.execute(sql: "INSERT INTO outbox (group_id, messages) VALUES (?, ?)", arguments: [group, Data(OutboxFrame.encode(output.messages))])
+                        seq = db.lastInsertedRowID
+                    }
+                    result = (output, seq)
+                    return .commit
+                }
+                return result!
+            }
+        }
+
+        /// Waits for the in-flight outputs; on a delivery failure publishes them again until
+        /// they are acknowledged (they stay in the outbox meanwhile).
+        func finishInFlight(deleteInNextTransaction: Bool = false) throws {
+            guard let flight = inFlight else { return }
+            var group = flight.group
+            var attempt = 0
+            while true {
+                do {
+                    try group.wait()
+                    break
+                } catch {
+                    attempt += 1
+                    log.error("publishing outputs failed, retrying", metadata: ["error": "\(error)", "attempt": "\(attempt)"])
+                    if service.stop.isSet && attempt > 3 {
+                        // Left in the outbox: republished when the consumer starts again.
+                        inFlight = nil
+                        return
+                    }
+                    usleep(UInt32(min(5_000_000, 200_000 * attempt)))
+                    group = try service.producer.enqueue(flight.messages)
+                }
+            }
+            inFlight = nil
+            if deleteInNextTransaction {
+                retiredOutboxSeq = flight.seq
+            } else {
+                try service.store.database.write { db in
+                    try db.execute(sql: "DELETE FROM outbox WHERE seq <= ? AND group_id = ?", arguments: [flight.seq, self.group])
+                }
+            }
+        }
+
+        /// Between batches: once the last outputs are acknowledged, drop their outbox row.
+        func retireDelivered() throws {
+            if let flight = inFlight, flight.group.isComplete {
+                try finishInFlight()
+            } else if inFlight == nil, let seq = retiredOutboxSeq {
+                try service.store.database.write { db in
+                    try db.execute(sql: "DELETE FROM outbox WHERE seq <= ? AND group_id = ?", arguments: [seq, self.group])
+                }
+                retiredOutboxSeq = nil
+            }
+        }
+
+        /// After a crash: outputs committed but maybe never published go out again.
+        func republishOutbox() throws {
+            let rows = try service.store.database.read { db in
+                try Row.fetchAll(db, sql: "SELECT seq, messages FROM outbox WHERE group_id = ? ORDER BY seq", arguments: [group])
+            }
+            guard !rows.isEmpty else { return }
+            var messages: [ProducerMessage] = []
+            var last: Int64 = 0
+            for row in rows {
+                let data: Data = row[1]
+                messages += try OutboxFrame.decode(Array(data))
+                last = row[0]
+            }
+            log.info("republishing outbox left by the previous run", metadata: ["rows": "\(rows.count)", "messages": "\(messages.count)"])
+            inFlight = (try service.producer.enqueue(messages), last, messages)
+            try finishInFlight()
+        }
+    }
+}

@@ -1,0 +1,58 @@
+import Foundation
+import GRDB
+import Kafka
+import Model
+
+/// What a batch's processing produces, besides its state changes.
+///
+/// Outputs are written to the outbox in the batch's transaction and published after it
+/// commits, so a crash can repeat an output (consumers drop duplicates) but never lose one.
+public struct BatchOutput: Sendable {
+    public internal(set) var messages: [ProducerMessage] = []
+    public internal(set) var deadLetters = 0
+    let group: String
+
+    init(group: String) { self.group = group }
+
+    /// Publishes `value` to `topic` under `key` once the batch has committed.
+    public mutating func emit(topic: String, key: String, value: [UInt8]) {
+        messages.append(ProducerMessage(topic: topic, key: key, value: value))
+    }
+
+    /// Sends a message that cannot be decoded or applied to the dead-letter topic, with the
+    /// error and where it came from; processing goes on with the next message.
+    public mutating func deadLetter(_ message: KafkaMessage, error: String) {
+        var dl = DeadLetter()
+        dl.sourceTopic = message.topic
+        dl.sourcePartition = message.partition
+        dl.sourceOffset = message.offset
+        dl.key = Data(message.key)
+        dl.value = Data(message.value)
+        dl.error = error
+        dl.consumerGroup = group
+        dl.failedAtUs = Clock.nowMicros()
+        messages.append(ProducerMessage(topic: Topics.deadLetter, key: message.key, value: dl.bytes))
+        deadLetters += 1
+    }
+}
+
+/// The state logic of one consumer executable.
+///
+/// Lives on the consumer's thread. `apply` runs inside the batch's SQLite transaction; anything
+/// it throws rolls the whole batch back (offsets included) and the batch is retried, so it must
+/// keep no state outside the database that a rollback would leave behind.
+public protocol BatchProcessor: AnyObject {
+    /// Creates the processor's tables if missing; called once, before consuming.
+    func prepare(_ db: Database) throws
+    /// Applies the batch (messages from any assigned partitions, in offset order per partition).
+    func apply(_ messages: [KafkaMessage], db: Database, output: inout BatchOutput) throws
+}
+
+public enum Clock {
+    /// Unix time in microseconds, the unit of every timestamp on the wire.
+    public static func nowMicros() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec) * 1_000_000 + Int64(ts.tv_nsec) / 1_000
+    }
+}

@@ -1,0 +1,33 @@
+import Kafka
+
+/// LiveSync's topics. Topics that are joined or that share a key space have the same
+/// partition count, so equal keys land in equal partition numbers (co-partitioning).
+public enum Topics {
+    /// Order lines, key = SKU. Producer: ingest. Consumer: stock.
+    public static let orderLines = "orders.lines"
+    /// Stock changes, key = SKU (co-partitioned with `orders.lines`). Producers: operators, dispatch, after-sales.
+    public static let stockAdjustments = "stock.adjustments"
+    /// Whole orders, key = order id. Producer: ingest. Consumers: dispatch, alerting.
+    public static let ordersPlaced = "orders.placed"
+    /// Per-line stock decisions, key = order id (co-partitioned with `orders.placed`). Producer: stock.
+    public static let stockReservations = "stock.reservations"
+    /// Shipments written to the ERP book, key = order id. Producer: dispatch.
+    public static let shipments = "fulfillment.shipments"
+    /// Refund requests, key = order id. Producer: ingest. Consumer: after-sales.
+    public static let refundRequests = "aftersales.requests"
+    /// Terminal order states, key = order id. Producers: dispatch, after-sales. Consumer: alerting.
+    public static let orderOutcomes = "orders.outcomes"
+    /// Messages that could not be decoded or applied, key = the source key. Consumer: alerting.
+    public static let deadLetter = "deadletter"
+
+    /// Partitions of the SKU-keyed and order-keyed topics. More partitions spread the hot
+    /// keys' neighbours and, on the embedded broker, multiply its 5 MiB-per-partition retention.
+    public static let partitions: Int32 = 16
+
+    /// Every topic with its partition count.
+    public static func all(partitions: Int32 = Topics.partitions, replicationFactor: Int32 = 1) -> [TopicSpecification] {
+        [orderLines, stockAdjustments, ordersPlaced, stockReservations, shipments, refundRequests, orderOutcomes]
+            .map { TopicSpecification(name: $0, partitions: partitions, replicationFactor: replicationFactor) }
+            + [TopicSpecification(name: deadLetter, partitions: 4, replicationFactor: replicationFactor)]
+    }
+}
