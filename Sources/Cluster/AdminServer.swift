@@ -1,0 +1,44 @@
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+
+/// The dev cluster's control channel on 127.0.0.1: list, restart or SIGKILL a process.
+///
+/// Routes: `GET /processes`, `POST /processes/{name}/restart`, `POST /processes/{name}/kill`.
+public enum AdminServer {
+    public static func make(cluster: DevCluster, port: Int = 0, logger: Logger) -> some ApplicationProtocol {
+        let router = Router()
+        router.get("/processes") { _, _ in
+            let rows = cluster.supervisor.status.map { #"{"name":"\#($0.name)","pid":\#($0.pid),"restarts":\#($0.restarts)}"# }
+            return text(200, "[" + rows.joined(separator: ",") + "]")
+        }
+        router.post("/processes/:name/restart") { _, context in
+            let name = context.parameters.get("name") ?? ""
+            do {
+                try cluster.supervisor.restart(name)
+                return text(200, #"{"restarted":"\#(name)"}"#)
+            } catch { return text(404, #"{"error":"\#(error)"}"#) }
+        }
+        router.post("/processes/:name/kill") { _, context in
+            let name = context.parameters.get("name") ?? ""
+            do {
+                try cluster.supervisor.signal(name, SIGKILL)
+                return text(200, #"{"killed":"\#(name)"}"#)
+            } catch { return text(404, #"{"error":"\#(error)"}"#) }
+        }
+        return Application(
+            router: router,
+            configuration: .init(address: .hostname("127.0.0.1", port: port), serverName: "livesync-dev"),
+            onServerRunning: { channel in
+                let url = "http://127.0.0.1:\(channel.localAddress?.port ?? port)"
+                try? cluster.writeInfo(adminURL: url)
+                print("admin:      \(url)  (GET /processes, POST /processes/NAME/restart|kill)")
+            },
+            logger: logger)
+    }
+
+    static func text(_ status: Int, _ body: String) -> Response {
+        Response(status: .init(code: status), headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: body)))
+    }
+}

@@ -1,0 +1,209 @@
+import Foundation
+import GRDB
+import Histogram
+import Kafka
+import Logging
+import Worker
+
+/// Settings of `livesync demo`.
+public struct DemoConfiguration: Sendable {
+    public var shape = SessionShape()
+    public var dataDirectory = "var/demo"
+    public var viaKafka = false
+    public var concurrency = 128
+    /// SIGKILL `livesync-stock` once this many orders were accepted (it is restarted a second later).
+    public var killStockAfter: Int?
+    /// How long to wait for every accepted order to reach a terminal state.
+    public var settleTimeoutSeconds: Double = 120
+    public var stockInstances = 1
+    public var dispatchInstances = 1
+    public var synchronous = "FULL"
+    public var alerting = true
+
+    public init() {}
+}
+
+/// The demo's verdict, in the fields `--json` prints.
+public struct DemoSummary: Codable, Sendable {
+    public var accepted = 0
+    public var synced = 0
+    public var rejected = 0
+    public var cancelled = 0
+    /// Units promised beyond stock, counted from the stock store and from the ERP book: must be 0.
+    public var oversold: Int64 = 0
+    /// Accepted orders with no terminal state in the ERP book: must be 0.
+    public var lost = 0
+    public var orders_per_sec = 0.0
+    public var p50_ms = 0.0
+    public var p99_ms = 0.0
+    public var refused = 0
+    public var failed = 0
+    public var refunds = 0
+    /// SKUs whose reserved stock differs from the units of synced orders (a double or missed deduction): must be 0.
+    public var stock_mismatched_skus = 0
+    public var kills = 0
+    public var duration_sec = 0.0
+
+    public var passed: Bool { oversold == 0 && lost == 0 && stock_mismatched_skus == 0 && accepted == synced + rejected + cancelled }
+}
+
+public enum Demo {
+    public static func run(_ config: DemoConfiguration, logger: Logger) async throws -> DemoSummary {
+        var clusterConfig = DevClusterConfiguration(dataDirectory: config.dataDirectory)
+        clusterConfig.stockInstances = config.stockInstances
+        clusterConfig.dispatchInstances = config.dispatchInstances
+        clusterConfig.synchronous = config.synchronous
+        clusterConfig.withAlerting = config.alerting
+        let cluster = try await DevCluster(configuration: clusterConfig, logger: logger)
+        defer { cluster.stop() }
+        logger.info("embedded broker at \(cluster.bootstrap), ingest at \(cluster.ingestURL)")
+
+        let producer = try KafkaProducer(configuration: KafkaConfiguration(bootstrapServers: cluster.bootstrap))
+        defer { producer.close() }
+        let records = SessionGenerator.generate(config.shape)
+        var sender = ReplaySender(
+            target: config.viaKafka ? .kafka : .http(ingestURL: cluster.ingestURL, shops: cluster.shops),
+            producer: producer, logger: logger)
+        sender.concurrency = config.concurrency
+        let initial = try await sender.publishStock(records, sessionID: "demo-\(config.shape.seed)")
+        try await waitForStockLoad(cluster.stockDatabase, expected: initial.count, timeout: 60)
+        logger.info("stock loaded: \(initial.count) SKUs; replaying \(config.shape.orders) orders")
+
+        let kills = KillSwitch()
+        if let after = config.killStockAfter {
+            sender.onProgress = { count in
+                if count >= after, kills.fire() {
+                    let name = cluster.supervisor.names.first { $0.hasPrefix("stock") } ?? "stock"
+                    try? cluster.supervisor.signal(name, SIGKILL)
+                }
+            }
+        }
+        let replay = try await sender.send(records)
+        logger.info("replay done: \(replay.accepted.count) accepted, \(replay.refused) refused, \(replay.failed) failed")
+
+        var summary = try await settle(cluster: cluster, accepted: replay.accepted, initial: initial, timeout: config.settleTimeoutSeconds)
+        summary.refused = replay.refused
+        summary.failed = replay.failed
+        summary.refunds = replay.refundsAccepted
+        summary.kills = kills.fired ? 1 : 0
+        return summary
+    }
+
+    static func open(_ path: String) throws -> DatabaseQueue {
+        var config = Configuration()
+        config.busyMode = .timeout(10)
+        return try DatabaseQueue(path: path, configuration: config)
+    }
+
+    static func waitForStockLoad(_ path: String, expected: Int, timeout: Double) async throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if FileManager.default.fileExists(atPath: path) {
+                let n: Int? = try? await open(path).read { db in
+                    guard try db.tableExists("stock_adjustments_applied") else { return 0 }
+                    return try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM stock_adjustments_applied WHERE adjustment_id LIKE 'load:%'") ?? 0
+                }
+                if let n, n >= expected { return }
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw ConfigurationError("livesync-stock did not apply the stock load within \(Int(timeout)) s; see its log")
+    }
+
+    /// Waits until every accepted order is decided and stock agrees with the ERP book, then measures.
+    static func settle(cluster: DevCluster, accepted: [String], initial: [String: Int64], timeout: Double) async throws -> DemoSummary {
+        let erp = try open(cluster.erpDatabase)
+        let stock = try open(cluster.stockDatabase)
+        let deadline = Date().addingTimeInterval(timeout)
+        var summary = DemoSummary()
+        while true {
+            summary = try measure(erp: erp, stock: stock, accepted: accepted, initial: initial)
+            if (summary.lost == 0 && summary.stock_mismatched_skus == 0) || Date() >= deadline { break }
+            try await Task.sleep(for: .milliseconds(250))
+        }
+        return summary
+    }
+
+    static func measure(erp: DatabaseQueue, stock: DatabaseQueue, accepted: [String], initial: [String: Int64]) throws -> DemoSummary {
+        var s = DemoSummary()
+        s.accepted = Set(accepted).count
+        var statusByOrder: [String: String] = [:]
+        var histogram = Histogram<UInt64>(highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: .three)
+        var first = Int64.max, last = Int64.min
+        var syncedUnits: [String: Int64] = [:]
+        try erp.read { db in
+            guard try db.tableExists("erp_orders") else { return }
+            for row in try Row.fetchAll(db, sql: "SELECT order_id, status, ingested_at_us, decided_at_us FROM erp_orders") {
+                let status: String = row[1]
+                statusByOrder[row[0]] = status
+                let ingested: Int64 = row[2], decided: Int64 = row[3]
+                first = min(first, ingested)
+                last = max(last, decided)
+                if status == "synced" { _ = histogram.record(UInt64(max(0, decided - ingested))) }
+            }
+            for row in try Row.fetchAll(db, sql: """
+                SELECT l.sku, l.warehouse, SUM(l.quantity) FROM erp_order_lines l JOIN erp_orders o ON o.order_id = l.order_id
+                WHERE o.status = 'synced' GROUP BY l.sku, l.warehouse
+                """) {
+                syncedUnits["\(row[0] as String)@\(row[1] as String)"] = row[2]
+            }
+        }
+        for id in Set(accepted) {
+            switch statusByOrder[id] {
+            case "synced": s.synced += 1
+            case "out_of_stock": s.rejected += 1
+            case "cancelled": s.cancelled += 1
+            default: s.lost += 1
+            }
+        }
+        var oversoldStore: Int64 = 0, oversoldBook: Int64 = 0
+        try stock.read { db in
+            guard try db.tableExists("stock") else { return }
+            for row in try Row.fetchAll(db, sql: "SELECT sku, warehouse, on_hand, reserved FROM stock") {
+                let key = "\(row[0] as String)@\(row[1] as String)"
+                let onHand: Int64 = row[2], reserved: Int64 = row[3]
+                oversoldStore += max(0, reserved - onHand)
+                if reserved != syncedUnits[key, default: 0] || onHand - reserved != initial[key, default: 0] - syncedUnits[key, default: 0] {
+                    s.stock_mismatched_skus += 1
+                }
+            }
+        }
+        for (key, units) in syncedUnits { oversoldBook += max(0, units - initial[key, default: 0]) }
+        s.oversold = max(oversoldStore, oversoldBook)
+        if last > first {
+            s.duration_sec = Double(last - first) / 1e6
+            s.orders_per_sec = (Double(s.accepted) / s.duration_sec).rounded()
+        }
+        if histogram.totalCount > 0 {
+            s.p50_ms = Double(histogram.valueAtPercentile(50)) / 1000
+            s.p99_ms = Double(histogram.valueAtPercentile(99)) / 1000
+        }
+        return s
+    }
+
+    public static func render(_ s: DemoSummary) -> String {
+        """
+        LiveSync demo
+          accepted            \(s.accepted)
+          synced to ERP       \(s.synced)
+          rejected for stock  \(s.rejected)
+          cancelled (refund)  \(s.cancelled)
+          oversold            \(s.oversold)   (must be 0)
+          lost                \(s.lost)   (must be 0)
+          stock mismatches    \(s.stock_mismatched_skus)   (SKUs; must be 0)
+          refused / failed    \(s.refused) / \(s.failed)
+          refunds             \(s.refunds)
+          stock kills         \(s.kills)
+          throughput          \(s.orders_per_sec) orders/s over \(String(format: "%.1f", s.duration_sec)) s
+          ingest→ERP latency  p50 \(s.p50_ms) ms, p99 \(s.p99_ms) ms
+          verdict             \(s.passed ? "PASS" : "FAIL")
+        """
+    }
+}
+
+/// Fires once.
+final class KillSwitch: Sendable {
+    private let flag = StopFlag()
+    func fire() -> Bool { flag.set() }
+    var fired: Bool { flag.isSet }
+}

@@ -1,0 +1,154 @@
+import Crypto
+import Foundation
+import Kafka
+import Logging
+import Worker
+
+/// Settings of the one-machine cluster `livesync dev` and `livesync demo` run.
+public struct DevClusterConfiguration: Sendable {
+    /// Where state databases, logs and `cluster.json` go. Reset at start: the embedded broker is
+    /// in memory, so offsets from an earlier broker would point nowhere.
+    public var dataDirectory: String
+    /// Directory holding the `livesync-*` executables (default: next to the running one).
+    public var binDirectory: String
+    /// Instances of each consumer executable.
+    public var stockInstances = 1
+    public var dispatchInstances = 1
+    /// Group session timeout; the embedded broker waits this minus 1 s before each rebalance.
+    public var sessionTimeoutMilliseconds = 6_000
+    /// Alert webhook passed to livesync-alerting.
+    public var alertWebhookURL: String?
+    /// `PRAGMA synchronous` of every state database.
+    public var synchronous = "FULL"
+    /// Run without the alerting process.
+    public var withAlerting = true
+
+    public init(dataDirectory: String, binDirectory: String = DevClusterConfiguration.defaultBinDirectory) {
+        self.dataDirectory = dataDirectory
+        self.binDirectory = binDirectory
+    }
+
+    public static var defaultBinDirectory: String {
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        return (exe as NSString).deletingLastPathComponent
+    }
+}
+
+/// What a running dev cluster tells other processes (`<dataDir>/cluster.json`).
+public struct ClusterInfo: Codable, Sendable {
+    public var bootstrap: String
+    public var ingestURL: String
+    public var shops: [String: String]
+    public var dataDirectory: String
+    public var adminURL: String?
+
+    public static func load(_ path: String) throws -> ClusterInfo {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ConfigurationError("\(path) not found: start `livesync dev` first, or pass --ingest-url/--bootstrap")
+        }
+        return try JSONDecoder().decode(ClusterInfo.self, from: data)
+    }
+}
+
+/// The embedded broker with LiveSync's topics, and every executable as a supervised child.
+public final class DevCluster: Sendable {
+    public let configuration: DevClusterConfiguration
+    public let broker: EmbeddedBroker
+    public let supervisor: Supervisor
+    public let shops: [String: String]
+    public let ingestURL: String
+    let logger: Logger
+
+    public var bootstrap: String { broker.bootstrapServers }
+    public var stockDatabase: String { "\(configuration.dataDirectory)/stock.sqlite" }
+    public var erpDatabase: String { "\(configuration.dataDirectory)/erp.sqlite" }
+    public var clusterFile: String { "\(configuration.dataDirectory)/cluster.json" }
+
+    public init(configuration: DevClusterConfiguration, logger: Logger) async throws {
+        self.configuration = configuration
+        self.logger = logger
+        let fm = FileManager.default
+        let dir = configuration.dataDirectory
+        for binary in ["livesync-ingest", "livesync-stock", "livesync-dispatch", "livesync-aftersales", "livesync-alerting"] {
+            guard fm.isExecutableFile(atPath: "\(configuration.binDirectory)/\(binary)") else {
+                throw ConfigurationError("\(binary) not found in \(configuration.binDirectory): build the package first (swift build -c release)")
+            }
+        }
+        if fm.fileExists(atPath: dir) {
+            logger.info("resetting \(dir): the embedded broker starts empty, so earlier state and offsets do not apply")
+            try fm.removeItem(atPath: dir)
+        }
+        try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
+
+        broker = try EmbeddedBroker()
+        for topic in Topics.all() { try broker.createTopic(topic) }
+        supervisor = try Supervisor(logDirectory: "\(dir)/logs", logger: logger)
+
+        var shops: [String: String] = [:]
+        for i in 1...3 {
+            shops["shop-\(i)"] = SymmetricKey(size: .bits128).withUnsafeBytes { Data($0).base64EncodedString() }
+                .replacingOccurrences(of: "=", with: "").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "+", with: "-")
+        }
+        self.shops = shops
+
+        var env = ProcessInfo.processInfo.environment
+        env["LIVESYNC_KAFKA_BOOTSTRAP"] = broker.bootstrapServers
+        env["LIVESYNC_KAFKA_SESSION_TIMEOUT_MS"] = String(configuration.sessionTimeoutMilliseconds)
+        env["LIVESYNC_DATA_DIR"] = dir
+        env["LIVESYNC_DB_SYNCHRONOUS"] = configuration.synchronous
+        let addressFile = "\(dir)/ingest.url"
+        var ingestEnv = env
+        ingestEnv["LIVESYNC_INGEST_SHOPS"] = shops.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ";")
+        ingestEnv["LIVESYNC_INGEST_PORT"] = env["LIVESYNC_INGEST_PORT"] ?? "0"
+        ingestEnv["LIVESYNC_INGEST_ADDRESS_FILE"] = addressFile
+        let bin = configuration.binDirectory
+        try supervisor.start(ChildSpec(name: "ingest", executable: "\(bin)/livesync-ingest", environment: ingestEnv))
+        for i in 1...max(1, configuration.stockInstances) {
+            var e = env
+            e["LIVESYNC_KAFKA_INSTANCE_ID"] = "stock-\(i)"
+            try supervisor.start(ChildSpec(name: configuration.stockInstances > 1 ? "stock-\(i)" : "stock", executable: "\(bin)/livesync-stock", environment: e))
+        }
+        for i in 1...max(1, configuration.dispatchInstances) {
+            var e = env
+            e["LIVESYNC_KAFKA_INSTANCE_ID"] = "dispatch-\(i)"
+            try supervisor.start(ChildSpec(name: configuration.dispatchInstances > 1 ? "dispatch-\(i)" : "dispatch", executable: "\(bin)/livesync-dispatch", environment: e))
+        }
+        var a = env
+        a["LIVESYNC_KAFKA_INSTANCE_ID"] = "aftersales-1"
+        try supervisor.start(ChildSpec(name: "aftersales", executable: "\(bin)/livesync-aftersales", environment: a))
+        if configuration.withAlerting {
+            var al = env
+            al["LIVESYNC_KAFKA_INSTANCE_ID"] = "alerting-1"
+            if let url = configuration.alertWebhookURL { al["LIVESYNC_ALERTING_WEBHOOK_URL"] = url }
+            try supervisor.start(ChildSpec(name: "alerting", executable: "\(bin)/livesync-alerting", environment: al))
+        }
+
+        // Wait for ingest to listen (it writes its URL once bound).
+        let deadline = Date().addingTimeInterval(60)
+        var url: String?
+        while url == nil && Date() < deadline {
+            if let data = fm.contents(atPath: addressFile), !data.isEmpty { url = String(decoding: data, as: UTF8.self) } else {
+                try await Task.sleep(for: .milliseconds(50))
+            }
+        }
+        guard let url else {
+            supervisor.stopAll()
+            throw ConfigurationError("livesync-ingest did not start listening within 60 s; see \(dir)/logs/ingest.log")
+        }
+        ingestURL = url
+        try writeInfo(adminURL: nil)
+    }
+
+    public func writeInfo(adminURL: String?) throws {
+        let info = ClusterInfo(bootstrap: bootstrap, ingestURL: ingestURL, shops: shops, dataDirectory: configuration.dataDirectory, adminURL: adminURL)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try encoder.encode(info).write(to: URL(fileURLWithPath: clusterFile))
+        chmod(clusterFile, 0o600)
+    }
+
+    /// Stops every process gracefully (each finishes and commits its batch).
+    public func stop() {
+        supervisor.stopAll()
+    }
+}

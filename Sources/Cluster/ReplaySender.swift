@@ -1,0 +1,217 @@
+import AsyncHTTPClient
+import Foundation
+import Ingest
+import Kafka
+import Logging
+import Model
+import NIOCore
+import Synchronization
+import Worker
+
+/// Where the replay producer sends a session.
+public enum ReplayTarget: Sendable {
+    /// Through ingest's HTTP webhooks, signed with each shop's secret (the real parsing path).
+    case http(ingestURL: String, shops: [String: String])
+    /// Straight into Kafka, normalised exactly as ingest would.
+    case kafka
+}
+
+/// What the replay producer saw.
+public struct ReplayResult: Sendable {
+    /// Canonical ids of the orders ingest acknowledged (2xx).
+    public var accepted: [String] = []
+    public var refundsAccepted = 0
+    /// Refused with a 4xx (bad input): not retried.
+    public var refused = 0
+    /// Still failing (5xx or network) after every retry.
+    public var failed = 0
+    public var stockRecords = 0
+    public var startedAt = Date()
+    public var finishedAt = Date()
+}
+
+/// Sends a session at its recorded pace (or as fast as possible) with bounded concurrency.
+public struct ReplaySender: Sendable {
+    public var target: ReplayTarget
+    public var producer: KafkaProducer
+    /// Requests in flight at once (HTTP) — a live session's many buyers.
+    public var concurrency = 128
+    public var logger: Logger
+    /// Called after each accepted order with the running count (for chaos hooks).
+    public var onProgress: (@Sendable (Int) async -> Void)?
+
+    public init(target: ReplayTarget, producer: KafkaProducer, logger: Logger) {
+        self.target = target
+        self.producer = producer
+        self.logger = logger
+    }
+
+    /// Publishes the session's initial stock (SET adjustments) to `stock.adjustments`.
+    public func publishStock(_ records: [ReplayRecord], sessionID: String) async throws -> [String: Int64] {
+        var messages: [ProducerMessage] = []
+        var levels: [String: Int64] = [:]
+        for rec in records {
+            guard let s = rec.stock else { continue }
+            var adj = StockAdjustment()
+            adj.adjustmentID = "load:\(sessionID):\(s.sku):\(s.warehouse)"
+            adj.sku = s.sku
+            adj.warehouse = s.warehouse
+            adj.kind = .set
+            adj.quantity = s.available
+            adj.reason = "session stock load"
+            adj.createdAtUs = Clock.nowMicros()
+            messages.append(ProducerMessage(topic: Topics.stockAdjustments, key: s.sku, value: adj.bytes))
+            levels["\(s.sku)@\(s.warehouse)"] = s.available
+        }
+        try await producer.send(messages)
+        return levels
+    }
+
+    /// Sends every order and refund; returns once each one is acknowledged, refused or given up on.
+    public func send(_ records: [ReplayRecord]) async throws -> ReplayResult {
+        let events = records.filter { $0.type != "stock" }
+        var result = ReplayResult()
+        result.stockRecords = records.count - events.count
+        result.startedAt = Date()
+        let start = ContinuousClock.now
+        switch target {
+        case .kafka:
+            try await sendToKafka(events, start: start, result: &result)
+        case .http(let url, let shops):
+            try await sendOverHTTP(events, url: url, shops: shops, start: start, result: &result)
+        }
+        result.finishedAt = Date()
+        return result
+    }
+
+    private func sendToKafka(_ events: [ReplayRecord], start: ContinuousClock.Instant, result: inout ReplayResult) async throws {
+        var pending: [ProducerMessage] = []
+        var pendingIDs: [String] = []
+        var refunds = 0
+        func flush() async throws {
+            guard !pending.isEmpty else { return }
+            try await producer.send(pending)
+            result.accepted += pendingIDs
+            result.refundsAccepted += refunds
+            await onProgress?(result.accepted.count)
+            pending.removeAll(keepingCapacity: true)
+            pendingIDs.removeAll(keepingCapacity: true)
+            refunds = 0
+        }
+        for event in events {
+            if event.at > 0 {
+                let due = start + .milliseconds(Int64(event.at * 1000))
+                if due > .now { try await flush(); try await Task.sleep(until: due) }
+            }
+            let now = Clock.nowMicros()
+            do {
+                if let o = event.order {
+                    let body = Array(try JSONEncoder().encode(o))
+                    let order = try GenericWebhook.order(from: body, shop: ShopCredentials(secret: ""), now: now)
+                    pending += OrderPublisher.messages(for: order)
+                    pendingIDs.append(order.orderID)
+                } else if let r = event.refund {
+                    let refund = try GenericWebhook.refund(from: Array(try JSONEncoder().encode(r)), now: now)
+                    pending.append(ProducerMessage(topic: Topics.refundRequests, key: refund.orderID, value: refund.bytes))
+                    refunds += 1
+                }
+            } catch let error as IngestError {
+                result.refused += 1
+                logger.warning("replay record refused: \(error)")
+            }
+            if pending.count >= 5_000 { try await flush() }
+        }
+        try await flush()
+    }
+
+    private func sendOverHTTP(_ events: [ReplayRecord], url: String, shops: [String: String], start: ContinuousClock.Instant, result: inout ReplayResult) async throws {
+        var config = HTTPClient.Configuration()
+        config.connectionPool = .init(idleTimeout: .seconds(30), concurrentHTTP1ConnectionsPerHostSoftLimit: concurrency)
+        config.timeout = .init(connect: .seconds(5), read: .seconds(30))
+        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
+        let state = SharedProgress()
+        do {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<concurrency {
+                    group.addTask {
+                        let encoder = JSONEncoder()
+                        while true {
+                            let i = state.next.add(1, ordering: .relaxed).oldValue
+                            guard i < events.count else { return }
+                            let event = events[i]
+                            if event.at > 0 {
+                                let due = start + .milliseconds(Int64(event.at * 1000))
+                                if due > .now { try await Task.sleep(until: due) }
+                            }
+                            let (path, shop, body): (String, String, Data)
+                            if let o = event.order {
+                                (path, shop, body) = ("/webhooks/generic", o.shop_id, try encoder.encode(o))
+                            } else if let r = event.refund {
+                                (path, shop, body) = ("/webhooks/generic/refunds", r.shop_id, try encoder.encode(r))
+                            } else { continue }
+                            let outcome = await post(client, url + path, body: body, secret: shops[shop] ?? "")
+                            let count: Int? = state.result.withLock { r in
+                                switch outcome {
+                                case .accepted:
+                                    if let o = event.order {
+                                        r.accepted.append(Identifiers.orderID(platform: .generic, shop: o.shop_id, platformOrderID: o.order_id))
+                                        return r.accepted.count
+                                    }
+                                    r.refundsAccepted += 1
+                                case .refused: r.refused += 1
+                                case .failed: r.failed += 1
+                                }
+                                return nil
+                            }
+                            if let count { await onProgress?(count) }
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+        } catch {
+            try? await client.shutdown()
+            throw error
+        }
+        try await client.shutdown()
+        let r = state.result.withLock { $0 }
+        result.accepted = r.accepted
+        result.refundsAccepted = r.refundsAccepted
+        result.refused = r.refused
+        result.failed = r.failed
+    }
+
+    enum Outcome { case accepted, refused, failed }
+
+    /// Posts one signed webhook; retries 5xx and network errors with backoff, as platforms do.
+    private func post(_ client: HTTPClient, _ url: String, body: Data, secret: String) async -> Outcome {
+        var request = HTTPClientRequest(url: url)
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.headers.add(name: GenericWebhook.signatureHeader, value: GenericWebhook.sign(body, secret: secret))
+        request.body = .bytes(ByteBuffer(bytes: body))
+        for attempt in 0..<8 {
+            do {
+                let response = try await client.execute(request, timeout: .seconds(30))
+                _ = try? await response.body.collect(upTo: 1 << 16)
+                switch response.status.code {
+                case 200..<300: return .accepted
+                case 400..<500:
+                    logger.warning("ingest refused a replayed request", metadata: ["status": "\(response.status.code)"])
+                    return .refused
+                default: break
+                }
+            } catch {
+                if attempt == 7 { logger.error("replayed request failed", metadata: ["error": "\(error)"]) }
+            }
+            try? await Task.sleep(for: .milliseconds(100 << attempt))
+        }
+        return .failed
+    }
+}
+
+/// Progress shared by the replay's concurrent senders.
+private final class SharedProgress: Sendable {
+    let next = Atomic<Int>(0)
+    let result = Mutex(ReplayResult())
+}

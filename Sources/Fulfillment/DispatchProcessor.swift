@@ -1,0 +1,153 @@
+import Foundation
+import GRDB
+import Kafka
+import Model
+import Worker
+
+/// Joins `orders.placed` with `stock.reservations` (co-partitioned by order id) and decides
+/// each order once every line has its stock decision.
+///
+/// All lines reserved: the order and one shipment per warehouse go into the ERP book and
+/// `fulfillment.shipments`. Any line rejected: the reserved lines are released through
+/// `stock.adjustments` and the order is booked out of stock. A refund that arrived first
+/// cancels it instead. Duplicates (by order id, by line event id) change nothing.
+public final class DispatchProcessor: BatchProcessor {
+    public init() {}
+
+    public func prepare(_ db: Database) throws {
+        try ErpBook.createSchema(db)
+        try db.execute(sql: """
+            CREATE TABLE IF NOT EXISTS dispatch_pending_orders (
+                order_id TEXT PRIMARY KEY, payload BLOB NOT NULL, received_at_us INTEGER NOT NULL) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS dispatch_pending_reservations (
+                event_id TEXT PRIMARY KEY, order_id TEXT NOT NULL, line_no INTEGER NOT NULL,
+                status INTEGER NOT NULL) WITHOUT ROWID;
+            CREATE INDEX IF NOT EXISTS dispatch_pending_reservations_order ON dispatch_pending_reservations (order_id);
+            """)
+    }
+
+    public func apply(_ messages: [KafkaMessage], db: Database, output: inout BatchOutput) throws {
+        var touched: [String] = []
+        var seen: Set<String> = []
+        let decided = try db.cachedStatement(sql: "SELECT 1 FROM erp_orders WHERE order_id = ?")
+        let insertOrder = try db.cachedStatement(sql: "INSERT OR IGNORE INTO dispatch_pending_orders (order_id, payload, received_at_us) VALUES (?, ?, ?)")
+        let insertReservation = try db.cachedStatement(sql: "INSERT OR IGNORE INTO dispatch_pending_reservations (event_id, order_id, line_no, status) VALUES (?, ?, ?, ?)")
+        let now = Clock.nowMicros()
+        for message in messages {
+            let orderID: String
+            switch message.topic {
+            case Topics.ordersPlaced:
+                guard let order = try? Order(serializedBytes: message.value), !order.orderID.isEmpty, !order.lines.isEmpty else {
+                    output.deadLetter(message, error: "not a valid Order (needs order_id and lines)")
+                    continue
+                }
+                orderID = order.orderID
+                if try Bool.fetchOne(decided, arguments: [orderID]) == true { continue }
+                try insertOrder.execute(arguments: [orderID, Data(message.value), now])
+            case Topics.stockReservations:
+                guard let r = try? Reservation(serializedBytes: message.value), !r.orderID.isEmpty, !r.eventID.isEmpty else {
+                    output.deadLetter(message, error: "not a valid Reservation (needs order_id and event_id)")
+                    continue
+                }
+                orderID = r.orderID
+                if try Bool.fetchOne(decided, arguments: [orderID]) == true { continue }
+                try insertReservation.execute(arguments: [r.eventID, r.orderID, r.lineNo, r.status.rawValue])
+            default:
+                output.deadLetter(message, error: "dispatch does not consume topic \(message.topic)")
+                continue
+            }
+            if seen.insert(orderID).inserted { touched.append(orderID) }
+        }
+        for orderID in touched { try decide(orderID, db: db, output: &output, now: now) }
+    }
+
+    private func decide(_ orderID: String, db: Database, output: inout BatchOutput, now: Int64) throws {
+        guard let payload = try Data.fetchOne(db, sql: "SELECT payload FROM dispatch_pending_orders WHERE order_id = ?", arguments: [orderID]),
+              let order = try? Order(serializedBytes: payload)
+        else { return }
+        var statusByLine: [UInt32: Int] = [:]
+        for row in try Row.fetchAll(db, sql: "SELECT line_no, status FROM dispatch_pending_reservations WHERE order_id = ?", arguments: [orderID]) {
+            statusByLine[row[0]] = row[1]
+        }
+        guard order.lines.allSatisfy({ statusByLine[$0.lineNo] != nil }) else { return }  // still waiting
+
+        let reservedRaw = ReservationStatus.reserved.rawValue
+        let allReserved = order.lines.allSatisfy { statusByLine[$0.lineNo] == reservedRaw }
+        let refundWaiting = try Bool.fetchOne(db, sql: "SELECT 1 FROM erp_refunds WHERE order_id = ? AND status = 'pending' LIMIT 1", arguments: [orderID]) == true
+        let status = refundWaiting ? ErpBook.Status.cancelled : (allReserved ? ErpBook.Status.synced : ErpBook.Status.outOfStock)
+
+        try db.execute(sql: """
+            INSERT INTO erp_orders (order_id, platform, shop_id, platform_order_id, status, currency, total_fen,
+                buyer_name, buyer_phone, buyer_address, remark, line_count, paid_at_us, ingested_at_us, decided_at_us, cancelled_at_us)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """, arguments: [
+                orderID, order.platform.slug, order.shopID, order.platformOrderID, status, order.currency, order.totalFen,
+                order.buyer.name, order.buyer.phone, order.buyer.address, order.buyerRemark, order.lines.count,
+                order.paidAtUs, order.ingestedAtUs, now, status == ErpBook.Status.cancelled ? now : nil,
+            ])
+        let insertLine = try db.cachedStatement(sql: """
+            INSERT INTO erp_order_lines (order_id, line_no, event_id, sku, warehouse, quantity, unit_price_fen, reservation)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+            """)
+        for line in order.lines {
+            let reserved = statusByLine[line.lineNo] == reservedRaw
+            try insertLine.execute(arguments: [orderID, line.lineNo, line.eventID, line.sku, line.warehouse, line.quantity, line.unitPriceFen, reserved ? "reserved" : "rejected"])
+            if reserved && status != ErpBook.Status.synced {
+                output.emit(topic: Topics.stockAdjustments, key: line.sku, value: Self.release(line, reason: status, now: now).bytes)
+            }
+        }
+        var outcome = OrderOutcome()
+        outcome.orderID = orderID
+        outcome.ingestedAtUs = order.ingestedAtUs
+        outcome.decidedAtUs = now
+        switch status {
+        case ErpBook.Status.synced:
+            outcome.kind = .synced
+            var byWarehouse: [String: [OrderLine]] = [:]
+            for line in order.lines { byWarehouse[line.warehouse, default: []].append(line) }
+            for (warehouse, lines) in byWarehouse.sorted(by: { $0.key < $1.key }) {
+                var shipment = Shipment()
+                shipment.shipmentID = "\(orderID)/\(warehouse)"
+                shipment.orderID = orderID
+                shipment.warehouse = warehouse
+                shipment.createdAtUs = now
+                try db.execute(sql: "INSERT INTO erp_shipments (shipment_id, order_id, warehouse, status, created_at_us) VALUES (?, ?, ?, 'pending', ?)",
+                               arguments: [shipment.shipmentID, orderID, warehouse, now])
+                var totals: [String: Int64] = [:]
+                for line in lines { totals[line.sku, default: 0] += line.quantity }
+                for (sku, qty) in totals.sorted(by: { $0.key < $1.key }) {
+                    try db.execute(sql: "INSERT INTO erp_shipment_lines (shipment_id, sku, quantity) VALUES (?, ?, ?)", arguments: [shipment.shipmentID, sku, qty])
+                    var sl = ShipmentLine()
+                    sl.sku = sku
+                    sl.quantity = qty
+                    shipment.lines.append(sl)
+                }
+                output.emit(topic: Topics.shipments, key: orderID, value: shipment.bytes)
+            }
+        case ErpBook.Status.outOfStock:
+            outcome.kind = .rejectedOutOfStock
+            outcome.detail = order.lines.filter { statusByLine[$0.lineNo] != reservedRaw }.map(\.sku).joined(separator: ",")
+        default:
+            outcome.kind = .cancelled
+            outcome.detail = "refund requested before the order was synced"
+            try db.execute(sql: "UPDATE erp_refunds SET status = 'refunded', booked_at_us = ? WHERE order_id = ? AND status = 'pending'", arguments: [now, orderID])
+        }
+        output.emit(topic: Topics.orderOutcomes, key: orderID, value: outcome.bytes)
+        try db.execute(sql: "DELETE FROM dispatch_pending_orders WHERE order_id = ?", arguments: [orderID])
+        try db.execute(sql: "DELETE FROM dispatch_pending_reservations WHERE order_id = ?", arguments: [orderID])
+    }
+
+    /// A release of a line's reservation; its id is derived from the line so stock applies it once.
+    public static func release(_ line: OrderLine, reason: String, now: Int64) -> StockAdjustment {
+        var adj = StockAdjustment()
+        adj.adjustmentID = "release:\(line.eventID)"
+        adj.sku = line.sku
+        adj.warehouse = line.warehouse
+        adj.kind = .release
+        adj.quantity = line.quantity
+        adj.releaseEventID = line.eventID
+        adj.reason = reason
+        adj.createdAtUs = now
+        return adj
+    }
+}

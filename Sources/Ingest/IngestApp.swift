@@ -1,0 +1,118 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Kafka
+import Logging
+import Model
+import NIOCore
+import Worker
+
+/// Settings of `livesync-ingest`.
+public struct IngestConfiguration: Sendable {
+    /// Listen address (default 127.0.0.1:8080; port 0 picks a free port).
+    public var host: String
+    public var port: Int
+    /// Shops allowed to post, with their webhook secrets.
+    public var shops: [String: ShopCredentials]
+    /// Largest body accepted (default 1 MiB); larger ones get 413.
+    public var maxBodyBytes: Int
+    /// Where the bound address is written once listening (lets `livesync dev` use port 0).
+    public var addressFile: String?
+
+    public init(host: String = "127.0.0.1", port: Int = 8080, shops: [String: ShopCredentials], maxBodyBytes: Int = 1 << 20, addressFile: String? = nil) {
+        self.host = host
+        self.port = port
+        self.shops = shops
+        self.maxBodyBytes = maxBodyBytes
+        self.addressFile = addressFile
+    }
+}
+
+/// Publishes normalised orders: one message per line to `orders.lines` (key SKU) and the order
+/// to `orders.placed` (key order id), returning only once Kafka acknowledged all of them.
+public struct OrderPublisher: Sendable {
+    public let producer: KafkaProducer
+
+    public init(producer: KafkaProducer) { self.producer = producer }
+
+    public static func messages(for order: Order) -> [ProducerMessage] {
+        var messages = order.lines.map { ProducerMessage(topic: Topics.orderLines, key: $0.sku, value: $0.bytes) }
+        messages.append(ProducerMessage(topic: Topics.ordersPlaced, key: order.orderID, value: order.bytes))
+        return messages
+    }
+
+    public func publish(_ order: Order) async throws {
+        try await producer.send(Self.messages(for: order))
+    }
+
+    public func publish(_ refund: RefundRequest) async throws {
+        try await producer.send([ProducerMessage(topic: Topics.refundRequests, key: refund.orderID, value: refund.bytes)])
+    }
+}
+
+/// The HTTP side of ingest.
+public enum IngestApp {
+    public static func make(configuration: IngestConfiguration, publisher: OrderPublisher, logger: Logger) -> some ApplicationProtocol {
+        let router = Router()
+        router.get("/healthz") { _, _ in json(200, #"{"status":"ok"}"#) }
+        router.post("/webhooks/generic") { request, _ in
+            await handle(request, configuration: configuration, logger: logger) { body, shop, now in
+                let order = try GenericWebhook.order(from: body, shop: shop, now: now)
+                do { try await publisher.publish(order) } catch { throw IngestError.unavailable("\(error)") }
+                return #"{"status":"accepted","order_id":"\#(order.orderID)","lines":\#(order.lines.count)}"#
+            }
+        }
+        router.post("/webhooks/generic/refunds") { request, _ in
+            await handle(request, configuration: configuration, logger: logger) { body, _, now in
+                let refund = try GenericWebhook.refund(from: body, now: now)
+                do { try await publisher.publish(refund) } catch { throw IngestError.unavailable("\(error)") }
+                return #"{"status":"accepted","refund_id":"\#(refund.refundID)"}"#
+            }
+        }
+        let addressFile = configuration.addressFile
+        return Application(
+            router: router,
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "livesync-ingest", backlog: 1024),
+            onServerRunning: { channel in
+                let port = channel.localAddress?.port ?? configuration.port
+                let address = "http://\(configuration.host):\(port)"
+                logger.info("ingest listening", metadata: ["url": "\(address)"])
+                if let addressFile { try? address.write(toFile: addressFile, atomically: true, encoding: .utf8) }
+            },
+            logger: logger)
+    }
+
+    /// Reads the body, checks size and signature, then runs `accept`; every refusal is a JSON error.
+    static func handle(
+        _ request: Request, configuration: IngestConfiguration, logger: Logger,
+        accept: (_ body: [UInt8], _ shop: ShopCredentials, _ now: Int64) async throws -> String
+    ) async -> Response {
+        var request = request
+        do {
+            let buffer: ByteBuffer
+            do { buffer = try await request.collectBody(upTo: configuration.maxBodyBytes) } catch {
+                throw IngestError.tooLarge(limit: configuration.maxBodyBytes)
+            }
+            let body = Array(buffer.readableBytesView)
+            let shopID = try GenericWebhook.shopID(of: body)
+            guard let shop = configuration.shops[shopID] else { throw IngestError.unknownShop(shopID) }
+            guard GenericWebhook.verify(body, header: request.headers[HTTPField.Name(GenericWebhook.signatureHeader)!], secret: shop.secret) else {
+                throw IngestError.badSignature
+            }
+            return json(200, try await accept(body, shop, Clock.nowMicros()))
+        } catch let error as IngestError {
+            if error.status >= 500 { logger.error("request failed", metadata: ["error": "\(error)"]) }
+            return json(error.status, error.jsonBody)
+        } catch {
+            logger.error("request failed", metadata: ["error": "\(error)"])
+            return json(500, #"{"error":"internal"}"#)
+        }
+    }
+
+    static func json(_ status: Int, _ body: String) -> Response {
+        Response(
+            status: HTTPResponse.Status(code: status),
+            headers: [.contentType: "application/json"],
+            body: ResponseBody(byteBuffer: ByteBuffer(string: body)))
+    }
+}

@@ -1,0 +1,124 @@
+import Configuration
+import Foundation
+import Kafka
+import Logging
+import ServiceLifecycle
+import SystemPackage
+
+/// Where every LiveSync executable reads its configuration: environment variables first
+/// (`LIVESYNC_KAFKA_BOOTSTRAP`), then an optional JSON file (`{"livesync": {"kafka": {"bootstrap": …}}}`),
+/// then the documented defaults.
+public struct LiveSyncConfig: Sendable {
+    public let reader: ConfigReader
+
+    public init(file: String?, environment: [String: String] = ProcessInfo.processInfo.environment) async throws {
+        var providers: [any ConfigProvider] = [EnvironmentVariablesProvider(environmentVariables: environment)]
+        if let file {
+            guard FileManager.default.fileExists(atPath: file) else {
+                throw ConfigurationError("configuration file \(file) does not exist")
+            }
+            providers.append(try await FileProvider<JSONSnapshot>(filePath: FilePath(file)))
+        }
+        reader = ConfigReader(providers: providers)
+    }
+
+    public func string(_ key: String, default value: String) -> String {
+        reader.string(forKey: ConfigKey("livesync.\(key)"), default: value)
+    }
+
+    public func optionalString(_ key: String) -> String? {
+        reader.string(forKey: ConfigKey("livesync.\(key)"))
+    }
+
+    public func int(_ key: String, default value: Int) -> Int {
+        reader.int(forKey: ConfigKey("livesync.\(key)"), default: value)
+    }
+
+    /// Kafka client settings:
+    /// - `kafka.bootstrap` (default `127.0.0.1:9092`; `livesync dev` passes the embedded broker's),
+    /// - `kafka.sessionTimeoutMs` (default 45000, Kafka's; the embedded broker rebalances after
+    ///   this minus 1 s, so dev uses 6000),
+    /// - `kafka.instanceId` → `group.instance.id` (static membership on real Kafka),
+    /// - `kafka.properties`: extra librdkafka properties, `k=v,k=v` (e.g. SASL/TLS settings).
+    public func kafka() throws -> KafkaConfiguration {
+        var properties: [String: String] = [:]
+        properties["session.timeout.ms"] = String(int("kafka.sessionTimeoutMs", default: 45_000))
+        if let id = optionalString("kafka.instanceId"), !id.isEmpty { properties["group.instance.id"] = id }
+        if let extra = optionalString("kafka.properties"), !extra.isEmpty {
+            for pair in extra.split(separator: ",") {
+                let kv = pair.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+                guard kv.count == 2, !kv[0].isEmpty else {
+                    throw ConfigurationError("kafka.properties entry '\(pair)' is not key=value")
+                }
+                properties[kv[0]] = kv[1]
+            }
+        }
+        return KafkaConfiguration(bootstrapServers: string("kafka.bootstrap", default: "127.0.0.1:9092"), properties: properties)
+    }
+
+    /// The state database of an executable: `<dataDir>/<name>.sqlite` unless `db.<name>` names a path.
+    /// `db.synchronous` (default FULL) applies to all.
+    public func stateStore(_ name: String) -> StateStoreConfiguration {
+        let dir = string("dataDir", default: "var/data")
+        return StateStoreConfiguration(
+            path: string("db.\(name)", default: "\(dir)/\(name).sqlite"),
+            synchronous: string("db.synchronous", default: "FULL"))
+    }
+
+    /// The batching consumer's settings for `group` (`consumer.maxBatch`, `consumer.maxWaitMs`).
+    public func consumer(group: String, topics: [String]) throws -> BatchConsumerConfiguration {
+        BatchConsumerConfiguration(
+            kafka: try kafka(), groupID: group, topics: topics,
+            maxBatchSize: int("consumer.maxBatch", default: 20_000),
+            maxBatchWaitMilliseconds: int("consumer.maxWaitMs", default: 5))
+    }
+}
+
+/// A configuration value that cannot be used; the message names the key and what to do.
+public struct ConfigurationError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Runs long-lived services until SIGTERM/SIGINT, then shuts them down gracefully.
+public enum ServiceRunner {
+    public static func run(_ services: [any Service], logger: Logger) async throws {
+        let group = ServiceGroup(configuration: .init(
+            services: services.map { .init(service: $0) },
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger))
+        try await group.run()
+    }
+
+    /// Standard logging for every executable: stderr, level from `LIVESYNC_LOG_LEVEL` (default info).
+    public static func bootstrapLogging() {
+        let level = ProcessInfo.processInfo.environment["LIVESYNC_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+    }
+}
+
+/// A consumer executable in one call: state store, producer, batching consumer, service group.
+public enum ConsumerMain {
+    public static func run(
+        name: String, group: String, topics: [String], database: String? = nil, configFile: String?,
+        makeProcessor: @escaping @Sendable (LiveSyncConfig) throws -> any BatchProcessor
+    ) async throws {
+        ServiceRunner.bootstrapLogging()
+        let logger = Logger(label: "livesync.\(name)")
+        let config = try await LiveSyncConfig(file: configFile)
+        let store = try StateStore(config.stateStore(database ?? name))
+        let kafka = try config.kafka()
+        let producer = try KafkaProducer(configuration: kafka, logger: logger)
+        let service = BatchConsumerService(
+            configuration: try config.consumer(group: config.string("group.\(name)", default: group), topics: topics),
+            store: store, producer: producer, logger: logger,
+            makeProcessor: { try makeProcessor(config) })
+        logger.info("starting", metadata: ["bootstrap": "\(kafka.bootstrapServers)", "db": "\(store.configuration.path)"])
+        try await ServiceRunner.run([service], logger: logger)
+        producer.close()
+    }
+}

@@ -1,0 +1,22 @@
+import ArgumentParser
+import Inventory
+import Worker
+
+/// Stock deduction: consumes `orders.lines` and `stock.adjustments`, publishes `stock.reservations`.
+@main
+struct StockCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "livesync-stock",
+        abstract: "Reserves stock for order lines, per SKU partition, never below zero.")
+
+    @Option(help: "JSON configuration file (environment variables LIVESYNC_* take precedence).")
+    var config: String?
+
+    func run() async throws {
+        try await ConsumerMain.run(
+            name: "stock", group: "livesync-stock",
+            topics: [Topics.orderLines, Topics.stockAdjustments], configFile: config
+        ) { _ in StockProcessor() }
+    }
+}
+

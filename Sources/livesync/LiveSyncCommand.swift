@@ -1,0 +1,195 @@
+import ArgumentParser
+import AsyncHTTPClient
+import Cluster
+import Foundation
+import Kafka
+import Logging
+import Worker
+
+@main
+struct LiveSyncCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "livesync",
+        abstract: "LiveSync operator CLI: run the embedded cluster, replay live sessions, run the demo.",
+        subcommands: [Dev.self, Demo.self, Replay.self, Restart.self, Kill.self])
+}
+
+struct SessionOptions: ParsableArguments {
+    @Option(help: "Orders in the synthetic session.") var orders = 20_000
+    @Option(help: "Mean arrival rate in orders/s, in bursts (0: as fast as possible).") var rate = 0.0
+    @Option(help: "SKUs in the catalogue (Zipf popularity; SKU-0000 is hot and sells out).") var skus = 200
+    @Option(help: "Fraction of orders refunded.") var refundRate = 0.02
+    @Option(help: "Random seed (same seed, same session).") var seed: UInt64 = 42
+
+    var shape: SessionShape {
+        var s = SessionShape()
+        s.orders = orders
+        s.ratePerSecond = rate
+        s.skus = skus
+        s.refundRate = refundRate
+        s.seed = seed
+        return s
+    }
+
+    func validate() throws {
+        guard orders > 0 else { throw ValidationError("--orders must be positive") }
+        guard skus > 0 else { throw ValidationError("--skus must be positive") }
+        guard rate >= 0 else { throw ValidationError("--rate must not be negative") }
+        guard (0...1).contains(refundRate) else { throw ValidationError("--refund-rate must be between 0 and 1") }
+    }
+}
+
+extension LiveSyncCommand {
+    struct Dev: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Start the embedded Kafka broker, create the topics and run every executable.")
+
+        @Option(help: "State, logs and cluster.json (reset at start).") var dataDir = "var/dev"
+        @Option(help: "livesync-stock instances.") var stockInstances = 1
+        @Option(help: "livesync-dispatch instances.") var dispatchInstances = 1
+        @Option(help: "Admin port on 127.0.0.1 (0: any free port).") var adminPort = 0
+        @Option(help: "Alert webhook URL for livesync-alerting.") var alertWebhook: String?
+
+        func run() async throws {
+            ServiceRunner.bootstrapLogging()
+            let logger = Logger(label: "livesync.dev")
+            var config = DevClusterConfiguration(dataDirectory: dataDir)
+            config.stockInstances = stockInstances
+            config.dispatchInstances = dispatchInstances
+            config.alertWebhookURL = alertWebhook
+            let cluster = try await DevCluster(configuration: config, logger: logger)
+            print("bootstrap:  \(cluster.bootstrap)")
+            print("ingest:     \(cluster.ingestURL)/webhooks/generic")
+            print("cluster:    \(cluster.clusterFile)  (shop secrets; used by `livesync replay`)")
+            print("logs:       \(dataDir)/logs/")
+            let admin = AdminServer.make(cluster: cluster, port: adminPort, logger: logger)
+            do {
+                try await ServiceRunner.run([admin], logger: logger)
+            } catch {
+                cluster.stop()
+                throw error
+            }
+            cluster.stop()
+        }
+    }
+
+    struct Demo: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run the cluster on the embedded broker, replay a live session through it and print the summary.")
+
+        @OptionGroup var session: SessionOptions
+        @Flag(help: "Print the summary as one JSON object.") var json = false
+        @Flag(help: "Publish straight into Kafka instead of through ingest's HTTP.") var viaKafka = false
+        @Option(help: "Concurrent HTTP requests.") var concurrency = 128
+        @Option(help: "SIGKILL livesync-stock after this many accepted orders (it restarts).") var killStockAfter: Int?
+        @Option(help: "Seconds to wait for every order to settle.") var settleTimeout = 120.0
+        @Option(help: "State and logs (reset at start).") var dataDir = "var/demo"
+        @Option(help: "PRAGMA synchronous of state databases (FULL or NORMAL).") var synchronous = "FULL"
+        @Flag(help: "Run without livesync-alerting.") var noAlerting = false
+
+        func run() async throws {
+            ServiceRunner.bootstrapLogging()
+            var logger = Logger(label: "livesync.demo")
+            if json { logger.logLevel = .warning }
+            var config = DemoConfiguration()
+            config.shape = session.shape
+            config.viaKafka = viaKafka
+            config.concurrency = concurrency
+            config.killStockAfter = killStockAfter
+            config.settleTimeoutSeconds = settleTimeout
+            config.dataDirectory = dataDir
+            config.synchronous = synchronous
+            config.alerting = !noAlerting
+            let summary = try await Cluster.Demo.run(config, logger: logger)
+            if json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys]
+                print(String(decoding: try encoder.encode(summary), as: UTF8.self))
+            } else {
+                print(Cluster.Demo.render(summary))
+            }
+            if !summary.passed { throw ExitCode(1) }
+        }
+    }
+
+    struct Replay: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Replay a live session (synthetic or recorded JSONL) into a running cluster.")
+
+        @OptionGroup var session: SessionOptions
+        @Option(help: "cluster.json written by `livesync dev`.") var cluster = "var/dev/cluster.json"
+        @Option(help: "Kafka bootstrap servers (overrides cluster.json).") var bootstrap: String?
+        @Option(help: "Ingest base URL (overrides cluster.json).") var ingestURL: String?
+        @Option(help: "shop=secret;… for signing (overrides cluster.json).") var shops: String?
+        @Flag(help: "Publish straight into Kafka instead of through ingest's HTTP.") var viaKafka = false
+        @Option(help: "Replay this recorded session (JSONL) instead of a synthetic one.") var file: String?
+        @Option(help: "Write the session as JSONL here and exit without sending.") var record: String?
+        @Option(help: "Concurrent HTTP requests.") var concurrency = 128
+        @Flag(help: "Do not publish the session's initial stock.") var noStock = false
+
+        func run() async throws {
+            ServiceRunner.bootstrapLogging()
+            let logger = Logger(label: "livesync.replay")
+            let records = try file.map(SessionGenerator.load) ?? SessionGenerator.generate(session.shape)
+            if let record {
+                try SessionGenerator.save(records, to: record)
+                print("wrote \(records.count) records to \(record)")
+                return
+            }
+            let info = try? ClusterInfo.load(cluster)
+            guard let bootstrap = bootstrap ?? info?.bootstrap else {
+                throw ValidationError("no Kafka bootstrap: start `livesync dev` (writes \(cluster)) or pass --bootstrap")
+            }
+            var shopSecrets = info?.shops ?? [:]
+            if let shops {
+                shopSecrets = [:]
+                for pair in shops.split(separator: ";") {
+                    let kv = pair.split(separator: "=", maxSplits: 1).map(String.init)
+                    guard kv.count == 2 else { throw ValidationError("--shops entry '\(pair)' is not shop=secret") }
+                    shopSecrets[kv[0]] = kv[1]
+                }
+            }
+            let target: ReplayTarget
+            if viaKafka {
+                target = .kafka
+            } else {
+                guard let url = ingestURL ?? info?.ingestURL else { throw ValidationError("no ingest URL: pass --ingest-url or start `livesync dev`") }
+                target = .http(ingestURL: url, shops: shopSecrets)
+            }
+            let producer = try KafkaProducer(configuration: KafkaConfiguration(bootstrapServers: bootstrap))
+            defer { producer.close() }
+            var sender = ReplaySender(target: target, producer: producer, logger: logger)
+            sender.concurrency = concurrency
+            if !noStock { _ = try await sender.publishStock(records, sessionID: "replay-\(session.seed)") }
+            let result = try await sender.send(records)
+            let seconds = result.finishedAt.timeIntervalSince(result.startedAt)
+            print("accepted \(result.accepted.count) orders and \(result.refundsAccepted) refunds in \(String(format: "%.1f", seconds)) s (\(Int(Double(result.accepted.count) / max(seconds, 0.001))) orders/s); refused \(result.refused), failed \(result.failed)")
+            if result.failed > 0 { throw ExitCode(1) }
+        }
+    }
+
+    struct Restart: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Gracefully restart one process of a running `livesync dev`.")
+        @Argument(help: "Process name (ingest, stock, dispatch, aftersales, alerting, or stock-N with instances).") var name: String
+        @Option(help: "cluster.json written by `livesync dev`.") var cluster = "var/dev/cluster.json"
+        func run() async throws { try await admin(cluster, "/processes/\(name)/restart") }
+    }
+
+    struct Kill: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "SIGKILL one process of a running `livesync dev` (it is restarted).")
+        @Argument(help: "Process name.") var name: String
+        @Option(help: "cluster.json written by `livesync dev`.") var cluster = "var/dev/cluster.json"
+        func run() async throws { try await admin(cluster, "/processes/\(name)/kill") }
+    }
+}
+
+func admin(_ clusterFile: String, _ path: String) async throws {
+    let info = try ClusterInfo.load(clusterFile)
+    guard let base = info.adminURL else { throw ValidationError("\(clusterFile) has no admin URL: is `livesync dev` running?") }
+    var request = HTTPClientRequest(url: base + path)
+    request.method = .POST
+    let response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
+    let body = try await response.body.collect(upTo: 1 << 16)
+    print(String(buffer: body))
+    if response.status.code != 200 { throw ExitCode(1) }
+}
