@@ -71,7 +71,11 @@ let package = Package(
         /// Stock per SKU and warehouse: reservation rules and the stock-deduction processor.
         .target(
             name: "Inventory",
-            dependencies: ["Worker", "Model", "Kafka", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: [
+                "Worker", "Model", "Kafka",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "GRDBSQLite", package: "GRDB.swift"),
+            ],
             swiftSettings: swiftSettings
         ),
         /// Webhook ingest: signature checks, normalisation, publishing order lines by SKU.
@@ -161,11 +165,24 @@ let package = Package(
         // MARK: Tests
 
         .testTarget(name: "KafkaTests", dependencies: ["Kafka"], swiftSettings: swiftSettings),
-        .testTarget(name: "ModelTests", dependencies: ["Model", "Ingest"], swiftSettings: swiftSettings),
-        .testTarget(name: "InventoryTests", dependencies: ["Inventory", "Worker", "Model"], swiftSettings: swiftSettings),
+        .testTarget(name: "ModelTests", dependencies: ["Model", "Ingest", "Kafka", "Worker"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "InventoryTests",
+            dependencies: ["Inventory", "Worker", "Model", "Kafka", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "FulfillmentTests",
+            dependencies: ["Fulfillment", "AfterSales", "Worker", "Model", "Kafka", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["Cluster", "Kafka", "Model", "Ingest"],
+            dependencies: [
+                "Cluster", "Kafka", "Model", "Ingest", "Worker",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
             swiftSettings: swiftSettings
         ),
     ]

@@ -32,6 +32,8 @@ public final class DeliveryGroup: Sendable {
         var firstError: KafkaError?
         var continuations: [CheckedContinuation<Void, any Error>] = []
         var done: Bool
+        /// Set while reports are outstanding, so librdkafka's callbacks can reach the group.
+        var keepAlive: DeliveryGroup?
     }
     private let state: Mutex<State>
     private let semaphore = DispatchSemaphore(value: 0)
@@ -41,23 +43,31 @@ public final class DeliveryGroup: Sendable {
         if count == 0 { semaphore.signal() }
     }
 
+    /// Keeps the group alive until every message has its report (librdkafka holds only a raw pointer).
+    func retainUntilComplete() {
+        state.withLock { if !$0.done { $0.keepAlive = self } }
+    }
+
     /// A group with nothing in flight.
     public static var empty: DeliveryGroup { DeliveryGroup(count: 0) }
 
     func complete(_ error: KafkaError?, count: Int = 1) {
-        let waiters: [CheckedContinuation<Void, any Error>]? = state.withLock { s in
+        let (waiters, keepAlive): ([CheckedContinuation<Void, any Error>]?, DeliveryGroup?) = state.withLock { s in
             if s.firstError == nil, let error { s.firstError = error }
             s.remaining -= count
-            guard s.remaining == 0 else { return nil }
+            guard s.remaining == 0 else { return (nil, nil) }
             s.done = true
-            defer { s.continuations = [] }
-            return s.continuations
+            defer { s.continuations = []; s.keepAlive = nil }
+            return (s.continuations, s.keepAlive)
         }
-        guard let waiters else { return }
-        semaphore.signal()
-        let error = state.withLock { $0.firstError }
-        for w in waiters {
-            if let error { w.resume(throwing: error) } else { w.resume() }
+        // `keepAlive` may hold the last reference to `self`: keep it until this call is done.
+        withExtendedLifetime(keepAlive) {
+            guard let waiters else { return }
+            semaphore.signal()
+            let error = state.withLock { $0.firstError }
+            for w in waiters {
+                if let error { w.resume(throwing: error) } else { w.resume() }
+            }
         }
     }
 
@@ -99,7 +109,8 @@ public final class KafkaProducer: @unchecked Sendable {
         let conf = try configuration.makeConf(defaults: KafkaConfiguration.producerDefaults)
         rd_kafka_conf_set_dr_msg_cb(conf) { _, message, _ in
             guard let message, let opaque = message.pointee._private else { return }
-            let group = Unmanaged<DeliveryGroup>.fromOpaque(opaque).takeRetainedValue()
+            // The group keeps itself alive until its last report (see DeliveryGroup.retainUntilComplete).
+            let group = Unmanaged<DeliveryGroup>.fromOpaque(opaque).takeUnretainedValue()
             let err = message.pointee.err
             group.complete(err == RD_KAFKA_RESP_ERR_NO_ERROR ? nil : KafkaError(err, context: "delivering a message"))
         }
@@ -122,14 +133,20 @@ public final class KafkaProducer: @unchecked Sendable {
     /// Enqueues the messages (copied) and returns their delivery group; returns at once.
     public func enqueue(_ messages: [ProducerMessage]) throws(KafkaError) -> DeliveryGroup {
         let group = DeliveryGroup(count: messages.count)
+        group.retainUntilComplete()
+        let opaque = Unmanaged.passUnretained(group).toOpaque()
+        var lastTopic = ""
+        var rkt: OpaquePointer?
         for (index, message) in messages.enumerated() {
-            let rkt = try topicHandle(message.topic)
-            let opaque = Unmanaged.passRetained(group).toOpaque()
+            if rkt == nil || message.topic != lastTopic {
+                rkt = try topicHandle(message.topic)
+                lastTopic = message.topic
+            }
             while true {
                 let rc = message.value.withUnsafeBytes { value in
                     message.key.withUnsafeBytes { key in
                         rd_kafka_produce(
-                            rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY,
+                            rkt!, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY,
                             UnsafeMutableRawPointer(mutating: value.baseAddress), value.count,
                             key.baseAddress, key.count, opaque)
                     }
@@ -141,7 +158,6 @@ public final class KafkaProducer: @unchecked Sendable {
                     usleep(1000)
                     continue
                 }
-                Unmanaged<DeliveryGroup>.fromOpaque(opaque).release()
                 // Messages not enqueued count as failed so waiters are not left hanging.
                 group.complete(KafkaError(err, context: "producing to \(message.topic)"), count: messages.count - index)
                 throw KafkaError(err, context: "producing to \(message.topic)")

@@ -12,7 +12,7 @@ public struct BatchOutput: Sendable {
     public internal(set) var deadLetters = 0
     let group: String
 
-    init(group: String) { self.group = group }
+    public init(group: String) { self.group = group }
 
     /// Publishes `value` to `topic` under `key` once the batch has committed.
     public mutating func emit(topic: String, key: String, value: [UInt8]) {

@@ -11,7 +11,7 @@ struct LiveSyncCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "livesync",
         abstract: "LiveSync operator CLI: run the embedded cluster, replay live sessions, run the demo.",
-        subcommands: [Dev.self, Demo.self, Replay.self, Restart.self, Kill.self])
+        subcommands: [Dev.self, Demo.self, Replay.self, Restart.self, Kill.self, CreateTopics.self, Bench.self])
 }
 
 struct SessionOptions: ParsableArguments {
@@ -165,6 +165,69 @@ extension LiveSyncCommand {
             let seconds = result.finishedAt.timeIntervalSince(result.startedAt)
             print("accepted \(result.accepted.count) orders and \(result.refundsAccepted) refunds in \(String(format: "%.1f", seconds)) s (\(Int(Double(result.accepted.count) / max(seconds, 0.001))) orders/s); refused \(result.refused), failed \(result.failed)")
             if result.failed > 0 { throw ExitCode(1) }
+        }
+    }
+
+    struct CreateTopics: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "create-topics",
+            abstract: "Create LiveSync's topics on a real Kafka cluster (CreateTopics) and check their partition counts.")
+        @Option(help: "Kafka bootstrap servers.") var bootstrap: String
+        @Option(help: "Partitions of each keyed topic (co-partitioned topics must match).") var partitions: Int32 = Topics.partitions
+        @Option(help: "Replication factor.") var replication: Int32 = 3
+        @Option(help: "Extra librdkafka properties, k=v,k=v (security.protocol, sasl.*).") var properties: String?
+
+        func run() async throws {
+            var props: [String: String] = [:]
+            for pair in (properties ?? "").split(separator: ",") {
+                let kv = pair.split(separator: "=", maxSplits: 1).map(String.init)
+                guard kv.count == 2 else { throw ValidationError("--properties entry '\(pair)' is not k=v") }
+                props[kv[0]] = kv[1]
+            }
+            let admin = try KafkaAdmin(configuration: KafkaConfiguration(bootstrapServers: bootstrap, properties: props))
+            let specs = Topics.all(partitions: partitions, replicationFactor: replication)
+            try admin.createTopics(specs)
+            let counts = try admin.partitionCounts(specs.map(\.name))
+            var mismatch = false
+            for spec in specs {
+                let have = counts[spec.name]
+                print("\(spec.name): \(have.map(String.init) ?? "missing") partitions (want \(spec.partitions))")
+                if have != spec.partitions { mismatch = true }
+            }
+            if mismatch {
+                print("partition counts differ: SKU- and order-keyed topics must be co-partitioned; fix them before starting consumers")
+                throw ExitCode(1)
+            }
+        }
+    }
+
+    struct Bench: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Benchmarks (figures for docs/performance.md).", subcommands: [Stock.self])
+
+        struct Stock: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(
+                abstract: "Lines of one hot SKU per second through livesync-stock, durably (SQLite commit + offsets + published reservations).")
+            @Option(help: "Lines to preload and apply.") var lines = 300_000
+            @Option(help: "PRAGMA synchronous (FULL or NORMAL).") var synchronous = "FULL"
+            @Option(help: "Most lines per batch transaction.") var maxBatch = 20_000
+            @Option(help: "Working directory (reset).") var dataDir = "var/bench-stock"
+            @Flag(help: "Print the result as JSON.") var json = false
+
+            func run() async throws {
+                ServiceRunner.bootstrapLogging()
+                var bench = StockBenchmark()
+                bench.lines = lines
+                bench.synchronous = synchronous
+                bench.maxBatch = maxBatch
+                bench.dataDirectory = dataDir
+                let r = try await bench.run(logger: Logger(label: "livesync.bench"))
+                if json {
+                    print(String(decoding: try JSONEncoder().encode(r), as: UTF8.self))
+                } else {
+                    print("livesync-stock applied \(r.lines) lines of one SKU in \(String(format: "%.2f", r.seconds)) s: \(Int(r.lines_per_sec)) lines/s (synchronous=\(r.synchronous); reserved \(r.reserved), rejected \(r.rejected), reservations published \(r.reservations_published))")
+                }
+            }
         }
     }
 

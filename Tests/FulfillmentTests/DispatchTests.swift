@@ -1,0 +1,156 @@
+import AfterSales
+import Foundation
+import Fulfillment
+import GRDB
+import Kafka
+import Model
+import Testing
+import Worker
+
+/// Dispatch and after-sales on one ERP book, as in production.
+struct ErpHarness {
+    let store: StateStore
+    let dispatch = DispatchProcessor()
+    let refunds = RefundProcessor()
+    var offset: Int64 = 0
+
+    init() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("erp-\(UUID().uuidString)")
+        store = try StateStore(StateStoreConfiguration(path: dir.appendingPathComponent("erp.sqlite").path, synchronous: "OFF"))
+        try store.database.write { db in
+            try dispatch.prepare(db)
+            try refunds.prepare(db)
+        }
+    }
+
+    mutating func apply(_ processor: any BatchProcessor, _ items: [(String, [UInt8])]) throws -> BatchOutput {
+        let messages = items.map { item -> KafkaMessage in
+            offset += 1
+            return KafkaMessage(topic: item.0, partition: 0, offset: offset, key: [], value: item.1)
+        }
+        return try store.database.write { db in
+            var out = BatchOutput(group: "test")
+            try processor.apply(messages, db: db, output: &out)
+            return out
+        }
+    }
+
+    func status(_ orderID: String) throws -> String? {
+        try store.database.read { try String.fetchOne($0, sql: "SELECT status FROM erp_orders WHERE order_id = ?", arguments: [orderID]) }
+    }
+
+    func count(_ sql: String) throws -> Int {
+        try store.database.read { try Int.fetchOne($0, sql: sql) ?? 0 }
+    }
+}
+
+func order(_ id: String, skus: [(String, String)]) -> Order {
+    var o = Order()
+    o.orderID = id
+    o.platform = .generic
+    o.shopID = "shop-1"
+    o.platformOrderID = id
+    o.currency = "CNY"
+    o.ingestedAtUs = 1
+    for (i, (sku, wh)) in skus.enumerated() {
+        var l = OrderLine()
+        l.orderID = id
+        l.lineNo = UInt32(i + 1)
+        l.eventID = "\(id):\(i + 1)"
+        l.sku = sku
+        l.warehouse = wh
+        l.quantity = 1
+        l.lineCount = UInt32(skus.count)
+        o.lines.append(l)
+    }
+    return o
+}
+
+func reservation(_ o: Order, line: Int, _ status: ReservationStatus) -> (String, [UInt8]) {
+    var r = Reservation()
+    r.eventID = o.lines[line].eventID
+    r.orderID = o.orderID
+    r.lineNo = o.lines[line].lineNo
+    r.sku = o.lines[line].sku
+    r.status = status
+    return (Topics.stockReservations, r.bytes)
+}
+
+func placed(_ o: Order) -> (String, [UInt8]) { (Topics.ordersPlaced, o.bytes) }
+
+func refund(_ orderID: String, _ id: String) -> (String, [UInt8]) {
+    var r = RefundRequest()
+    r.orderID = orderID
+    r.refundID = id
+    r.amountFen = 100
+    return (Topics.refundRequests, r.bytes)
+}
+
+@Test func anOrderIsSyncedOnlyWhenEveryLineIsReservedWhateverTheArrivalOrder() throws {
+    var h = try ErpHarness()
+    let o = order("o1", skus: [("A", "main"), ("B", "east")])
+    _ = try h.apply(h.dispatch, [reservation(o, line: 1, .reserved)])
+    #expect(try h.status("o1") == nil)
+    _ = try h.apply(h.dispatch, [placed(o)])
+    #expect(try h.status("o1") == nil)
+    let out = try h.apply(h.dispatch, [reservation(o, line: 0, .reserved)])
+    #expect(try h.status("o1") == ErpBook.Status.synced)
+    // One shipment per warehouse, in the book and on the topic.
+    #expect(try h.count("SELECT COUNT(*) FROM erp_shipments WHERE order_id = 'o1'") == 2)
+    #expect(out.messages.filter { $0.topic == Topics.shipments }.count == 2)
+    #expect(out.messages.filter { $0.topic == Topics.orderOutcomes }.count == 1)
+}
+
+@Test func aRejectedLineReleasesTheReservedOnesAndBooksTheOrderOutOfStock() throws {
+    var h = try ErpHarness()
+    let o = order("o2", skus: [("A", "main"), ("HOT", "main")])
+    let out = try h.apply(h.dispatch, [placed(o), reservation(o, line: 0, .reserved), reservation(o, line: 1, .rejected)])
+    #expect(try h.status("o2") == ErpBook.Status.outOfStock)
+    let releases = try out.messages.filter { $0.topic == Topics.stockAdjustments }.map { try StockAdjustment(serializedBytes: $0.value) }
+    #expect(releases.map(\.releaseEventID) == ["o2:1"])
+    #expect(releases.allSatisfy { $0.kind == .release && $0.adjustmentID == "release:\($0.releaseEventID)" })
+    #expect(try h.count("SELECT COUNT(*) FROM erp_shipments") == 0)
+}
+
+@Test func duplicatesOfADecidedOrderChangeNothing() throws {
+    var h = try ErpHarness()
+    let o = order("o3", skus: [("A", "main")])
+    _ = try h.apply(h.dispatch, [placed(o), reservation(o, line: 0, .reserved)])
+    let again = try h.apply(h.dispatch, [placed(o), reservation(o, line: 0, .reserved)])
+    #expect(again.messages.isEmpty)
+    #expect(try h.count("SELECT COUNT(*) FROM erp_orders") == 1)
+    #expect(try h.count("SELECT COUNT(*) FROM dispatch_pending_orders") == 0)
+}
+
+@Test func aRefundOfAnUnshippedOrderCancelsItAndReleasesItsStockOnce() throws {
+    var h = try ErpHarness()
+    let o = order("o4", skus: [("A", "main"), ("B", "main")])
+    _ = try h.apply(h.dispatch, [placed(o), reservation(o, line: 0, .reserved), reservation(o, line: 1, .reserved)])
+    let out = try h.apply(h.refunds, [refund("o4", "r1"), refund("o4", "r1")])
+    #expect(try h.status("o4") == ErpBook.Status.cancelled)
+    #expect(out.messages.filter { $0.topic == Topics.stockAdjustments }.count == 2)
+    #expect(try h.count("SELECT COUNT(*) FROM erp_refunds WHERE status = 'refunded'") == 1)
+    #expect(try h.count("SELECT COUNT(*) FROM erp_shipments WHERE status = 'cancelled'") == 1)
+}
+
+@Test func aRefundBeforeTheOrderIsDecidedCancelsItWhenDispatchDecides() throws {
+    var h = try ErpHarness()
+    let o = order("o5", skus: [("A", "main")])
+    _ = try h.apply(h.refunds, [refund("o5", "r5")])
+    #expect(try h.count("SELECT COUNT(*) FROM erp_refunds WHERE status = 'pending'") == 1)
+    let out = try h.apply(h.dispatch, [placed(o), reservation(o, line: 0, .reserved)])
+    #expect(try h.status("o5") == ErpBook.Status.cancelled)
+    #expect(out.messages.filter { $0.topic == Topics.stockAdjustments }.count == 1)
+    #expect(try h.count("SELECT COUNT(*) FROM erp_refunds WHERE status = 'refunded'") == 1)
+}
+
+@Test func aRefundOfAShippedOrderWaitsForTheReturn() throws {
+    var h = try ErpHarness()
+    let o = order("o6", skus: [("A", "main")])
+    _ = try h.apply(h.dispatch, [placed(o), reservation(o, line: 0, .reserved)])
+    try h.store.database.write { try $0.execute(sql: "UPDATE erp_shipments SET status = 'shipped'") }
+    let out = try h.apply(h.refunds, [refund("o6", "r6")])
+    #expect(try h.status("o6") == ErpBook.Status.synced)
+    #expect(out.messages.filter { $0.topic == Topics.stockAdjustments }.isEmpty)
+    #expect(try h.count("SELECT COUNT(*) FROM erp_refunds WHERE status = 'awaiting_return'") == 1)
+}

@@ -1,0 +1,74 @@
+import Foundation
+import GRDB
+import Testing
+
+/// The directory holding the built executables (the test bundle sits next to them).
+let binDirectory: String = {
+    let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    var dir = (exe as NSString).deletingLastPathComponent
+    // On some layouts the runner lives inside the .xctest bundle.
+    while !FileManager.default.isExecutableFile(atPath: dir + "/livesync") && dir.count > 1 {
+        dir = (dir as NSString).deletingLastPathComponent
+    }
+    return dir
+}()
+
+func temporaryDirectory(_ name: String) -> String {
+    FileManager.default.temporaryDirectory.appendingPathComponent("livesync-\(name)-\(UUID().uuidString.prefix(8))").path
+}
+
+struct CommandResult {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+}
+
+/// Runs a command to completion, capturing its output (stderr goes to a file to avoid pipe stalls).
+func runCommand(_ executable: String, _ arguments: [String], timeout: TimeInterval = 600) throws -> CommandResult {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    let out = Pipe()
+    let errPath = temporaryDirectory("stderr") + ".log"
+    FileManager.default.createFile(atPath: errPath, contents: nil)
+    let err = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    try? err.close()
+    let errText = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
+    return CommandResult(status: process.terminationStatus, stdout: String(decoding: data, as: UTF8.self), stderr: errText)
+}
+
+struct DemoJSON: Decodable {
+    var accepted: Int
+    var synced: Int
+    var rejected: Int
+    var cancelled: Int
+    var oversold: Int64
+    var lost: Int
+    var orders_per_sec: Double
+    var p50_ms: Double
+    var p99_ms: Double
+    var stock_mismatched_skus: Int
+    var kills: Int
+    var refused: Int
+    var failed: Int
+}
+
+func runDemo(_ arguments: [String], dataDir: String) throws -> DemoJSON {
+    let result = try runCommand(binDirectory + "/livesync", ["demo", "--json", "--data-dir", dataDir] + arguments)
+    guard let line = result.stdout.split(separator: "\n").last(where: { $0.hasPrefix("{") }) else {
+        Issue.record("demo printed no JSON (status \(result.status)): \(result.stderr.suffix(3000))")
+        throw CancellationError()
+    }
+    return try JSONDecoder().decode(DemoJSON.self, from: Data(line.utf8))
+}
+
+func openDatabase(_ path: String) throws -> DatabaseQueue {
+    var config = Configuration()
+    config.busyMode = .timeout(10)
+    return try DatabaseQueue(path: path, configuration: config)
+}

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs the system libraries LiveSync builds against, when missing (Debian/Ubuntu):
+# librdkafka-dev (Kafka client + mock cluster), libsqlite3-dev, pkg-config, kcat (topic inspection, tests).
+set -euo pipefail
+need=()
+pkg-config --exists rdkafka 2>/dev/null || need+=(librdkafka-dev)
+[ -f /usr/include/librdkafka/rdkafka_mock.h ] || need+=(librdkafka-dev)
+[ -f /usr/include/sqlite3.h ] || need+=(libsqlite3-dev)
+command -v pkg-config >/dev/null || need+=(pkg-config)
+command -v kcat >/dev/null || need+=(kcat)
+if [ ${#need[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "installing: ${need[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $(printf '%s\n' "${need[@]}" | sort -u) >/dev/null
+fi
