@@ -22,6 +22,11 @@ public struct ReplayRecord: Codable, Sendable {
         public var sku: String
         public var warehouse: String
         public var available: Int64
+        public init(sku: String, warehouse: String, available: Int64) {
+            self.sku = sku
+            self.warehouse = warehouse
+            self.available = available
+        }
     }
     /// "stock" (initial available stock), "order" or "refund".
     public var type: String
@@ -30,6 +35,14 @@ public struct ReplayRecord: Codable, Sendable {
     public var stock: Stock?
     public var order: GenericWebhook.OrderJSON?
     public var refund: GenericWebhook.RefundJSON?
+
+    public init(type: String, at: Double, stock: Stock? = nil, order: GenericWebhook.OrderJSON? = nil, refund: GenericWebhook.RefundJSON? = nil) {
+        self.type = type
+        self.at = at
+        self.stock = stock
+        self.order = order
+        self.refund = refund
+    }
 }
 
 /// Shape of a synthetic live session.

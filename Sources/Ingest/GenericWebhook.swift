@@ -276,7 +276,7 @@ public enum GenericWebhook {
     /// Validates a refund body.
     public static func refund(from body: [UInt8], now: Int64) throws(IngestError) -> RefundRequest {
         let json = try decode(RefundJSON.self, body)
-        guard !json.order_id.isEmpty else { throw .invalidField(field: "order_id", reason: "is required") }
+        guard !json.order_id.isEmpty, !json.order_id.contains(":") else { throw .invalidField(field: "order_id", reason: "is required and must not contain ':'") }
         guard !json.refund_id.isEmpty, json.refund_id.count <= 128 else { throw .invalidField(field: "refund_id", reason: "must be 1 to 128 characters") }
         guard json.amount_fen >= 0 else { throw .invalidField(field: "amount_fen", reason: "must not be negative") }
         var r = RefundRequest()

@@ -11,16 +11,20 @@ public struct BatchConsumerConfiguration: Sendable {
     /// Consumer group; each instance of an executable joins the same one.
     public var groupID: String
     public var topics: [String]
+    /// This member's stable identity (survives restarts): it owns its outbox rows, so instances
+    /// sharing a database never publish or delete each other's outputs.
+    public var instanceID: String
     /// Most messages applied in one SQLite transaction. Default 20,000.
     public var maxBatchSize: Int
     /// How long a batch may wait to fill after its first message. Default 5 ms: the bound on the
     /// latency batching adds.
     public var maxBatchWaitMilliseconds: Int
 
-    public init(kafka: KafkaConfiguration, groupID: String, topics: [String], maxBatchSize: Int = 20_000, maxBatchWaitMilliseconds: Int = 5) {
+    public init(kafka: KafkaConfiguration, groupID: String, topics: [String], instanceID: String = "default", maxBatchSize: Int = 20_000, maxBatchWaitMilliseconds: Int = 5) {
         self.kafka = kafka
         self.groupID = groupID
         self.topics = topics
+        self.instanceID = instanceID
         self.maxBatchSize = maxBatchSize
         self.maxBatchWaitMilliseconds = maxBatchWaitMilliseconds
     }
@@ -101,6 +105,8 @@ public final class BatchConsumerService: Service, Sendable {
         var next: [TopicPartition: Int64] = [:]
         var inFlight: (group: DeliveryGroup, seq: Int64, messages: [ProducerMessage])?
         var group: String { service.configuration.groupID }
+        /// Owner of this member's outbox rows.
+        var owner: String { "\(service.configuration.groupID)/\(service.configuration.instanceID)" }
         var log: Logger { service.logger }
 
         init(service: BatchConsumerService, processor: any BatchProcessor) throws {
@@ -208,7 +214,7 @@ public final class BatchConsumerService: Service, Sendable {
         var retiredOutboxSeq: Int64?
 
         func commit(_ messages: [KafkaMessage], offsets: [TopicPartition: Int64], retire: Int64?) throws -> (BatchOutput, Int64) {
-            try service.store.database.writeWithoutTransaction { [group, processor] db in
+            try service.store.database.writeWithoutTransaction { [group, owner, processor] db in
                 var result: (BatchOutput, Int64)?
                 try db.inTransaction(.immediate) {
                     var output = BatchOutput(group: group)
@@ -222,11 +228,11 @@ public final class BatchConsumerService: Service, Sendable {
                         try upsert.execute(arguments: [group, tp.topic, tp.partition, o, now])
                     }
                     if let retire {
-                        try db.execute(sql: "DELETE FROM outbox WHERE seq <= ? AND group_id = ?", arguments: [retire, group])
+                        try db.execute(sql: "DELETE FROM outbox WHERE seq <= ? AND owner = ?", arguments: [retire, owner])
                     }
                     var seq: Int64 = 0
                     if !output.messages.isEmpty {
-                        try db.execute(sql: "INSERT INTO outbox (group_id, messages) VALUES (?, ?)", arguments: [group, Data(OutboxFrame.encode(output.messages))])
+                        try db.execute(sql: "INSERT INTO outbox (owner, messages) VALUES (?, ?)", arguments: [owner, Data(OutboxFrame.encode(output.messages))])
                         seq = db.lastInsertedRowID
                     }
                     result = (output, seq)
@@ -263,7 +269,7 @@ public final class BatchConsumerService: Service, Sendable {
                 retiredOutboxSeq = flight.seq
             } else {
                 try service.store.database.write { db in
-                    try db.execute(sql: "DELETE FROM outbox WHERE seq <= ? AND group_id = ?", arguments: [flight.seq, self.group])
+                    try db.execute(sql: "DELETE FROM outbox WHERE seq <= ? AND owner = ?", arguments: [flight.seq, self.owner])
                 }
             }
         }
@@ -274,7 +280,7 @@ public final class BatchConsumerService: Service, Sendable {
                 try finishInFlight()
             } else if inFlight == nil, let seq = retiredOutboxSeq {
                 try service.store.database.write { db in
-                    try db.execute(sql: "DELETE FROM outbox WHERE seq <= ? AND group_id = ?", arguments: [seq, self.group])
+                    try db.execute(sql: "DELETE FROM outbox WHERE seq <= ? AND owner = ?", arguments: [seq, self.owner])
                 }
                 retiredOutboxSeq = nil
             }
@@ -283,7 +289,7 @@ public final class BatchConsumerService: Service, Sendable {
         /// After a crash: outputs committed but maybe never published go out again.
         func republishOutbox() throws {
             let rows = try service.store.database.read { db in
-                try Row.fetchAll(db, sql: "SELECT seq, messages FROM outbox WHERE group_id = ? ORDER BY seq", arguments: [group])
+                try Row.fetchAll(db, sql: "SELECT seq, messages FROM outbox WHERE owner = ? ORDER BY seq", arguments: [owner])
             }
             guard !rows.isEmpty else { return }
             var messages: [ProducerMessage] = []

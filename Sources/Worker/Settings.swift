@@ -34,16 +34,11 @@ public struct LiveSyncConfig: Sendable {
         reader.int(forKey: ConfigKey("livesync.\(key)"), default: value)
     }
 
-    /// Kafka client settings:
+    /// Kafka client settings shared by producers and consumers:
     /// - `kafka.bootstrap` (default `127.0.0.1:9092`; `livesync dev` passes the embedded broker's),
-    /// - `kafka.sessionTimeoutMs` (default 45000, Kafka's; the embedded broker rebalances after
-    ///   this minus 1 s, so dev uses 6000),
-    /// - `kafka.instanceId` → `group.instance.id` (static membership on real Kafka),
     /// - `kafka.properties`: extra librdkafka properties, `k=v,k=v` (e.g. SASL/TLS settings).
     public func kafka() throws -> KafkaConfiguration {
         var properties: [String: String] = [:]
-        properties["session.timeout.ms"] = String(int("kafka.sessionTimeoutMs", default: 45_000))
-        if let id = optionalString("kafka.instanceId"), !id.isEmpty { properties["group.instance.id"] = id }
         if let extra = optionalString("kafka.properties"), !extra.isEmpty {
             for pair in extra.split(separator: ",") {
                 let kv = pair.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
@@ -56,19 +51,34 @@ public struct LiveSyncConfig: Sendable {
         return KafkaConfiguration(bootstrapServers: string("kafka.bootstrap", default: "127.0.0.1:9092"), properties: properties)
     }
 
-    /// The state database of an executable: `<dataDir>/<name>.sqlite` unless `db.<name>` names a path.
-    /// `db.synchronous` (default FULL) applies to all.
-    public func stateStore(_ name: String) -> StateStoreConfiguration {
-        let dir = string("dataDir", default: "var/data")
-        return StateStoreConfiguration(
-            path: string("db.\(name)", default: "\(dir)/\(name).sqlite"),
-            synchronous: string("db.synchronous", default: "FULL"))
+    /// The instance's identity in its group: `kafka.instanceId` (→ `group.instance.id`, static
+    /// membership on real Kafka; also names this instance's outbox rows). Default: the host name.
+    public var instanceID: String {
+        let id = optionalString("kafka.instanceId") ?? ""
+        return id.isEmpty ? ProcessInfo.processInfo.hostName : id
     }
 
-    /// The batching consumer's settings for `group` (`consumer.maxBatch`, `consumer.maxWaitMs`).
+    /// The state database of an executable: `<dataDir>/<name>.sqlite` unless `db.<name>` names a path.
+    /// `db.synchronous` (default FULL) applies to all.
+    public func stateStore(_ name: String) throws -> StateStoreConfiguration {
+        let dir = string("dataDir", default: "var/data")
+        let sync = string("db.synchronous", default: "FULL").uppercased()
+        guard ["OFF", "NORMAL", "FULL", "EXTRA"].contains(sync) else {
+            throw ConfigurationError("db.synchronous must be OFF, NORMAL, FULL or EXTRA, not '\(sync)'")
+        }
+        return StateStoreConfiguration(path: string("db.\(name)", default: "\(dir)/\(name).sqlite"), synchronous: sync)
+    }
+
+    /// The batching consumer's settings for `group`: `consumer.maxBatch` (default 20000),
+    /// `consumer.maxWaitMs` (default 5), `kafka.sessionTimeoutMs` (default 45000, Kafka's; the
+    /// embedded broker waits this minus 1 s before each rebalance, so dev uses 6000), and the
+    /// static membership id (`kafka.instanceId`).
     public func consumer(group: String, topics: [String]) throws -> BatchConsumerConfiguration {
-        BatchConsumerConfiguration(
-            kafka: try kafka(), groupID: group, topics: topics,
+        var kafka = try kafka()
+        kafka.properties["session.timeout.ms"] = String(int("kafka.sessionTimeoutMs", default: 45_000))
+        if let id = optionalString("kafka.instanceId"), !id.isEmpty { kafka.properties["group.instance.id"] = id }
+        return BatchConsumerConfiguration(
+            kafka: kafka, groupID: group, topics: topics, instanceID: instanceID,
             maxBatchSize: int("consumer.maxBatch", default: 20_000),
             maxBatchWaitMilliseconds: int("consumer.maxWaitMs", default: 5))
     }
@@ -110,7 +120,7 @@ public enum ConsumerMain {
         ServiceRunner.bootstrapLogging()
         let logger = Logger(label: "livesync.\(name)")
         let config = try await LiveSyncConfig(file: configFile)
-        let store = try StateStore(config.stateStore(database ?? name))
+        let store = try StateStore(try config.stateStore(database ?? name))
         let kafka = try config.kafka()
         let producer = try KafkaProducer(configuration: kafka, logger: logger)
         let service = BatchConsumerService(

@@ -35,6 +35,8 @@ public final class StateStore: Sendable {
         let sync = configuration.synchronous
         config.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = \(sync)")
+            // 64 MiB page cache: the hot tables' upper B-tree levels stay in memory.
+            try db.execute(sql: "PRAGMA cache_size = -65536")
         }
         database = try DatabaseQueue(path: configuration.path, configuration: config)
         try database.write { db in
@@ -44,7 +46,7 @@ public final class StateStore: Sendable {
                     next_offset INTEGER NOT NULL, updated_at_us INTEGER NOT NULL,
                     PRIMARY KEY (group_id, topic, partition)) WITHOUT ROWID;
                 CREATE TABLE IF NOT EXISTS outbox (
-                    seq INTEGER PRIMARY KEY AUTOINCREMENT, group_id TEXT NOT NULL, messages BLOB NOT NULL);
+                    seq INTEGER PRIMARY KEY AUTOINCREMENT, owner TEXT NOT NULL, messages BLOB NOT NULL);
                 """)
         }
     }

@@ -18,7 +18,7 @@ struct AlertingCommand: AsyncParsableCommand {
         ServiceRunner.bootstrapLogging()
         let logger = Logger(label: "livesync.alerting")
         let settings = try await LiveSyncConfig(file: config)
-        let store = try StateStore(settings.stateStore("alerting"))
+        let store = try StateStore(try settings.stateStore("alerting"))
         let kafka = try settings.kafka()
         let producer = try KafkaProducer(configuration: kafka, logger: logger)
         let consumer = BatchConsumerService(
@@ -29,7 +29,7 @@ struct AlertingCommand: AsyncParsableCommand {
         let notifier = AlertNotifier(
             configuration: AlertingConfiguration(
                 unsyncedAfterSeconds: settings.int("alerting.unsyncedAfterSeconds", default: 5),
-                webhookURL: settings.optionalString("alerting.webhookURL"),
+                webhookURL: settings.optionalString("alerting.webhookUrl"),
                 sweepIntervalMilliseconds: settings.int("alerting.sweepIntervalMs", default: 1_000)),
             store: store, logger: logger)
         try await ServiceRunner.run([consumer, notifier], logger: logger)

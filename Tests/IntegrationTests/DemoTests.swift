@@ -31,7 +31,10 @@ import Testing
         }
         #expect(reserved == syncedHot)
         #expect(reserved <= onHand)
-        #expect(onHand - reserved < 10, "the hot SKU sells out (only refunded units may come back)")
+        let hotRejected = try stock.read { db in
+            try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM stock_lines WHERE sku = 'SKU-0000' AND status = 2") ?? 0
+        }
+        #expect(hotRejected > 0, "the hot SKU sold out and refused the excess demand")
         // Each line was decided exactly once.
         let duplicates = try stock.read { db in
             try Int.fetchOne(db, sql: "SELECT COUNT(*) - COUNT(DISTINCT event_id) FROM stock_lines") ?? -1

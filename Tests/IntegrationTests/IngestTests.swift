@@ -51,6 +51,7 @@ import Worker
             ReplayRecord(type: "stock", at: 0, stock: .init(sku: "SKU-T1", warehouse: "main", available: 5)),
             ReplayRecord(type: "stock", at: 0, stock: .init(sku: "SKU-T2", warehouse: "main", available: 5)),
         ], sessionID: "t")
+        try await waitConsumed(cluster.stockDatabase, group: "livesync-stock", topic: Topics.stockAdjustments, admin: admin)
 
         let secret = cluster.shops["shop-1"]!
         let url = cluster.ingestURL + "/webhooks/generic"
@@ -85,10 +86,10 @@ import Worker
         #expect(placedCount == 2)
 
         let stock = try openDatabase(cluster.stockDatabase)
-        let reserved = try stock.read { try Int64.fetchOne($0, sql: "SELECT reserved FROM stock WHERE sku = 'SKU-T1'") }
+        let reserved = try await stock.read { try Int64.fetchOne($0, sql: "SELECT reserved FROM stock WHERE sku = 'SKU-T1'") }
         #expect(reserved == 2, "the redelivered order must not reserve twice")
         let erp = try openDatabase(cluster.erpDatabase)
-        let rows = try erp.read { db in
+        let rows = try await erp.read { db in
             (try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM erp_orders") ?? 0,
              try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM erp_order_lines") ?? 0,
              try String.fetchOne(db, sql: "SELECT status FROM erp_orders WHERE order_id = 'generic:shop-1:D1'"))

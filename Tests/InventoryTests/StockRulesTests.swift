@@ -3,12 +3,9 @@ import Testing
 
 @Test func reservationNeverTakesAvailableBelowZero() {
     var level = StockLevel(onHand: 5, reserved: 0)
-    #expect(level.reserve(3))
-    #expect(!level.reserve(3))
-    #expect(level.reserve(2))
+    let results = [3, 3, 2, 1, 0].map { level.reserve($0) }
+    #expect(results == [true, false, true, false, false])
     #expect(level.available == 0)
-    #expect(!level.reserve(1))
-    #expect(!level.reserve(0))
     #expect(level.reserved == 5)
 }
 
