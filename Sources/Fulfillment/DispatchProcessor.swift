@@ -26,72 +26,115 @@ public final class DispatchProcessor: BatchProcessor {
             """)
     }
 
+    /// An order's pieces gathered in one batch: what arrived now, merged with what was pending.
+    struct Pending {
+        var order: Order?
+        var orderIsStored = false
+        var statusByLine: [UInt32: Int] = [:]
+        var newReservations: [(eventID: String, lineNo: UInt32, status: Int)] = []
+    }
+
     public func apply(_ messages: [KafkaMessage], db: Database, output: inout BatchOutput) throws {
+        var pending: [String: Pending] = [:]
         var touched: [String] = []
-        var seen: Set<String> = []
-        let decided = try db.cachedStatement(sql: "SELECT 1 FROM erp_orders WHERE order_id = ?")
-        let insertOrder = try db.cachedStatement(sql: "INSERT OR IGNORE INTO dispatch_pending_orders (order_id, payload, received_at_us) VALUES (?, ?, ?)")
-        let insertReservation = try db.cachedStatement(sql: "INSERT OR IGNORE INTO dispatch_pending_reservations (event_id, order_id, line_no, status) VALUES (?, ?, ?, ?)")
-        let now = Clock.nowMicros()
         for message in messages {
-            let orderID: String
             switch message.topic {
             case Topics.ordersPlaced:
                 guard let order = try? Order(serializedBytes: message.value), !order.orderID.isEmpty, !order.lines.isEmpty else {
                     output.deadLetter(message, error: "not a valid Order (needs order_id and lines)")
                     continue
                 }
-                orderID = order.orderID
-                if try Bool.fetchOne(decided, arguments: [orderID]) == true { continue }
-                try insertOrder.execute(arguments: [orderID, Data(message.value), now])
+                if pending[order.orderID] == nil { touched.append(order.orderID) }
+                if pending[order.orderID, default: Pending()].order == nil { pending[order.orderID, default: Pending()].order = order }
             case Topics.stockReservations:
                 guard let r = try? Reservation(serializedBytes: message.value), !r.orderID.isEmpty, !r.eventID.isEmpty else {
                     output.deadLetter(message, error: "not a valid Reservation (needs order_id and event_id)")
                     continue
                 }
-                orderID = r.orderID
-                if try Bool.fetchOne(decided, arguments: [orderID]) == true { continue }
-                try insertReservation.execute(arguments: [r.eventID, r.orderID, r.lineNo, r.status.rawValue])
+                if pending[r.orderID] == nil { touched.append(r.orderID) }
+                if pending[r.orderID, default: Pending()].statusByLine[r.lineNo] == nil {
+                    pending[r.orderID, default: Pending()].statusByLine[r.lineNo] = r.status.rawValue
+                    pending[r.orderID, default: Pending()].newReservations.append((r.eventID, r.lineNo, r.status.rawValue))
+                }
             default:
                 output.deadLetter(message, error: "dispatch does not consume topic \(message.topic)")
-                continue
             }
-            if seen.insert(orderID).inserted { touched.append(orderID) }
         }
-        for orderID in touched { try decide(orderID, db: db, output: &output, now: now) }
+        guard !touched.isEmpty else { return }
+        let s = try Statements(db)
+        let now = Clock.nowMicros()
+        for orderID in touched {
+            guard var p = pending[orderID] else { continue }
+            if try Bool.fetchOne(s.decided, arguments: [orderID]) == true { continue }  // duplicate of a decided order
+            // Merge what earlier batches left pending.
+            if let payload = try Data.fetchOne(s.pendingOrder, arguments: [orderID]) {
+                p.orderIsStored = true
+                if p.order == nil { p.order = try? Order(serializedBytes: payload) }
+            }
+            for row in try Row.fetchAll(s.pendingReservations, arguments: [orderID]) {
+                let lineNo: UInt32 = row[0]
+                if p.statusByLine[lineNo] == nil { p.statusByLine[lineNo] = row[1] }
+            }
+            if let order = p.order, order.lines.allSatisfy({ p.statusByLine[$0.lineNo] != nil }) {
+                try decide(order, statusByLine: p.statusByLine, s: s, output: &output, now: now)
+                try s.deletePendingOrder.execute(arguments: [orderID])
+                try s.deletePendingReservations.execute(arguments: [orderID])
+            } else {
+                if let order = p.order, !p.orderIsStored {
+                    try s.insertPendingOrder.execute(arguments: [orderID, Data(order.bytes), now])
+                }
+                for r in p.newReservations {
+                    try s.insertPendingReservation.execute(arguments: [r.eventID, orderID, r.lineNo, r.status])
+                }
+            }
+        }
     }
 
-    private func decide(_ orderID: String, db: Database, output: inout BatchOutput, now: Int64) throws {
-        guard let payload = try Data.fetchOne(db, sql: "SELECT payload FROM dispatch_pending_orders WHERE order_id = ?", arguments: [orderID]),
-              let order = try? Order(serializedBytes: payload)
-        else { return }
-        var statusByLine: [UInt32: Int] = [:]
-        for row in try Row.fetchAll(db, sql: "SELECT line_no, status FROM dispatch_pending_reservations WHERE order_id = ?", arguments: [orderID]) {
-            statusByLine[row[0]] = row[1]
-        }
-        guard order.lines.allSatisfy({ statusByLine[$0.lineNo] != nil }) else { return }  // still waiting
+    /// The statements of the join, prepared once per connection (SQLite caches them).
+    struct Statements {
+        let decided, pendingOrder, pendingReservations, insertPendingOrder, insertPendingReservation: Statement
+        let deletePendingOrder, deletePendingReservations, refundWaiting, settleRefunds: Statement
+        let insertOrder, insertLine, insertShipment, insertShipmentLine: Statement
 
+        init(_ db: Database) throws {
+            decided = try db.cachedStatement(sql: "SELECT 1 FROM erp_orders WHERE order_id = ?")
+            pendingOrder = try db.cachedStatement(sql: "SELECT payload FROM dispatch_pending_orders WHERE order_id = ?")
+            pendingReservations = try db.cachedStatement(sql: "SELECT line_no, status FROM dispatch_pending_reservations WHERE order_id = ?")
+            insertPendingOrder = try db.cachedStatement(sql: "INSERT OR IGNORE INTO dispatch_pending_orders (order_id, payload, received_at_us) VALUES (?, ?, ?)")
+            insertPendingReservation = try db.cachedStatement(sql: "INSERT OR IGNORE INTO dispatch_pending_reservations (event_id, order_id, line_no, status) VALUES (?, ?, ?, ?)")
+            deletePendingOrder = try db.cachedStatement(sql: "DELETE FROM dispatch_pending_orders WHERE order_id = ?")
+            deletePendingReservations = try db.cachedStatement(sql: "DELETE FROM dispatch_pending_reservations WHERE order_id = ?")
+            refundWaiting = try db.cachedStatement(sql: "SELECT 1 FROM erp_refunds WHERE order_id = ? AND status = 'pending' LIMIT 1")
+            settleRefunds = try db.cachedStatement(sql: "UPDATE erp_refunds SET status = 'refunded', booked_at_us = ? WHERE order_id = ? AND status = 'pending'")
+            insertOrder = try db.cachedStatement(sql: """
+                INSERT INTO erp_orders (order_id, platform, shop_id, platform_order_id, status, currency, total_fen,
+                    buyer_name, buyer_phone, buyer_address, remark, line_count, paid_at_us, ingested_at_us, decided_at_us, cancelled_at_us)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """)
+            insertLine = try db.cachedStatement(sql: """
+                INSERT INTO erp_order_lines (order_id, line_no, event_id, sku, warehouse, quantity, unit_price_fen, reservation)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                """)
+            insertShipment = try db.cachedStatement(sql: "INSERT INTO erp_shipments (shipment_id, order_id, warehouse, status, created_at_us) VALUES (?, ?, ?, 'pending', ?)")
+            insertShipmentLine = try db.cachedStatement(sql: "INSERT INTO erp_shipment_lines (shipment_id, sku, quantity) VALUES (?, ?, ?)")
+        }
+    }
+
+    private func decide(_ order: Order, statusByLine: [UInt32: Int], s: Statements, output: inout BatchOutput, now: Int64) throws {
+        let orderID = order.orderID
         let reservedRaw = ReservationStatus.reserved.rawValue
         let allReserved = order.lines.allSatisfy { statusByLine[$0.lineNo] == reservedRaw }
-        let refundWaiting = try Bool.fetchOne(db, sql: "SELECT 1 FROM erp_refunds WHERE order_id = ? AND status = 'pending' LIMIT 1", arguments: [orderID]) == true
+        let refundWaiting = try Bool.fetchOne(s.refundWaiting, arguments: [orderID]) == true
         let status = refundWaiting ? ErpBook.Status.cancelled : (allReserved ? ErpBook.Status.synced : ErpBook.Status.outOfStock)
 
-        try db.execute(sql: """
-            INSERT INTO erp_orders (order_id, platform, shop_id, platform_order_id, status, currency, total_fen,
-                buyer_name, buyer_phone, buyer_address, remark, line_count, paid_at_us, ingested_at_us, decided_at_us, cancelled_at_us)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-            """, arguments: [
-                orderID, order.platform.slug, order.shopID, order.platformOrderID, status, order.currency, order.totalFen,
-                order.buyer.name, order.buyer.phone, order.buyer.address, order.buyerRemark, order.lines.count,
-                order.paidAtUs, order.ingestedAtUs, now, status == ErpBook.Status.cancelled ? now : nil,
-            ])
-        let insertLine = try db.cachedStatement(sql: """
-            INSERT INTO erp_order_lines (order_id, line_no, event_id, sku, warehouse, quantity, unit_price_fen, reservation)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-            """)
+        try s.insertOrder.execute(arguments: [
+            orderID, order.platform.slug, order.shopID, order.platformOrderID, status, order.currency, order.totalFen,
+            order.buyer.name, order.buyer.phone, order.buyer.address, order.buyerRemark, order.lines.count,
+            order.paidAtUs, order.ingestedAtUs, now, status == ErpBook.Status.cancelled ? now : nil,
+        ])
         for line in order.lines {
             let reserved = statusByLine[line.lineNo] == reservedRaw
-            try insertLine.execute(arguments: [orderID, line.lineNo, line.eventID, line.sku, line.warehouse, line.quantity, line.unitPriceFen, reserved ? "reserved" : "rejected"])
+            try s.insertLine.execute(arguments: [orderID, line.lineNo, line.eventID, line.sku, line.warehouse, line.quantity, line.unitPriceFen, reserved ? "reserved" : "rejected"])
             if reserved && status != ErpBook.Status.synced {
                 output.emit(topic: Topics.stockAdjustments, key: line.sku, value: Self.release(line, reason: status, now: now).bytes)
             }
@@ -111,12 +154,11 @@ public final class DispatchProcessor: BatchProcessor {
                 shipment.orderID = orderID
                 shipment.warehouse = warehouse
                 shipment.createdAtUs = now
-                try db.execute(sql: "INSERT INTO erp_shipments (shipment_id, order_id, warehouse, status, created_at_us) VALUES (?, ?, ?, 'pending', ?)",
-                               arguments: [shipment.shipmentID, orderID, warehouse, now])
+                try s.insertShipment.execute(arguments: [shipment.shipmentID, orderID, warehouse, now])
                 var totals: [String: Int64] = [:]
                 for line in lines { totals[line.sku, default: 0] += line.quantity }
                 for (sku, qty) in totals.sorted(by: { $0.key < $1.key }) {
-                    try db.execute(sql: "INSERT INTO erp_shipment_lines (shipment_id, sku, quantity) VALUES (?, ?, ?)", arguments: [shipment.shipmentID, sku, qty])
+                    try s.insertShipmentLine.execute(arguments: [shipment.shipmentID, sku, qty])
                     var sl = ShipmentLine()
                     sl.sku = sku
                     sl.quantity = qty
@@ -130,11 +172,9 @@ public final class DispatchProcessor: BatchProcessor {
         default:
             outcome.kind = .cancelled
             outcome.detail = "refund requested before the order was synced"
-            try db.execute(sql: "UPDATE erp_refunds SET status = 'refunded', booked_at_us = ? WHERE order_id = ? AND status = 'pending'", arguments: [now, orderID])
+            try s.settleRefunds.execute(arguments: [now, orderID])
         }
         output.emit(topic: Topics.orderOutcomes, key: orderID, value: outcome.bytes)
-        try db.execute(sql: "DELETE FROM dispatch_pending_orders WHERE order_id = ?", arguments: [orderID])
-        try db.execute(sql: "DELETE FROM dispatch_pending_reservations WHERE order_id = ?", arguments: [orderID])
     }
 
     /// A release of a line's reservation; its id is derived from the line so stock applies it once.

@@ -1,4 +1,5 @@
 import CRdkafka
+import Dispatch
 import Foundation
 
 /// librdkafka's mock cluster: a real Kafka-protocol broker on 127.0.0.1, in memory.
@@ -28,9 +29,38 @@ public final class EmbeddedBroker: @unchecked Sendable {
         handle = rk
         cluster = mc
         bootstrapServers = String(cString: rd_kafka_mock_cluster_bootstraps(mc))
+        // The 2.0.2 mock never sets TCP_NODELAY on the connections it accepts: a response written
+        // in two segments then waits for the client's delayed ACK (40 ms on Linux) at every hop.
+        // Sweep this process's TCP sockets and disable Nagle on them (cheap, and only in the broker process).
+        let timer = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "livesync.broker.nodelay"))
+        timer.schedule(deadline: .now(), repeating: .milliseconds(50))
+        timer.setEventHandler { Self.disableNagleOnTCPSockets() }
+        timer.resume()
+        nodelayTimer = timer
+    }
+
+    private var nodelayTimer: (any DispatchSourceTimer)?
+
+    static func disableNagleOnTCPSockets() {
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd") else { return }
+        for entry in entries {
+            guard let fd = Int32(entry) else { continue }
+            var type: Int32 = 0
+            var len = socklen_t(MemoryLayout<Int32>.size)
+            guard getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0, type == Int32(SOCK_STREAM.rawValue) else { continue }
+            var storage = sockaddr_storage()
+            var slen = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            let isInet = withUnsafeMutablePointer(to: &storage) { ptr in
+                ptr.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &slen) == 0 }
+            } && (Int32(storage.ss_family) == AF_INET || Int32(storage.ss_family) == AF_INET6)
+            guard isInet else { continue }
+            var on: Int32 = 1
+            _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &on, socklen_t(MemoryLayout<Int32>.size))
+        }
     }
 
     deinit {
+        nodelayTimer?.cancel()
         rd_kafka_mock_cluster_destroy(cluster)
         rd_kafka_destroy(handle)
     }

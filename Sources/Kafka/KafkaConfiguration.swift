@@ -27,6 +27,7 @@ public struct KafkaConfiguration: Sendable, Hashable {
         "queue.buffering.max.messages": "1000000",
         "queue.buffering.max.kbytes": "1048576",
         "message.timeout.ms": "30000",
+        "socket.nagle.disable": "true",
     ]
 
     /// Consumer defaults: cooperative-sticky, offsets owned by the application (kept in SQLite).
@@ -40,6 +41,7 @@ public struct KafkaConfiguration: Sendable, Hashable {
         "queued.min.messages": "200000",
         "session.timeout.ms": "45000",
         "heartbeat.interval.ms": "1000",
+        "socket.nagle.disable": "true",
     ]
 
     func makeConf(defaults: [String: String]) throws -> OpaquePointer {

@@ -182,7 +182,9 @@ public final class BatchConsumerService: Service, Sendable {
             batch.removeAll(keepingCapacity: true)
             guard !messages.isEmpty else { return }
             // The previous batch's outputs must be delivered before their outbox row is deleted.
+            let t0 = DispatchTime.now().uptimeNanoseconds
             try finishInFlight(deleteInNextTransaction: true)
+            let t1 = DispatchTime.now().uptimeNanoseconds
             var offsets: [TopicPartition: Int64] = [:]
             for m in messages { offsets[m.topicPartition] = max(offsets[m.topicPartition] ?? 0, m.offset + 1) }
             let retiredSeq = retiredOutboxSeq
@@ -190,6 +192,13 @@ public final class BatchConsumerService: Service, Sendable {
             while true {
                 do {
                     let (output, seq) = try commit(messages, offsets: offsets, retire: retiredSeq)
+                    let t2 = DispatchTime.now().uptimeNanoseconds
+                    if log.logLevel <= .debug {
+                        log.debug("batch committed", metadata: [
+                            "messages": "\(messages.count)", "outputs": "\(output.messages.count)",
+                            "waitDeliveryMs": "\((t1 - t0) / 1_000_000)", "commitMs": "\((t2 - t1) / 1_000_000)",
+                        ])
+                    }
                     retiredOutboxSeq = nil
                     for (tp, o) in offsets { next[tp] = o }
                     consumer?.commitAsync(offsets)
