@@ -130,11 +130,22 @@ public struct ReplaySender: Sendable {
         config.timeout = .init(connect: .seconds(5), read: .seconds(30))
         let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
         let state = SharedProgress()
+        // Encode and sign every request up front: that is the platforms' work, not LiveSync's,
+        // and it would otherwise compete with the cluster for this machine's cores.
+        let encoder = JSONEncoder()
+        let prepared: [(path: String, body: ByteBuffer, signature: String)?] = try events.map { event in
+            let (path, shop, body): (String, String, Data)
+            if let o = event.order {
+                (path, shop, body) = ("/webhooks/generic", o.shop_id, try encoder.encode(o))
+            } else if let r = event.refund {
+                (path, shop, body) = ("/webhooks/generic/refunds", r.shop_id, try encoder.encode(r))
+            } else { return nil }
+            return (url + path, ByteBuffer(bytes: body), GenericWebhook.sign(body, secret: shops[shop] ?? ""))
+        }
         do {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for _ in 0..<concurrency {
                     group.addTask {
-                        let encoder = JSONEncoder()
                         while true {
                             let i = state.next.add(1, ordering: .relaxed).oldValue
                             guard i < events.count else { return }
@@ -143,13 +154,8 @@ public struct ReplaySender: Sendable {
                                 let due = start + .milliseconds(Int64(event.at * 1000))
                                 if due > .now { try await Task.sleep(until: due) }
                             }
-                            let (path, shop, body): (String, String, Data)
-                            if let o = event.order {
-                                (path, shop, body) = ("/webhooks/generic", o.shop_id, try encoder.encode(o))
-                            } else if let r = event.refund {
-                                (path, shop, body) = ("/webhooks/generic/refunds", r.shop_id, try encoder.encode(r))
-                            } else { continue }
-                            let outcome = await post(client, url + path, body: body, secret: shops[shop] ?? "")
+                            guard let request = prepared[i] else { continue }
+                            let outcome = await post(client, request.path, body: request.body, signature: request.signature)
                             let count: Int? = state.result.withLock { r in
                                 switch outcome {
                                 case .accepted:
@@ -184,12 +190,12 @@ public struct ReplaySender: Sendable {
     enum Outcome { case accepted, refused, failed }
 
     /// Posts one signed webhook; retries 5xx and network errors with backoff, as platforms do.
-    private func post(_ client: HTTPClient, _ url: String, body: Data, secret: String) async -> Outcome {
+    private func post(_ client: HTTPClient, _ url: String, body: ByteBuffer, signature: String) async -> Outcome {
         var request = HTTPClientRequest(url: url)
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
-        request.headers.add(name: GenericWebhook.signatureHeader, value: GenericWebhook.sign(body, secret: secret))
-        request.body = .bytes(ByteBuffer(bytes: body))
+        request.headers.add(name: GenericWebhook.signatureHeader, value: signature)
+        request.body = .bytes(body)
         for attempt in 0..<8 {
             do {
                 let response = try await client.execute(request, timeout: .seconds(30))
