@@ -58,13 +58,22 @@ public final class StockProcessor: BatchProcessor {
             VALUES (?, ?, ?, ?, ?, ?)
             """)
 
-        for message in messages {
+        // Decoding is pure: spread it over the cores. Decisions and SQL stay in order, on this thread.
+        let decoded: [Result<OrderLine, any Error>?] = ParallelMap.map(messages) { m in
+            m.topic == Topics.orderLines ? Result { try OrderLine(serializedBytes: m.value) } : nil
+        }
+        var reservations: [Reservation] = []
+        reservations.reserveCapacity(messages.count)
+        for (index, message) in messages.enumerated() {
             switch message.topic {
             case Topics.orderLines:
                 let line: OrderLine
-                do { line = try OrderLine(serializedBytes: message.value) } catch {
+                switch decoded[index] {
+                case .success(let l)?: line = l
+                case .failure(let error)?:
                     output.deadLetter(message, error: "not an OrderLine: \(error)")
                     continue
+                case nil: continue
                 }
                 guard !line.eventID.isEmpty, !line.sku.isEmpty, line.quantity > 0 else {
                     output.deadLetter(message, error: "order line needs event_id, sku and quantity > 0")
@@ -89,7 +98,7 @@ public final class StockProcessor: BatchProcessor {
                 r.availableAfter = l.available
                 r.lineCount = line.lineCount
                 r.decidedAtUs = now
-                output.emit(topic: Topics.stockReservations, key: line.orderID, value: r.bytes)
+                reservations.append(r)
 
             case Topics.stockAdjustments:
                 let adj: StockAdjustment
@@ -103,7 +112,7 @@ public final class StockProcessor: BatchProcessor {
                 }
                 switch adj.kind {
                 case .release:
-                    guard let row = try Row.fetchOne(db, sql: "SELECT sku, warehouse, quantity, status FROM stock_lines WHERE event_id = ?", arguments: [adj.releaseEventID]) else {
+                    guard let row = try Row.fetchOne(try db.cachedStatement(sql: "SELECT sku, warehouse, quantity, status FROM stock_lines WHERE event_id = ?"), arguments: [adj.releaseEventID]) else {
                         output.deadLetter(message, error: "release of unknown line \(adj.releaseEventID)")
                         continue
                     }
@@ -114,7 +123,7 @@ public final class StockProcessor: BatchProcessor {
                     l.release(row[2])
                     levels[key] = l
                     dirty.insert(key)
-                    try db.execute(sql: "UPDATE stock_lines SET status = 3, decided_at_us = ? WHERE event_id = ?", arguments: [now, adj.releaseEventID])
+                    try db.cachedStatement(sql: "UPDATE stock_lines SET status = 3, decided_at_us = ? WHERE event_id = ?").execute(arguments: [now, adj.releaseEventID])
                 case .set, .delta:
                     guard !adj.sku.isEmpty else {
                         output.deadLetter(message, error: StockRuleError.missingField("sku").description)
@@ -139,6 +148,12 @@ public final class StockProcessor: BatchProcessor {
             default:
                 output.deadLetter(message, error: "stock does not consume topic \(message.topic)")
             }
+        }
+
+        // Encoding is pure too.
+        let encoded = ParallelMap.map(reservations) { $0.bytes }
+        for (r, bytes) in zip(reservations, encoded) {
+            output.emit(topic: Topics.stockReservations, key: r.orderID, value: bytes)
         }
 
         let upsert = try db.cachedStatement(sql: """

@@ -102,6 +102,7 @@ public final class KafkaProducer: @unchecked Sendable {
     private let topics = Mutex<[String: OpaquePointer]>([:])
     private let closed = StopFlag()
     private let pollerDone = DispatchSemaphore(value: 0)
+    private let backgroundQueue = DispatchQueue(label: "livesync.kafka.produce")
     private let logger: Logger
 
     public init(configuration: KafkaConfiguration, logger: Logger = Logger(label: "livesync.kafka.producer")) throws {
@@ -134,13 +135,32 @@ public final class KafkaProducer: @unchecked Sendable {
     public func enqueue(_ messages: [ProducerMessage]) throws(KafkaError) -> DeliveryGroup {
         let group = DeliveryGroup(count: messages.count)
         group.retainUntilComplete()
+        try produce(messages, into: group)
+        return group
+    }
+
+    /// Like `enqueue`, but hands the messages to librdkafka on a background queue, so the
+    /// caller (a consumer between two batches) goes on at once; failures arrive through the group.
+    public func enqueueInBackground(_ messages: [ProducerMessage]) -> DeliveryGroup {
+        let group = DeliveryGroup(count: messages.count)
+        group.retainUntilComplete()
+        backgroundQueue.async { [self] in try? produce(messages, into: group) }
+        return group
+    }
+
+    private func produce(_ messages: [ProducerMessage], into group: DeliveryGroup) throws(KafkaError) {
         let opaque = Unmanaged.passUnretained(group).toOpaque()
         var lastTopic = ""
         var rkt: OpaquePointer?
         for (index, message) in messages.enumerated() {
-            if rkt == nil || message.topic != lastTopic {
-                rkt = try topicHandle(message.topic)
-                lastTopic = message.topic
+            do {
+                if rkt == nil || message.topic != lastTopic {
+                    rkt = try topicHandle(message.topic)
+                    lastTopic = message.topic
+                }
+            } catch {
+                group.complete(error, count: messages.count - index)
+                throw error
             }
             while true {
                 let rc = message.value.withUnsafeBytes { value in
@@ -159,11 +179,11 @@ public final class KafkaProducer: @unchecked Sendable {
                     continue
                 }
                 // Messages not enqueued count as failed so waiters are not left hanging.
-                group.complete(KafkaError(err, context: "producing to \(message.topic)"), count: messages.count - index)
-                throw KafkaError(err, context: "producing to \(message.topic)")
+                let error = KafkaError(err, context: "producing to \(message.topic)")
+                group.complete(error, count: messages.count - index)
+                throw error
             }
         }
-        return group
     }
 
     /// Produces the messages and suspends until the broker acknowledged all of them.

@@ -203,7 +203,7 @@ public final class BatchConsumerService: Service, Sendable {
                     for (tp, o) in offsets { next[tp] = o }
                     consumer?.commitAsync(offsets)
                     if !output.messages.isEmpty {
-                        inFlight = (try service.producer.enqueue(output.messages), seq, output.messages)
+                        inFlight = (service.producer.enqueueInBackground(output.messages), seq, output.messages)
                     }
                     service.stats.withLock {
                         $0.batches += 1
