@@ -11,7 +11,7 @@ public struct StockBenchmark: Sendable {
     public var lines = 300_000
     public var dataDirectory = "var/bench-stock"
     public var synchronous = "FULL"
-    public var maxBatch = 20_000
+    public var maxBatch = 50_000
 
     public init() {}
 

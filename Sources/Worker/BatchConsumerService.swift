@@ -14,13 +14,13 @@ public struct BatchConsumerConfiguration: Sendable {
     /// This member's stable identity (survives restarts): it owns its outbox rows, so instances
     /// sharing a database never publish or delete each other's outputs.
     public var instanceID: String
-    /// Most messages applied in one SQLite transaction. Default 20,000.
+    /// Most messages applied in one SQLite transaction. Default 50,000 (a batch only grows that large when there is a backlog).
     public var maxBatchSize: Int
     /// How long a batch may wait to fill after its first message. Default 5 ms: the bound on the
     /// latency batching adds.
     public var maxBatchWaitMilliseconds: Int
 
-    public init(kafka: KafkaConfiguration, groupID: String, topics: [String], instanceID: String = "default", maxBatchSize: Int = 20_000, maxBatchWaitMilliseconds: Int = 5) {
+    public init(kafka: KafkaConfiguration, groupID: String, topics: [String], instanceID: String = "default", maxBatchSize: Int = 50_000, maxBatchWaitMilliseconds: Int = 5) {
         self.kafka = kafka
         self.groupID = groupID
         self.topics = topics

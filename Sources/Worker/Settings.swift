@@ -69,7 +69,7 @@ public struct LiveSyncConfig: Sendable {
         return StateStoreConfiguration(path: string("db.\(name)", default: "\(dir)/\(name).sqlite"), synchronous: sync)
     }
 
-    /// The batching consumer's settings for `group`: `consumer.maxBatch` (default 20000),
+    /// The batching consumer's settings for `group`: `consumer.maxBatch` (default 50000),
     /// `consumer.maxWaitMs` (default 5), `kafka.sessionTimeoutMs` (default 45000, Kafka's; the
     /// embedded broker waits this minus 1 s before each rebalance, so dev uses 6000), and the
     /// static membership id (`kafka.instanceId`).
@@ -79,7 +79,7 @@ public struct LiveSyncConfig: Sendable {
         if let id = optionalString("kafka.instanceId"), !id.isEmpty { kafka.properties["group.instance.id"] = id }
         return BatchConsumerConfiguration(
             kafka: kafka, groupID: group, topics: topics, instanceID: instanceID,
-            maxBatchSize: int("consumer.maxBatch", default: 20_000),
+            maxBatchSize: int("consumer.maxBatch", default: 50_000),
             maxBatchWaitMilliseconds: int("consumer.maxWaitMs", default: 5))
     }
 }

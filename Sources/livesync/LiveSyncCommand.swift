@@ -210,7 +210,7 @@ extension LiveSyncCommand {
                 abstract: "Lines of one hot SKU per second through livesync-stock, durably (SQLite commit + offsets + published reservations).")
             @Option(help: "Lines to preload and apply.") var lines = 300_000
             @Option(help: "PRAGMA synchronous (FULL or NORMAL).") var synchronous = "FULL"
-            @Option(help: "Most lines per batch transaction.") var maxBatch = 20_000
+            @Option(help: "Most lines per batch transaction.") var maxBatch = 50_000
             @Option(help: "Working directory (reset).") var dataDir = "var/bench-stock"
             @Flag(help: "Print the result as JSON.") var json = false
 
