@@ -22,6 +22,8 @@ public struct DevClusterConfiguration: Sendable {
     public var synchronous = "FULL"
     /// Run without the alerting process.
     public var withAlerting = true
+    /// Ingest's `linger.ms` on the embedded broker (see `kafka.lingerMs`).
+    public var ingestLingerMilliseconds = 20
 
     public init(dataDirectory: String, binDirectory: String = DevClusterConfiguration.defaultBinDirectory) {
         self.dataDirectory = dataDirectory
@@ -101,6 +103,9 @@ public final class DevCluster: Sendable {
         ingestEnv["LIVESYNC_INGEST_SHOPS"] = shops.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ";")
         ingestEnv["LIVESYNC_INGEST_PORT"] = env["LIVESYNC_INGEST_PORT"] ?? "0"
         ingestEnv["LIVESYNC_INGEST_ADDRESS_FILE"] = addressFile
+        // Ingest sends one small produce per webhook; the embedded broker scans every message set
+        // it holds on each fetch, so fewer, larger sets keep it fast (adds up to this much latency).
+        ingestEnv["LIVESYNC_KAFKA_LINGER_MS"] = env["LIVESYNC_KAFKA_LINGER_MS"] ?? String(configuration.ingestLingerMilliseconds)
         let bin = configuration.binDirectory
         try supervisor.start(ChildSpec(name: "ingest", executable: "\(bin)/livesync-ingest", environment: ingestEnv))
         for i in 1...max(1, configuration.stockInstances) {

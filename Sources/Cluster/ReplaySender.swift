@@ -133,14 +133,14 @@ public struct ReplaySender: Sendable {
         // Encode and sign every request up front: that is the platforms' work, not LiveSync's,
         // and it would otherwise compete with the cluster for this machine's cores.
         let encoder = JSONEncoder()
-        let prepared: [(path: String, body: ByteBuffer, signature: String)?] = try events.map { event in
+        let prepared: [(path: String, body: ByteBuffer, signature: String, shop: String)?] = try events.map { event in
             let (path, shop, body): (String, String, Data)
             if let o = event.order {
                 (path, shop, body) = ("/webhooks/generic", o.shop_id, try encoder.encode(o))
             } else if let r = event.refund {
                 (path, shop, body) = ("/webhooks/generic/refunds", r.shop_id, try encoder.encode(r))
             } else { return nil }
-            return (url + path, ByteBuffer(bytes: body), GenericWebhook.sign(body, secret: shops[shop] ?? ""))
+            return (url + path, ByteBuffer(bytes: body), GenericWebhook.sign(body, secret: shops[shop] ?? ""), shop)
         }
         do {
             try await withThrowingTaskGroup(of: Void.self) { group in
@@ -155,7 +155,7 @@ public struct ReplaySender: Sendable {
                                 if due > .now { try await Task.sleep(until: due) }
                             }
                             guard let request = prepared[i] else { continue }
-                            let outcome = await post(client, request.path, body: request.body, signature: request.signature)
+                            let outcome = await post(client, request.path, body: request.body, signature: request.signature, shop: request.shop)
                             let count: Int? = state.result.withLock { r in
                                 switch outcome {
                                 case .accepted:
@@ -190,11 +190,12 @@ public struct ReplaySender: Sendable {
     enum Outcome { case accepted, refused, failed }
 
     /// Posts one signed webhook; retries 5xx and network errors with backoff, as platforms do.
-    private func post(_ client: HTTPClient, _ url: String, body: ByteBuffer, signature: String) async -> Outcome {
+    private func post(_ client: HTTPClient, _ url: String, body: ByteBuffer, signature: String, shop: String) async -> Outcome {
         var request = HTTPClientRequest(url: url)
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
         request.headers.add(name: GenericWebhook.signatureHeader, value: signature)
+        request.headers.add(name: GenericWebhook.shopHeader, value: shop)
         request.body = .bytes(body)
         for attempt in 0..<8 {
             do {

@@ -82,6 +82,9 @@ public enum IngestError: Error, Equatable, CustomStringConvertible {
 /// Signature: header `X-LiveSync-Signature: sha256=<hex HMAC-SHA256 of the raw body under the shop's secret>`.
 public enum GenericWebhook {
     public static let signatureHeader = "X-LiveSync-Signature"
+    /// Names the shop whose secret signed the body, so the signature is checked before the body
+    /// is parsed. Optional: without it the body's `shop_id` picks the secret.
+    public static let shopHeader = "X-LiveSync-Shop"
 
     public struct Line: Codable, Sendable {
         public var sku: String
@@ -144,8 +147,6 @@ public enum GenericWebhook {
         }
     }
 
-    private struct ShopOnly: Decodable { var shop_id: String }
-
     /// `sha256=<hex>` for `body` under `secret`.
     public static func sign(_ body: some DataProtocol, secret: String) -> String {
         let mac = HMAC<SHA256>.authenticationCode(for: body, using: SymmetricKey(data: Data(secret.utf8)))
@@ -180,7 +181,7 @@ public enum GenericWebhook {
     }
 
     /// Decodes `T`, reporting the failing field by its JSON path.
-    static func decode<T: Decodable>(_ type: T.Type, _ body: [UInt8]) throws(IngestError) -> T {
+    public static func decode<T: Decodable>(_ type: T.Type, _ body: [UInt8]) throws(IngestError) -> T {
         do {
             return try JSONDecoder().decode(T.self, from: Data(body))
         } catch let DecodingError.keyNotFound(key, ctx) {
@@ -213,17 +214,16 @@ public enum GenericWebhook {
         return s.isEmpty ? "(body)" : s
     }
 
-    /// The shop a body claims to come from (to pick the secret that verifies it).
-    public static func shopID(of body: [UInt8]) throws(IngestError) -> String {
-        try decode(ShopOnly.self, body).shop_id
-    }
-
     static let maxLines = 500
     static let maxQuantity: Int64 = 1_000_000
 
     /// Validates and normalises an order body into the canonical order.
     public static func order(from body: [UInt8], shop: ShopCredentials, now: Int64) throws(IngestError) -> Order {
-        let json = try decode(OrderJSON.self, body)
+        try order(from: try decode(OrderJSON.self, body), shop: shop, now: now)
+    }
+
+    /// Validates and normalises a decoded order body into the canonical order.
+    public static func order(from json: OrderJSON, shop: ShopCredentials, now: Int64) throws(IngestError) -> Order {
         func require(_ ok: Bool, _ field: String, _ reason: String) throws(IngestError) {
             if !ok { throw .invalidField(field: field, reason: reason) }
         }
@@ -275,7 +275,11 @@ public enum GenericWebhook {
 
     /// Validates a refund body.
     public static func refund(from body: [UInt8], now: Int64) throws(IngestError) -> RefundRequest {
-        let json = try decode(RefundJSON.self, body)
+        try refund(from: try decode(RefundJSON.self, body), now: now)
+    }
+
+    /// Validates a decoded refund body.
+    public static func refund(from json: RefundJSON, now: Int64) throws(IngestError) -> RefundRequest {
         guard !json.order_id.isEmpty, !json.order_id.contains(":") else { throw .invalidField(field: "order_id", reason: "is required and must not contain ':'") }
         guard !json.refund_id.isEmpty, json.refund_id.count <= 128 else { throw .invalidField(field: "refund_id", reason: "must be 1 to 128 characters") }
         guard json.amount_fen >= 0 else { throw .invalidField(field: "amount_fen", reason: "must not be negative") }

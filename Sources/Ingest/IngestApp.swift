@@ -56,15 +56,18 @@ public enum IngestApp {
         let router = Router()
         router.get("/healthz") { _, _ in json(200, #"{"status":"ok"}"#) }
         router.post("/webhooks/generic") { request, _ in
-            await handle(request, configuration: configuration, logger: logger) { body, shop, now in
-                let order = try GenericWebhook.order(from: body, shop: shop, now: now)
+            await handle(request, configuration: configuration, logger: logger) { body, authenticate, now in
+                let json = try GenericWebhook.decode(GenericWebhook.OrderJSON.self, body)
+                let order = try GenericWebhook.order(from: json, shop: try authenticate(json.shop_id), now: now)
                 do { try await publisher.publish(order) } catch { throw IngestError.unavailable("\(error)") }
                 return #"{"status":"accepted","order_id":"\#(order.orderID)","lines":\#(order.lines.count)}"#
             }
         }
         router.post("/webhooks/generic/refunds") { request, _ in
-            await handle(request, configuration: configuration, logger: logger) { body, _, now in
-                let refund = try GenericWebhook.refund(from: body, now: now)
+            await handle(request, configuration: configuration, logger: logger) { body, authenticate, now in
+                let json = try GenericWebhook.decode(GenericWebhook.RefundJSON.self, body)
+                _ = try authenticate(json.shop_id)
+                let refund = try GenericWebhook.refund(from: json, now: now)
                 do { try await publisher.publish(refund) } catch { throw IngestError.unavailable("\(error)") }
                 return #"{"status":"accepted","refund_id":"\#(refund.refundID)"}"#
             }
@@ -82,10 +85,13 @@ public enum IngestApp {
             logger: logger)
     }
 
-    /// Reads the body, checks size and signature, then runs `accept`; every refusal is a JSON error.
+    /// Reads the body (413 past the limit) and runs `accept`, which decodes it and calls
+    /// `authenticate(shopID)` to check the signature under that shop's secret. With the
+    /// `X-LiveSync-Shop` header the signature is checked before the body is parsed at all.
+    /// Every refusal is a JSON error; nothing is published for a refused request.
     static func handle(
         _ request: Request, configuration: IngestConfiguration, logger: Logger,
-        accept: (_ body: [UInt8], _ shop: ShopCredentials, _ now: Int64) async throws -> String
+        accept: (_ body: [UInt8], _ authenticate: (String) throws(IngestError) -> ShopCredentials, _ now: Int64) async throws -> String
     ) async -> Response {
         var request = request
         do {
@@ -94,12 +100,23 @@ public enum IngestApp {
                 throw IngestError.tooLarge(limit: configuration.maxBodyBytes)
             }
             let body = Array(buffer.readableBytesView)
-            let shopID = try GenericWebhook.shopID(of: body)
-            guard let shop = configuration.shops[shopID] else { throw IngestError.unknownShop(shopID) }
-            guard GenericWebhook.verify(body, header: request.headers[HTTPField.Name(GenericWebhook.signatureHeader)!], secret: shop.secret) else {
-                throw IngestError.badSignature
+            let signature = request.headers[HTTPField.Name(GenericWebhook.signatureHeader)!]
+            let headerShop = request.headers[HTTPField.Name(GenericWebhook.shopHeader)!]
+            func check(_ shopID: String) throws(IngestError) -> ShopCredentials {
+                guard let shop = configuration.shops[shopID] else { throw .unknownShop(shopID) }
+                guard GenericWebhook.verify(body, header: signature, secret: shop.secret) else { throw .badSignature }
+                return shop
             }
-            return json(200, try await accept(body, shop, Clock.nowMicros()))
+            var verified: ShopCredentials?
+            if let headerShop { verified = try check(headerShop) }
+            let authenticate = { (bodyShop: String) throws(IngestError) -> ShopCredentials in
+                if let headerShop {
+                    guard bodyShop == headerShop else { throw .invalidField(field: "shop_id", reason: "does not match the \(GenericWebhook.shopHeader) header") }
+                    return verified!
+                }
+                return try check(bodyShop)
+            }
+            return json(200, try await accept(body, authenticate, Clock.nowMicros()))
         } catch let error as IngestError {
             if error.status >= 500 { logger.error("request failed", metadata: ["error": "\(error)"]) }
             return json(error.status, error.jsonBody)

@@ -22,7 +22,7 @@ public struct KafkaConfiguration: Sendable, Hashable {
         "acks": "all",
         "partitioner": "murmur2_random",
         "compression.type": "lz4",
-        "linger.ms": "2",
+        "linger.ms": "5",
         "batch.num.messages": "10000",
         "queue.buffering.max.messages": "1000000",
         "queue.buffering.max.kbytes": "1048576",

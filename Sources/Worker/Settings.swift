@@ -34,6 +34,15 @@ public struct LiveSyncConfig: Sendable {
         reader.int(forKey: ConfigKey("livesync.\(key)"), default: value)
     }
 
+    /// Producer settings: the shared ones plus `kafka.lingerMs` (`linger.ms`, default 5: how long
+    /// a producer gathers messages into one batch; the embedded broker scans every batch it holds
+    /// on each fetch, so `livesync dev` raises it for ingest's many small requests).
+    public func producerKafka() throws -> KafkaConfiguration {
+        var kafka = try kafka()
+        kafka.properties["linger.ms"] = String(int("kafka.lingerMs", default: 5))
+        return kafka
+    }
+
     /// Kafka client settings shared by producers and consumers:
     /// - `kafka.bootstrap` (default `127.0.0.1:9092`; `livesync dev` passes the embedded broker's),
     /// - `kafka.properties`: extra librdkafka properties, `k=v,k=v` (e.g. SASL/TLS settings).
@@ -121,7 +130,7 @@ public enum ConsumerMain {
         let logger = Logger(label: "livesync.\(name)")
         let config = try await LiveSyncConfig(file: configFile)
         let store = try StateStore(try config.stateStore(database ?? name))
-        let kafka = try config.kafka()
+        let kafka = try config.producerKafka()
         let producer = try KafkaProducer(configuration: kafka, logger: logger)
         let service = BatchConsumerService(
             configuration: try config.consumer(group: config.string("group.\(name)", default: group), topics: topics),

@@ -19,8 +19,7 @@ struct AlertingCommand: AsyncParsableCommand {
         let logger = Logger(label: "livesync.alerting")
         let settings = try await LiveSyncConfig(file: config)
         let store = try StateStore(try settings.stateStore("alerting"))
-        let kafka = try settings.kafka()
-        let producer = try KafkaProducer(configuration: kafka, logger: logger)
+        let producer = try KafkaProducer(configuration: try settings.producerKafka(), logger: logger)
         let consumer = BatchConsumerService(
             configuration: try settings.consumer(
                 group: settings.string("group.alerting", default: "livesync-alerting"),

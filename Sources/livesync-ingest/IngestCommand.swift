@@ -22,7 +22,7 @@ struct IngestCommand: AsyncParsableCommand {
         guard !shops.isEmpty else {
             throw ConfigurationError("no shops configured: set ingest.shops (LIVESYNC_INGEST_SHOPS=shop=secret[@warehouse];…)")
         }
-        let producer = try KafkaProducer(configuration: settings.kafka(), logger: logger)
+        let producer = try KafkaProducer(configuration: settings.producerKafka(), logger: logger)
         let app = IngestApp.make(
             configuration: IngestConfiguration(
                 host: settings.string("ingest.host", default: "127.0.0.1"),

@@ -13,9 +13,10 @@ import Worker
 /// Ingest's HTTP contract on a live cluster: duplicates are harmless, bad input publishes nothing,
 /// and every line sits in the partition Java's murmur2 gives its SKU.
 @Suite(.serialized) struct IngestTests {
-    func post(_ url: String, _ body: String, secret: String?) async throws -> (Int, String) {
+    func post(_ url: String, _ body: String, secret: String?, shopHeader: String? = nil) async throws -> (Int, String) {
         var request = HTTPClientRequest(url: url)
         request.method = .POST
+        if let shopHeader { request.headers.add(name: GenericWebhook.shopHeader, value: shopHeader) }
         if let secret { request.headers.add(name: GenericWebhook.signatureHeader, value: GenericWebhook.sign(Array(body.utf8), secret: secret)) }
         request.body = .bytes(ByteBuffer(string: body))
         let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
@@ -76,6 +77,11 @@ import Worker
         #expect(malformed.0 == 400)
         let unknownShop = try await post(url, order.replacingOccurrences(of: "shop-1", with: "shop-x"), secret: secret)
         #expect(unknownShop.0 == 401)
+        // With the shop header the signature is checked before parsing, and the body must agree.
+        let headerBadSig = try await post(url, "not even json", secret: "wrong", shopHeader: "shop-1")
+        #expect(headerBadSig.0 == 401)
+        let headerMismatch = try await post(url, order.replacingOccurrences(of: "D1", with: "D6"), secret: cluster.shops["shop-2"]!, shopHeader: "shop-2")
+        #expect(headerMismatch.0 == 400 && headerMismatch.1.contains(#""field":"shop_id""#))
 
         try await waitConsumed(cluster.stockDatabase, group: "livesync-stock", topic: Topics.orderLines, admin: admin)
         try await waitConsumed(cluster.erpDatabase, group: "livesync-dispatch", topic: Topics.ordersPlaced, admin: admin)
