@@ -1,3 +1,4 @@
+import Dispatch
 import Foundation
 import Hummingbird
 import Logging
@@ -16,7 +17,12 @@ public enum AdminServer {
         router.post("/processes/:name/restart") { _, context in
             let name = context.parameters.get("name") ?? ""
             do {
-                try cluster.supervisor.restart(name)
+                // A graceful restart waits for the process to finish its batch: off the event loop.
+                try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
+                    DispatchQueue.global().async {
+                        do { try cluster.supervisor.restart(name); c.resume() } catch { c.resume(throwing: error) }
+                    }
+                }
                 return text(200, #"{"restarted":"\#(name)"}"#)
             } catch { return text(404, #"{"error":"\#(error)"}"#) }
         }

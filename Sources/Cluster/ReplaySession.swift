@@ -111,18 +111,20 @@ public enum SessionGenerator {
                 if !chosen.contains(s) { chosen.append(s) }
             }
             let shop = shape.shops[n % shape.shops.count]
+            // Platform order ids are fixed-width numbers (Douyin's and Taobao's are 19 digits), so
+            // ids arrive in increasing order; the synthetic ones are too.
             let lines = chosen.map { i in
                 GenericWebhook.Line(sku: skus[i], quantity: rng.unit() < 0.8 ? 1 : 2, unit_price_fen: Int64(1990 + (i % 50) * 1000), warehouse: warehouse(i))
             }
             let phone = String(format: "138%08d", Int(rng.next() % 100_000_000))
             let order = GenericWebhook.OrderJSON(
-                shop_id: shop, order_id: "S\(shape.seed)-\(n)", currency: "CNY", paid_at_ms: nil,
+                shop_id: shop, order_id: "\(690_000_000_000_000_000 + shape.seed % 1000 * 1_000_000_000_000 + UInt64(n))", currency: "CNY", paid_at_ms: nil,
                 buyer: .init(name: names[n % names.count], phone: phone, address: "浙江省杭州市余杭区文一西路\(n % 999)号"),
                 remark: n % 17 == 0 ? "请尽快发货" : nil, lines: lines)
             records.append(ReplayRecord(type: "order", at: t, order: order))
             if rng.unit() < shape.refundRate {
                 let amount = lines.reduce(0) { $0 + $1.quantity * $1.unit_price_fen }
-                let refund = GenericWebhook.RefundJSON(shop_id: shop, order_id: order.order_id, refund_id: "R\(shape.seed)-\(n)", amount_fen: amount, reason: "不想要了")
+                let refund = GenericWebhook.RefundJSON(shop_id: shop, order_id: order.order_id, refund_id: "R\(order.order_id)", amount_fen: amount, reason: "不想要了")
                 pendingRefunds.append((n + 200, ReplayRecord(type: "refund", at: t, refund: refund)))
             }
             while let first = pendingRefunds.first, first.due <= n {

@@ -48,7 +48,8 @@ public struct StockBenchmark: Sendable {
         var chunk: [ProducerMessage] = []
         for i in 0..<lines {
             var line = OrderLine()
-            line.orderID = "generic:shop-1:B\(i)"
+            // Fixed-width, increasing ids, like platforms' order numbers.
+            line.orderID = "generic:shop-1:\(6_900_000_000_000_000_000 + i)"
             line.lineNo = 1
             line.eventID = "\(line.orderID):1"
             line.sku = sku

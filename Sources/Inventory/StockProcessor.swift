@@ -44,6 +44,7 @@ public final class StockProcessor: BatchProcessor {
         let select = try db.cachedStatement(sql: "SELECT on_hand, reserved FROM stock WHERE sku = ? AND warehouse = ?")
         func level(_ key: Key) throws -> StockLevel {
             if let l = levels[key] { return l }
+            // (first sight of this SKU in the batch)
             let row = try Row.fetchOne(select, arguments: [key.sku, key.warehouse])
             let l = row.map { StockLevel(onHand: $0[0], reserved: $0[1]) } ?? StockLevel()
             levels[key] = l
