@@ -122,8 +122,11 @@ public enum ServiceRunner {
 
 /// A consumer executable in one call: state store, producer, batching consumer, service group.
 public enum ConsumerMain {
+    /// - Parameter extraServices: services that run beside the consumer in the same group
+    ///   (for example alerting's notifier), sharing its configuration and state store.
     public static func run(
         name: String, group: String, topics: [String], database: String? = nil, configFile: String?,
+        extraServices: (LiveSyncConfig, StateStore, Logger) throws -> [any Service] = { _, _, _ in [] },
         makeProcessor: @escaping @Sendable (LiveSyncConfig) throws -> any BatchProcessor
     ) async throws {
         ServiceRunner.bootstrapLogging()
@@ -137,7 +140,7 @@ public enum ConsumerMain {
             store: store, producer: producer, logger: logger,
             makeProcessor: { try makeProcessor(config) })
         logger.info("starting", metadata: ["bootstrap": "\(kafka.bootstrapServers)", "db": "\(store.configuration.path)"])
-        try await ServiceRunner.run([service], logger: logger)
+        try await ServiceRunner.run([service] + extraServices(config, store, logger), logger: logger)
         producer.close()
     }
 }
