@@ -39,7 +39,7 @@ public enum AdminServer {
             onServerRunning: { channel in
                 let url = "http://127.0.0.1:\(channel.localAddress?.port ?? port)"
                 try? cluster.writeInfo(adminURL: url)
-                print("admin:      \(url)  (GET /processes, POST /processes/NAME/restart|kill)")
+                say("admin:      \(url)  (GET /processes, POST /processes/NAME/restart|kill)")
             },
             logger: logger)
     }
@@ -47,4 +47,10 @@ public enum AdminServer {
     static func text(_ status: Int, _ body: String) -> Response {
         Response(status: .init(code: status), headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: body)))
     }
+}
+
+/// Writes a line to stdout at once (unbuffered): `livesync dev` runs for hours and whoever
+/// tails its output needs the addresses now.
+public func say(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }

@@ -55,7 +55,9 @@ public final class Supervisor: Sendable {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: spec.executable)
         process.arguments = spec.arguments
-        process.environment = spec.environment
+        var environment = spec.environment
+        environment["LIVESYNC_SUPERVISOR_PID"] = String(getpid())
+        process.environment = environment
         let logPath = "\(logDirectory)/\(name).log"
         if !FileManager.default.fileExists(atPath: logPath) { FileManager.default.createFile(atPath: logPath, contents: nil) }
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))

@@ -1,4 +1,5 @@
 import CRdkafka
+import Dispatch
 import Foundation
 import Logging
 
@@ -130,19 +131,38 @@ public final class KafkaConsumer {
         _ = rd_kafka_commit(handle, list, 1)
     }
 
-    /// Leaves the group (revoking the assignment through the delegate) and releases the client.
-    public func close() {
+    /// Leaves the group (revoking the assignment through the delegate), waiting at most
+    /// `timeoutMilliseconds`: with the coordinator unreachable, librdkafka's close could wait a
+    /// whole session timeout or more, and a stopping process must not hang on it.
+    public func close(timeoutMilliseconds: Int = 10_000) {
         guard !isClosed else { return }
         isClosed = true
-        let err = rd_kafka_consumer_close(handle)
-        if err != RD_KAFKA_RESP_ERR_NO_ERROR {
-            logger.warning("consumer close", metadata: ["error": "\(KafkaError(err, context: "leaving the group"))"])
+        guard let queue = rd_kafka_queue_new(handle) else { return }
+        defer { rd_kafka_queue_destroy(queue) }
+        if let error = rd_kafka_consumer_close_queue(handle, queue) {
+            logger.warning("consumer close", metadata: ["error": "\(String(cString: rd_kafka_error_string(error)))"])
+            rd_kafka_error_destroy(error)
+            return
+        }
+        let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(timeoutMilliseconds) * 1_000_000
+        while rd_kafka_consumer_closed(handle) == 0 {
+            guard DispatchTime.now().uptimeNanoseconds < deadline else {
+                logger.warning("leaving the group did not finish in \(timeoutMilliseconds) ms (coordinator unreachable?); closing anyway")
+                return
+            }
+            guard let event = rd_kafka_queue_poll(queue, 100) else { continue }
+            // With the close queue, rebalance callbacks arrive as events: serve them the same way.
+            if rd_kafka_event_type(event) == RD_KAFKA_EVENT_REBALANCE {
+                rebalance(rk: handle, err: rd_kafka_event_error(event), partitions: rd_kafka_event_topic_partition_list(event))
+            }
+            rd_kafka_event_destroy(event)
         }
     }
 
     deinit {
         close()
-        rd_kafka_destroy(handle)
+        // The group was left above (or given up on): do not let destroy try again and block.
+        rd_kafka_destroy_flags(handle, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE)
     }
 
     private func topicName(_ rkt: OpaquePointer) -> String {

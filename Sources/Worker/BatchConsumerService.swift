@@ -286,8 +286,9 @@ public final class BatchConsumerService: Service, Sendable {
                     inFlight[0].attempts += 1
                     let attempt = inFlight[0].attempts
                     log.error("publishing outputs failed, retrying", metadata: ["error": "\(error)", "attempt": "\(attempt)"])
-                    if service.stop.isSet && attempt > 3 {
-                        // Left in the outbox (with everything after it): republished at the next start.
+                    if service.stop.isSet {
+                        // Stopping: left in the outbox (with everything after it), republished at
+                        // the next start, rather than holding the shutdown for more timeouts.
                         inFlight.removeAll()
                         return
                     }

@@ -106,7 +106,25 @@ public enum ServiceRunner {
             services: services.map { .init(service: $0) },
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
+        let watchdog = supervisorWatchdog(logger: logger)
+        defer { watchdog?.cancel() }
         try await group.run()
+    }
+
+    /// Under a supervisor (`livesync dev`, `demo`, `bench`: `LIVESYNC_SUPERVISOR_PID`), a child
+    /// whose supervisor died shuts itself down gracefully instead of running on as an orphan.
+    static func supervisorWatchdog(logger: Logger) -> Task<Void, Never>? {
+        guard let text = ProcessInfo.processInfo.environment["LIVESYNC_SUPERVISOR_PID"], let supervisor = Int32(text) else { return nil }
+        return Task.detached {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .milliseconds(500))
+                if getppid() != supervisor {
+                    logger.warning("supervisor \(supervisor) is gone; shutting down")
+                    kill(getpid(), SIGTERM)
+                    return
+                }
+            }
+        }
     }
 
     /// Standard logging for every executable: stderr, level from `LIVESYNC_LOG_LEVEL` (default info).

@@ -58,10 +58,10 @@ extension LiveSyncCommand {
             config.dispatchInstances = dispatchInstances
             config.alertWebhookURL = alertWebhook
             let cluster = try await DevCluster(configuration: config, logger: logger)
-            print("bootstrap:  \(cluster.bootstrap)")
-            print("ingest:     \(cluster.ingestURL)/webhooks/generic")
-            print("cluster:    \(cluster.clusterFile)  (shop secrets; used by `livesync replay`)")
-            print("logs:       \(dataDir)/logs/")
+            say("bootstrap:  \(cluster.bootstrap)")
+            say("ingest:     \(cluster.ingestURL)/webhooks/generic")
+            say("cluster:    \(cluster.clusterFile)  (shop secrets; used by `livesync replay`)")
+            say("logs:       \(dataDir)/logs/")
             let admin = AdminServer.make(cluster: cluster, port: adminPort, logger: logger)
             do {
                 try await ServiceRunner.run([admin], logger: logger)
