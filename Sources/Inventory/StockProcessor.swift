@@ -44,7 +44,6 @@ public final class StockProcessor: BatchProcessor {
         let select = try db.cachedStatement(sql: "SELECT on_hand, reserved FROM stock WHERE sku = ? AND warehouse = ?")
         func level(_ key: Key) throws -> StockLevel {
             if let l = levels[key] { return l }
-            // (first sight of this SKU in the batch)
             let row = try Row.fetchOne(select, arguments: [key.sku, key.warehouse])
             let l = row.map { StockLevel(onHand: $0[0], reserved: $0[1]) } ?? StockLevel()
             levels[key] = l
@@ -65,6 +64,7 @@ public final class StockProcessor: BatchProcessor {
         }
         var reservations: [Reservation] = []
         reservations.reserveCapacity(messages.count)
+        var hot: (key: Key, level: StockLevel, dirty: Bool)?
         for (index, message) in messages.enumerated() {
             switch message.topic {
             case Topics.orderLines:
@@ -80,13 +80,18 @@ public final class StockProcessor: BatchProcessor {
                     output.deadLetter(message, error: "order line needs event_id, sku and quantity > 0")
                     continue
                 }
-                let key = Key(sku: line.sku, warehouse: line.warehouse)
-                var l = try level(key)
+                // A hot SKU's lines come in long runs: keep its level at hand instead of hashing per line.
+                if hot?.key.sku != line.sku || hot?.key.warehouse != line.warehouse {
+                    if let h = hot { levels[h.key] = h.level }
+                    let key = Key(sku: line.sku, warehouse: line.warehouse)
+                    hot = (key, try level(key), false)
+                }
+                var l = hot!.level
                 let reserved = l.reserve(line.quantity)
                 guard try insertLine.insert(line, status: reserved ? 1 : 2, now: now) else { continue }  // duplicate line: already decided
                 if reserved {
-                    levels[key] = l
-                    dirty.insert(key)
+                    hot!.level = l
+                    if !hot!.dirty { dirty.insert(hot!.key); hot!.dirty = true }
                 }
                 var r = Reservation()
                 r.eventID = line.eventID
@@ -102,6 +107,8 @@ public final class StockProcessor: BatchProcessor {
                 reservations.append(r)
 
             case Topics.stockAdjustments:
+                // Adjustments read and write `levels` directly: hand the hot level back first.
+                if let h = hot { levels[h.key] = h.level; hot = nil }
                 let adj: StockAdjustment
                 do { adj = try StockAdjustment(serializedBytes: message.value) } catch {
                     output.deadLetter(message, error: "not a StockAdjustment: \(error)")
@@ -151,6 +158,7 @@ public final class StockProcessor: BatchProcessor {
             }
         }
 
+        if let h = hot { levels[h.key] = h.level }
         // Encoding is pure too.
         let encoded = ParallelMap.map(reservations) { $0.bytes }
         for (r, bytes) in zip(reservations, encoded) {

@@ -186,18 +186,38 @@ public final class BatchConsumerService: Service, Sendable {
 
         func flush() throws {
             guard !batch.isEmpty else { return }
-            let messages = batch.filter { m in
-                guard let n = next[m.topicPartition] else { return false }  // not ours (any more)
-                return m.offset >= n
+            // One pass: drop re-deliveries and partitions no longer ours, and find each partition's
+            // next offset. Messages come in runs from one partition, so look each run up once.
+            var messages: [KafkaMessage] = []
+            messages.reserveCapacity(batch.count)
+            var offsets: [TopicPartition: Int64] = [:]
+            var runPartition: (topic: String, partition: Int32)?
+            var runNext: Int64?
+            var runLast: Int64 = -1
+            func closeRun() {
+                if let run = runPartition, runLast >= 0 {
+                    let tp = TopicPartition(run.topic, run.partition)
+                    offsets[tp] = max(offsets[tp] ?? 0, runLast + 1)
+                }
             }
+            for m in batch {
+                if runPartition?.partition != m.partition || runPartition?.topic != m.topic {
+                    closeRun()
+                    runPartition = (m.topic, m.partition)
+                    runNext = next[m.topicPartition]
+                    runLast = -1
+                }
+                guard let n = runNext, m.offset >= n else { continue }  // not ours (any more), or a re-delivery
+                messages.append(m)
+                runLast = max(runLast, m.offset)
+            }
+            closeRun()
             batch.removeAll(keepingCapacity: true)
             guard !messages.isEmpty else { return }
             // Acknowledged outputs' outbox rows are deleted in this batch's transaction.
             let t0 = DispatchTime.now().uptimeNanoseconds
             try settleInFlight(waitForAll: false)
             let t1 = DispatchTime.now().uptimeNanoseconds
-            var offsets: [TopicPartition: Int64] = [:]
-            for m in messages { offsets[m.topicPartition] = max(offsets[m.topicPartition] ?? 0, m.offset + 1) }
             let retiredSeq = retiredOutboxSeq
             var attempt = 0
             while true {
