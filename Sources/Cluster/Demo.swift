@@ -10,7 +10,7 @@ public struct DemoConfiguration: Sendable {
     public var shape = SessionShape()
     public var dataDirectory = "var/demo"
     public var viaKafka = false
-    public var concurrency = 128
+    public var concurrency = 256
     /// SIGKILL `livesync-stock` once this many orders were accepted (it is restarted a second later).
     public var killStockAfter: Int?
     /// How long to wait for every accepted order to reach a terminal state.

@@ -35,7 +35,7 @@ public struct ReplaySender: Sendable {
     public var target: ReplayTarget
     public var producer: KafkaProducer
     /// Requests in flight at once (HTTP) — a live session's many buyers.
-    public var concurrency = 128
+    public var concurrency = 256
     public var logger: Logger
     /// Called after each accepted order with the running count (for chaos hooks).
     public var onProgress: (@Sendable (Int) async -> Void)?

@@ -80,7 +80,7 @@ extension LiveSyncCommand {
         @OptionGroup var session: SessionOptions
         @Flag(help: "Print the summary as one JSON object.") var json = false
         @Flag(help: "Publish straight into Kafka instead of through ingest's HTTP.") var viaKafka = false
-        @Option(help: "Concurrent HTTP requests.") var concurrency = 128
+        @Option(help: "Concurrent HTTP requests (a live session's many buyers; ingest answers after Kafka acknowledged, so throughput is about concurrency / ack latency).") var concurrency = 256
         @Option(help: "SIGKILL livesync-stock after this many accepted orders (it restarts).") var killStockAfter: Int?
         @Option(help: "Seconds to wait for every order to settle.") var settleTimeout = 120.0
         @Option(help: "State and logs (reset at start).") var dataDir = "var/demo"
@@ -124,7 +124,7 @@ extension LiveSyncCommand {
         @Flag(help: "Publish straight into Kafka instead of through ingest's HTTP.") var viaKafka = false
         @Option(help: "Replay this recorded session (JSONL) instead of a synthetic one.") var file: String?
         @Option(help: "Write the session as JSONL here and exit without sending.") var record: String?
-        @Option(help: "Concurrent HTTP requests.") var concurrency = 128
+        @Option(help: "Concurrent HTTP requests (a live session's many buyers; ingest answers after Kafka acknowledged, so throughput is about concurrency / ack latency).") var concurrency = 256
         @Flag(help: "Do not publish the session's initial stock.") var noStock = false
 
         func run() async throws {
