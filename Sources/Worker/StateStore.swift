@@ -75,9 +75,8 @@ public enum OutboxFrame {
         var out: [UInt8] = []
         out.reserveCapacity(messages.reduce(0) { $0 + 10 + $1.topic.utf8.count + $1.key.count + $1.value.count })
         for m in messages {
-            let topic = Array(m.topic.utf8)
-            append(&out, UInt32(topic.count), bytes: 2)
-            out += topic
+            append(&out, UInt32(m.topic.utf8.count), bytes: 2)
+            out.append(contentsOf: m.topic.utf8)
             append(&out, UInt32(m.key.count), bytes: 4)
             out += m.key
             append(&out, UInt32(m.value.count), bytes: 4)
