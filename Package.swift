@@ -131,7 +131,7 @@ let package = Package(
         .executableTarget(
             name: "livesync",
             dependencies: [
-                "Cluster",
+                "Cluster", "Ingest", "Kafka", "Worker",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],

@@ -106,12 +106,11 @@ public struct ReplaySender: Sendable {
             let now = Clock.nowMicros()
             do {
                 if let o = event.order {
-                    let body = Array(try JSONEncoder().encode(o))
-                    let order = try GenericWebhook.order(from: body, shop: ShopCredentials(secret: ""), now: now)
+                    let order = try GenericWebhook.order(from: o, shop: ShopCredentials(secret: ""), now: now)
                     pending += OrderPublisher.messages(for: order)
                     pendingIDs.append(order.orderID)
                 } else if let r = event.refund {
-                    let refund = try GenericWebhook.refund(from: Array(try JSONEncoder().encode(r)), now: now)
+                    let refund = try GenericWebhook.refund(from: r, now: now)
                     pending.append(ProducerMessage(topic: Topics.refundRequests, key: refund.orderID, value: refund.bytes))
                     refunds += 1
                 }

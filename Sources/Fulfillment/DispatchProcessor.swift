@@ -29,6 +29,8 @@ public final class DispatchProcessor: BatchProcessor {
     /// An order's pieces gathered in one batch: what arrived now, merged with what was pending.
     struct Pending {
         var order: Order?
+        /// The order exactly as received, kept pending until its reservations are in.
+        var payload: [UInt8]?
         var orderIsStored = false
         var statusByLine: [UInt32: Int] = [:]
         var newReservations: [(eventID: String, lineNo: UInt32, status: Int)] = []
@@ -45,7 +47,10 @@ public final class DispatchProcessor: BatchProcessor {
                     continue
                 }
                 if pending[order.orderID] == nil { touched.append(order.orderID) }
-                if pending[order.orderID, default: Pending()].order == nil { pending[order.orderID, default: Pending()].order = order }
+                if pending[order.orderID, default: Pending()].order == nil {
+                    pending[order.orderID, default: Pending()].order = order
+                    pending[order.orderID, default: Pending()].payload = message.value
+                }
             case Topics.stockReservations:
                 guard let r = try? Reservation(serializedBytes: message.value), !r.orderID.isEmpty, !r.eventID.isEmpty else {
                     output.deadLetter(message, error: "not a valid Reservation (needs order_id and event_id)")
@@ -80,8 +85,8 @@ public final class DispatchProcessor: BatchProcessor {
                 try s.deletePendingOrder.execute(arguments: [orderID])
                 try s.deletePendingReservations.execute(arguments: [orderID])
             } else {
-                if let order = p.order, !p.orderIsStored {
-                    try s.insertPendingOrder.execute(arguments: [orderID, Data(order.bytes), now])
+                if let payload = p.payload, !p.orderIsStored {
+                    try s.insertPendingOrder.execute(arguments: [orderID, Data(payload), now])
                 }
                 for r in p.newReservations {
                     try s.insertPendingReservation.execute(arguments: [r.eventID, orderID, r.lineNo, r.status])

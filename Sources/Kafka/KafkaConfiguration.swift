@@ -1,4 +1,5 @@
 import CRdkafka
+import Foundation
 
 /// librdkafka client properties (see librdkafka's CONFIGURATION.md), with LiveSync's defaults.
 ///
@@ -43,6 +44,20 @@ public struct KafkaConfiguration: Sendable, Hashable {
         "heartbeat.interval.ms": "1000",
         "socket.nagle.disable": "true",
     ]
+
+    /// Parses `k=v,k=v` (how operators pass extra librdkafka properties); `source` names the
+    /// setting in the error.
+    public static func parseProperties(_ text: String, source: String) throws -> [String: String] {
+        var properties: [String: String] = [:]
+        for pair in text.split(separator: ",") {
+            let kv = pair.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            guard kv.count == 2, !kv[0].isEmpty else {
+                throw KafkaError.configuration("\(source) entry '\(pair)' is not key=value")
+            }
+            properties[kv[0]] = kv[1]
+        }
+        return properties
+    }
 
     func makeConf(defaults: [String: String]) throws -> OpaquePointer {
         guard let conf = rd_kafka_conf_new() else { throw KafkaError.configuration("rd_kafka_conf_new failed") }

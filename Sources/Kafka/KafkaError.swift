@@ -22,10 +22,6 @@ public struct KafkaError: Error, CustomStringConvertible, Sendable, Equatable {
         self.context = context
     }
 
-    /// `true` when the partition's committed position is no longer held by the broker
-    /// (retention dropped it): a consumer fell too far behind.
-    public var isOffsetOutOfRange: Bool { code == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE.rawValue }
-
     public var description: String {
         let name = String(cString: rd_kafka_err2name(rd_kafka_resp_err_t(rawValue: code)))
         return "Kafka error \(name) (\(code)) while \(context): \(message)"

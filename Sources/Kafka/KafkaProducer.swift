@@ -48,9 +48,6 @@ public final class DeliveryGroup: Sendable {
         state.withLock { if !$0.done { $0.keepAlive = self } }
     }
 
-    /// A group with nothing in flight.
-    public static var empty: DeliveryGroup { DeliveryGroup(count: 0) }
-
     func complete(_ error: KafkaError?, count: Int = 1) {
         let (waiters, keepAlive): ([CheckedContinuation<Void, any Error>]?, DeliveryGroup?) = state.withLock { s in
             if s.firstError == nil, let error { s.firstError = error }

@@ -72,9 +72,6 @@ public final class BatchConsumerService: Service, Sendable {
 
     public var statistics: BatchStatistics { stats.withLock { $0 } }
 
-    /// Asks the loop to finish its batch and leave the group.
-    public func requestStop() { stop.set() }
-
     public func run() async throws {
         try await withGracefulShutdownHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in

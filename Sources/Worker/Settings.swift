@@ -47,16 +47,7 @@ public struct LiveSyncConfig: Sendable {
     /// - `kafka.bootstrap` (default `127.0.0.1:9092`; `livesync dev` passes the embedded broker's),
     /// - `kafka.properties`: extra librdkafka properties, `k=v,k=v` (e.g. SASL/TLS settings).
     public func kafka() throws -> KafkaConfiguration {
-        var properties: [String: String] = [:]
-        if let extra = optionalString("kafka.properties"), !extra.isEmpty {
-            for pair in extra.split(separator: ",") {
-                let kv = pair.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
-                guard kv.count == 2, !kv[0].isEmpty else {
-                    throw ConfigurationError("kafka.properties entry '\(pair)' is not key=value")
-                }
-                properties[kv[0]] = kv[1]
-            }
-        }
+        let properties = try KafkaConfiguration.parseProperties(optionalString("kafka.properties") ?? "", source: "kafka.properties")
         return KafkaConfiguration(bootstrapServers: string("kafka.bootstrap", default: "127.0.0.1:9092"), properties: properties)
     }
 

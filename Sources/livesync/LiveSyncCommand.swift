@@ -2,6 +2,7 @@ import ArgumentParser
 import AsyncHTTPClient
 import Cluster
 import Foundation
+import Ingest
 import Kafka
 import Logging
 import Worker
@@ -142,12 +143,8 @@ extension LiveSyncCommand {
             }
             var shopSecrets = info?.shops ?? [:]
             if let shops {
-                shopSecrets = [:]
-                for pair in shops.split(separator: ";") {
-                    let kv = pair.split(separator: "=", maxSplits: 1).map(String.init)
-                    guard kv.count == 2 else { throw ValidationError("--shops entry '\(pair)' is not shop=secret") }
-                    shopSecrets[kv[0]] = kv[1]
-                }
+                // Same format as ingest's `ingest.shops`.
+                shopSecrets = try ShopCredentials.parseList(shops).mapValues(\.secret)
             }
             let target: ReplayTarget
             if viaKafka {
@@ -178,12 +175,7 @@ extension LiveSyncCommand {
         @Option(help: "Extra librdkafka properties, k=v,k=v (security.protocol, sasl.*).") var properties: String?
 
         func run() async throws {
-            var props: [String: String] = [:]
-            for pair in (properties ?? "").split(separator: ",") {
-                let kv = pair.split(separator: "=", maxSplits: 1).map(String.init)
-                guard kv.count == 2 else { throw ValidationError("--properties entry '\(pair)' is not k=v") }
-                props[kv[0]] = kv[1]
-            }
+            let props = try KafkaConfiguration.parseProperties(properties ?? "", source: "--properties")
             let admin = try KafkaAdmin(configuration: KafkaConfiguration(bootstrapServers: bootstrap, properties: props))
             let specs = Topics.all(partitions: partitions, replicationFactor: replication)
             try admin.createTopics(specs)
