@@ -11,8 +11,13 @@ import Worker
 /// Guarantees: available stock never goes below zero; a line (by event id) or an adjustment
 /// (by adjustment id) applied twice changes nothing the second time; every line gets exactly
 /// one reservation decision, published to `stock.reservations`.
-public final class StockProcessor: BatchProcessor {
+///
+/// Every batch also yields, per source partition, a `StockDelta` for `stock.changelog`, so a member
+/// that gains a partition (or lost its disk) rebuilds exactly the same rows.
+public final class StockProcessor: ChangelogProcessor {
     public init() {}
+
+    public var changelogTopic: String { Topics.stockChangelog }
 
     struct Key: Hashable {
         var sku: String
@@ -25,16 +30,48 @@ public final class StockProcessor: BatchProcessor {
                 sku TEXT NOT NULL, warehouse TEXT NOT NULL,
                 on_hand INTEGER NOT NULL, reserved INTEGER NOT NULL,
                 updated_at_us INTEGER NOT NULL,
+                partition INTEGER NOT NULL,
+                CHECK (reserved >= 0 AND on_hand >= reserved),
                 PRIMARY KEY (sku, warehouse)) WITHOUT ROWID;
             CREATE TABLE IF NOT EXISTS stock_lines (
                 event_id TEXT PRIMARY KEY, order_id TEXT NOT NULL,
                 sku TEXT NOT NULL, warehouse TEXT NOT NULL, quantity INTEGER NOT NULL,
                 status INTEGER NOT NULL, -- 1 reserved, 2 rejected, 3 released
-                decided_at_us INTEGER NOT NULL) WITHOUT ROWID;
+                decided_at_us INTEGER NOT NULL,
+                partition INTEGER NOT NULL) WITHOUT ROWID;
             CREATE TABLE IF NOT EXISTS stock_adjustments_applied (
                 adjustment_id TEXT PRIMARY KEY, sku TEXT NOT NULL, warehouse TEXT NOT NULL,
-                kind INTEGER NOT NULL, quantity INTEGER NOT NULL, applied_at_us INTEGER NOT NULL) WITHOUT ROWID;
+                kind INTEGER NOT NULL, quantity INTEGER NOT NULL, applied_at_us INTEGER NOT NULL,
+                partition INTEGER NOT NULL) WITHOUT ROWID;
+            CREATE INDEX IF NOT EXISTS stock_lines_partition ON stock_lines (partition);
             """)
+    }
+
+    public func dropPartition(_ partition: Int32, db: Database) throws {
+        for table in ["stock", "stock_lines", "stock_adjustments_applied"] {
+            try db.execute(sql: "DELETE FROM \(table) WHERE partition = ?", arguments: [partition])
+        }
+    }
+
+    public func restore(_ payload: [UInt8], partition: Int32, db: Database) throws {
+        guard !payload.isEmpty else { return }
+        let delta = try StockDelta.decode(payload)
+        let row = try db.cachedStatement(sql: """
+            INSERT INTO stock (sku, warehouse, on_hand, reserved, updated_at_us, partition) VALUES (?, ?, ?, ?, ?, ?)
+            ON CONFLICT (sku, warehouse) DO UPDATE SET on_hand = excluded.on_hand, reserved = excluded.reserved,
+                updated_at_us = excluded.updated_at_us, partition = excluded.partition
+            """)
+        for r in delta.rows { try row.execute(arguments: [r.sku, r.warehouse, r.onHand, r.reserved, delta.decidedAtUs, partition]) }
+        let line = try db.cachedStatement(sql: """
+            INSERT OR REPLACE INTO stock_lines (event_id, order_id, sku, warehouse, quantity, status, decided_at_us, partition)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+            """)
+        for l in delta.lines { try line.execute(arguments: [l.eventID, l.orderID, l.sku, l.warehouse, l.quantity, Int(l.status), delta.decidedAtUs, partition]) }
+        let adjustment = try db.cachedStatement(sql: """
+            INSERT OR IGNORE INTO stock_adjustments_applied (adjustment_id, sku, warehouse, kind, quantity, applied_at_us, partition)
+            VALUES (?, ?, ?, ?, ?, ?, ?)
+            """)
+        for a in delta.adjustments { try adjustment.execute(arguments: [a.id, a.sku, a.warehouse, Int(a.kind), a.quantity, delta.decidedAtUs, partition]) }
     }
 
     public func apply(_ messages: [KafkaMessage], db: Database, output: inout BatchOutput) throws {
@@ -50,13 +87,16 @@ public final class StockProcessor: BatchProcessor {
             return l
         }
         let insertLine = LineInsert(try db.cachedStatement(sql: """
-            INSERT OR IGNORE INTO stock_lines (event_id, order_id, sku, warehouse, quantity, status, decided_at_us)
-            VALUES (?, ?, ?, ?, ?, ?, ?)
+            INSERT OR IGNORE INTO stock_lines (event_id, order_id, sku, warehouse, quantity, status, decided_at_us, partition)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
             """), db: db)
         let insertAdjustment = try db.cachedStatement(sql: """
-            INSERT OR IGNORE INTO stock_adjustments_applied (adjustment_id, sku, warehouse, kind, quantity, applied_at_us)
-            VALUES (?, ?, ?, ?, ?, ?)
+            INSERT OR IGNORE INTO stock_adjustments_applied (adjustment_id, sku, warehouse, kind, quantity, applied_at_us, partition)
+            VALUES (?, ?, ?, ?, ?, ?, ?)
             """)
+        // Each source partition's delta for the changelog, built as the batch is applied.
+        var deltas: [Int32: StockDelta.Writer] = [:]
+        var keyPartition: [Key: Int32] = [:]
 
         // Decoding is pure: spread it over the cores. Decisions and SQL stay in order, on this thread.
         let decoded: [Result<OrderLine, any Error>?] = ParallelMap.map(messages) { m in
@@ -88,10 +128,11 @@ public final class StockProcessor: BatchProcessor {
                 }
                 var l = hot!.level
                 let reserved = l.reserve(line.quantity)
-                guard try insertLine.insert(line, status: reserved ? 1 : 2, now: now) else { continue }  // duplicate line: already decided
+                guard try insertLine.insert(line, status: reserved ? 1 : 2, now: now, partition: message.partition) else { continue }  // duplicate line: already decided
+                deltas[message.partition, default: StockDelta.Writer(now: now)].line(line.eventID, order: line.orderID, sku: line.sku, warehouse: line.warehouse, quantity: line.quantity, status: reserved ? 1 : 2)
                 if reserved {
                     hot!.level = l
-                    if !hot!.dirty { dirty.insert(hot!.key); hot!.dirty = true }
+                    if !hot!.dirty { dirty.insert(hot!.key); hot!.dirty = true; keyPartition[hot!.key] = message.partition }
                 }
                 var r = Reservation()
                 r.eventID = line.eventID
@@ -120,7 +161,7 @@ public final class StockProcessor: BatchProcessor {
                 }
                 switch adj.kind {
                 case .release:
-                    guard let row = try Row.fetchOne(try db.cachedStatement(sql: "SELECT sku, warehouse, quantity, status FROM stock_lines WHERE event_id = ?"), arguments: [adj.releaseEventID]) else {
+                    guard let row = try Row.fetchOne(try db.cachedStatement(sql: "SELECT sku, warehouse, quantity, status, order_id FROM stock_lines WHERE event_id = ?"), arguments: [adj.releaseEventID]) else {
                         output.deadLetter(message, error: "release of unknown line \(adj.releaseEventID)")
                         continue
                     }
@@ -131,7 +172,9 @@ public final class StockProcessor: BatchProcessor {
                     l.release(row[2])
                     levels[key] = l
                     dirty.insert(key)
+                    keyPartition[key] = message.partition
                     try db.cachedStatement(sql: "UPDATE stock_lines SET status = 3, decided_at_us = ? WHERE event_id = ?").execute(arguments: [now, adj.releaseEventID])
+                    deltas[message.partition, default: StockDelta.Writer(now: now)].line(adj.releaseEventID, order: row[4], sku: key.sku, warehouse: key.warehouse, quantity: row[2], status: 3)
                 case .set, .delta:
                     guard !adj.sku.isEmpty else {
                         output.deadLetter(message, error: StockRuleError.missingField("sku").description)
@@ -145,10 +188,12 @@ public final class StockProcessor: BatchProcessor {
                         output.deadLetter(message, error: error.description)
                         continue
                     }
-                    try insertAdjustment.execute(arguments: [adj.adjustmentID, adj.sku, adj.warehouse, adj.kind.rawValue, adj.quantity, now])
+                    try insertAdjustment.execute(arguments: [adj.adjustmentID, adj.sku, adj.warehouse, adj.kind.rawValue, adj.quantity, now, message.partition])
                     guard db.changesCount == 1 else { continue }  // duplicate adjustment
                     levels[key] = l
                     dirty.insert(key)
+                    keyPartition[key] = message.partition
+                    deltas[message.partition, default: StockDelta.Writer(now: now)].adjustment(adj.adjustmentID, sku: adj.sku, warehouse: adj.warehouse, kind: UInt8(truncatingIfNeeded: adj.kind.rawValue), quantity: adj.quantity)
                 case .unspecified, .UNRECOGNIZED:
                     output.deadLetter(message, error: "unknown adjustment kind \(adj.kind.rawValue)")
                 }
@@ -166,14 +211,17 @@ public final class StockProcessor: BatchProcessor {
         }
 
         let upsert = try db.cachedStatement(sql: """
-            INSERT INTO stock (sku, warehouse, on_hand, reserved, updated_at_us) VALUES (?, ?, ?, ?, ?)
+            INSERT INTO stock (sku, warehouse, on_hand, reserved, updated_at_us, partition) VALUES (?, ?, ?, ?, ?, ?)
             ON CONFLICT (sku, warehouse) DO UPDATE SET on_hand = excluded.on_hand, reserved = excluded.reserved, updated_at_us = excluded.updated_at_us
             """)
         for key in dirty {
             let l = levels[key]!
             precondition(l.available >= 0, "stock rules let available go negative for \(key)")
-            try upsert.execute(arguments: [key.sku, key.warehouse, l.onHand, l.reserved, now])
+            let p = keyPartition[key]!
+            try upsert.execute(arguments: [key.sku, key.warehouse, l.onHand, l.reserved, now, p])
+            deltas[p, default: StockDelta.Writer(now: now)].row(sku: key.sku, warehouse: key.warehouse, onHand: l.onHand, reserved: l.reserved)
         }
+        for (p, delta) in deltas { output.changelog(partition: p, payload: delta.encoded()) }
     }
 }
 
@@ -189,7 +237,7 @@ struct LineInsert {
     }
 
     /// Inserts the line's decision; `false` when the event id was already decided (a duplicate).
-    func insert(_ line: OrderLine, status: Int32, now: Int64) throws -> Bool {
+    func insert(_ line: OrderLine, status: Int32, now: Int64, partition: Int32) throws -> Bool {
         let stmt = statement.sqliteStatement
         sqlite3_reset(stmt)
         let rc: Int32 = line.eventID.withCString { event in
@@ -204,6 +252,7 @@ struct LineInsert {
                         sqlite3_bind_int64(stmt, 5, line.quantity)
                         sqlite3_bind_int(stmt, 6, status)
                         sqlite3_bind_int64(stmt, 7, now)
+                        sqlite3_bind_int(stmt, 8, partition)
                         let rc = sqlite3_step(stmt)
                         sqlite3_clear_bindings(stmt)
                         return rc

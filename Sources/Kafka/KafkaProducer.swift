@@ -9,15 +9,19 @@ public struct ProducerMessage: Sendable {
     public var topic: String
     public var key: [UInt8]
     public var value: [UInt8]
+    /// An explicit partition (a changelog written for its source partition), or `nil` to
+    /// partition by key (murmur2, as Java clients do).
+    public var partition: Int32?
 
-    public init(topic: String, key: [UInt8], value: [UInt8]) {
+    public init(topic: String, key: [UInt8], value: [UInt8], partition: Int32? = nil) {
         self.topic = topic
         self.key = key
         self.value = value
+        self.partition = partition
     }
 
-    public init(topic: String, key: String, value: [UInt8]) {
-        self.init(topic: topic, key: Array(key.utf8), value: value)
+    public init(topic: String, key: String, value: [UInt8], partition: Int32? = nil) {
+        self.init(topic: topic, key: Array(key.utf8), value: value, partition: partition)
     }
 }
 
@@ -163,7 +167,7 @@ public final class KafkaProducer: @unchecked Sendable {
                 let rc = message.value.withUnsafeBytes { value in
                     message.key.withUnsafeBytes { key in
                         rd_kafka_produce(
-                            rkt!, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY,
+                            rkt!, message.partition ?? RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY,
                             UnsafeMutableRawPointer(mutating: value.baseAddress), value.count,
                             key.baseAddress, key.count, opaque)
                     }

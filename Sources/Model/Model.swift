@@ -16,6 +16,7 @@ public typealias RefundRequest = Livesync_V1_RefundRequest
 public typealias OrderOutcome = Livesync_V1_OrderOutcome
 public typealias OutcomeKind = Livesync_V1_OutcomeKind
 public typealias DeadLetter = Livesync_V1_DeadLetter
+public typealias ChangelogEntry = Livesync_V1_ChangelogEntry
 
 extension SwiftProtobuf.Message {
     /// The message's Protobuf encoding (cannot fail for LiveSync's proto3 messages).

@@ -3,6 +3,7 @@ import GRDB
 import GRDBSQLite
 import Kafka
 import Logging
+import Model
 import ServiceLifecycle
 import Synchronization
 
@@ -111,6 +112,9 @@ public final class BatchConsumerService: Service, Sendable {
             let messages: [ProducerMessage]
             var attempts = 0
         }
+        /// Changelog chain head per source partition this member holds (changelog processors only).
+        var heads: [Int32: ChangelogHead?] = [:]
+        var changelogReader: KafkaPartitionReader?
         var group: String { service.configuration.groupID }
         /// Owner of this member's outbox rows.
         var owner: String { "\(service.configuration.groupID)/\(service.configuration.instanceID)" }
@@ -159,6 +163,12 @@ public final class BatchConsumerService: Service, Sendable {
         // MARK: Rebalance (called inside poll, on this thread)
 
         func partitionsAssigned(_ partitions: [TopicPartition]) throws -> [TopicPartition: Int64] {
+            if let changelogged = processor as? any ChangelogProcessor {
+                // State first: the start offsets are the ones the restored state was committed with.
+                for p in Set(partitions.map { $0.partition }).sorted() where heads[p] == nil {
+                    heads[p] = try restore(partition: p, changelogged)
+                }
+            }
             let stored = try service.store.offsets(group: group, for: partitions)
             for tp in partitions { next[tp] = stored[tp] ?? 0 }
             log.info("start offsets loaded from SQLite", metadata: ["offsets": "\(stored.map { "\($0.key)=\($0.value)" }.sorted().joined(separator: ","))"])
@@ -171,12 +181,113 @@ public final class BatchConsumerService: Service, Sendable {
                 // Another member may own them already: drop, never write, their pending messages.
                 batch.removeAll { revoked.contains($0.topicPartition) }
             } else {
-                do { try flush() } catch {
+                do {
+                    try flush()
+                    // The new owner restores from the changelog: it must hold this member's last entries.
+                    try settleInFlight(waitForAll: true)
+                } catch {
                     log.error("could not commit the batch in hand on revoke; the new owner re-applies it", metadata: ["error": "\(error)"])
                     batch.removeAll { revoked.contains($0.topicPartition) }
                 }
             }
             for tp in partitions { next[tp] = nil }
+            let held = Set(next.keys.map(\.partition))
+            for p in Set(partitions.map(\.partition)) where !held.contains(p) { heads[p] = nil }
+        }
+
+        // MARK: Changelog
+
+        /// Brings source partition `p`'s local state up to the changelog's committed chain:
+        /// nothing to do when the local head is the chain's tip, the missing tail when it is on
+        /// the chain, a rebuild from scratch when the local copy is missing or diverged.
+        func restore(partition p: Int32, _ changelogged: any ChangelogProcessor) throws -> ChangelogHead? {
+            let started = DispatchTime.now().uptimeNanoseconds
+            if changelogReader == nil {
+                changelogReader = try KafkaPartitionReader(configuration: service.configuration.kafka, logger: log)
+            }
+            var entries: [ChangelogEntry] = []
+            let tp = TopicPartition(changelogged.changelogTopic, p)
+            try changelogReader!.read(tp) { m in entries.append(try ChangelogEntry(serializedBytes: m.value)) }
+            let chain = ChangelogChain.longest(entries)
+            let local: ChangelogHead? = try service.store.database.read { [group] db in
+                try Row.fetchOne(db, sql: "SELECT writer, seq FROM changelog_heads WHERE group_id = ? AND partition = ?", arguments: [group, p])
+                    .map { ChangelogHead(writer: $0[0], seq: $0[1]) }
+            }
+            let apply: ArraySlice<ChangelogEntry>
+            let fromScratch: Bool
+            if let local, let i = chain.firstIndex(where: { $0.head == local }) {
+                apply = chain[(i + 1)...]
+                fromScratch = false
+            } else if let local, chain.isEmpty {
+                log.warning("changelog \(tp) is empty but local state is at \(local): keeping the local state (was the topic recreated?)")
+                return local
+            } else {
+                if let local { log.warning("local state of partition \(p) (\(local)) is not on the changelog's chain: rebuilding it from the changelog") }
+                apply = chain[...]
+                fromScratch = true
+            }
+            guard fromScratch || !apply.isEmpty else { return local }
+            let tip = chain.last?.head
+            try service.store.database.write { [group] db in
+                if fromScratch {
+                    try changelogged.dropPartition(p, db: db)
+                    try db.execute(sql: "DELETE FROM consumer_offsets WHERE group_id = ? AND partition = ?", arguments: [group, p])
+                    try db.execute(sql: "DELETE FROM changelog_heads WHERE group_id = ? AND partition = ?", arguments: [group, p])
+                }
+                let upsert = try db.cachedStatement(sql: """
+                    INSERT INTO consumer_offsets (group_id, topic, partition, next_offset, updated_at_us) VALUES (?, ?, ?, ?, ?)
+                    ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = excluded.next_offset, updated_at_us = excluded.updated_at_us
+                    """)
+                let now = Clock.nowMicros()
+                for entry in apply {
+                    try changelogged.restore([UInt8](entry.payload), partition: p, db: db)
+                    for (topic, offset) in entry.nextOffsets {
+                        try upsert.execute(arguments: [group, topic, p, offset, now])
+                    }
+                }
+                if let tip {
+                    try db.execute(sql: """
+                        INSERT INTO changelog_heads (group_id, partition, writer, seq) VALUES (?, ?, ?, ?)
+                        ON CONFLICT (group_id, partition) DO UPDATE SET writer = excluded.writer, seq = excluded.seq
+                        """, arguments: [group, p, tip.writer, tip.seq])
+                }
+            }
+            log.info("partition restored from the changelog", metadata: [
+                "partition": "\(tp)", "entries": "\(apply.count)", "of": "\(entries.count)", "fromScratch": "\(fromScratch)",
+                "tip": "\(tip.map(\.description) ?? "-")", "ms": "\((DispatchTime.now().uptimeNanoseconds - started) / 1_000_000)",
+            ])
+            return tip
+        }
+
+        /// Wraps each touched partition's delta in the next entry of its chain (inside the batch's
+        /// transaction, so heads, state and offsets move together) and adds it to the outputs.
+        func appendChangelog(_ changelogged: any ChangelogProcessor, offsets: [TopicPartition: Int64], output: inout BatchOutput, db: Database) throws -> [Int32: ChangelogHead] {
+            var partitions = Set(offsets.keys.map(\.partition))
+            partitions.formUnion(output.changelog.keys)
+            var newHeads: [Int32: ChangelogHead] = [:]
+            let now = Clock.nowMicros()
+            let upsert = try db.cachedStatement(sql: """
+                INSERT INTO changelog_heads (group_id, partition, writer, seq) VALUES (?, ?, ?, ?)
+                ON CONFLICT (group_id, partition) DO UPDATE SET writer = excluded.writer, seq = excluded.seq
+                """)
+            for p in partitions.sorted() {
+                let prev = heads[p] ?? nil
+                var entry = ChangelogEntry()
+                entry.writer = owner
+                entry.seq = (prev?.seq ?? 0) + 1
+                if let prev {
+                    entry.prevWriter = prev.writer
+                    entry.prevSeq = prev.seq
+                }
+                for (tp, o) in next where tp.partition == p { entry.nextOffsets[tp.topic] = o }
+                for (tp, o) in offsets where tp.partition == p { entry.nextOffsets[tp.topic] = o }
+                entry.payload = Data(output.changelog[p] ?? [])
+                entry.writtenAtUs = now
+                output.messages.append(ProducerMessage(topic: changelogged.changelogTopic, key: String(p), value: try entry.serializedBytes(), partition: p))
+                try upsert.execute(arguments: [group, p, owner, entry.seq])
+                newHeads[p] = entry.head
+            }
+            return newHeads
         }
 
         // MARK: Batches
@@ -219,7 +330,8 @@ public final class BatchConsumerService: Service, Sendable {
             var attempt = 0
             while true {
                 do {
-                    let (output, seq) = try commit(messages, offsets: offsets, retire: retiredSeq)
+                    let (output, seq, newHeads) = try commit(messages, offsets: offsets, retire: retiredSeq)
+                    for (p, h) in newHeads { heads[p] = h }
                     let t2 = DispatchTime.now().uptimeNanoseconds
                     if log.logLevel <= .debug {
                         log.debug("batch committed", metadata: [
@@ -250,12 +362,16 @@ public final class BatchConsumerService: Service, Sendable {
 
         var retiredOutboxSeq: Int64?
 
-        func commit(_ messages: [KafkaMessage], offsets: [TopicPartition: Int64], retire: Int64?) throws -> (BatchOutput, Int64) {
+        func commit(_ messages: [KafkaMessage], offsets: [TopicPartition: Int64], retire: Int64?) throws -> (BatchOutput, Int64, [Int32: ChangelogHead]) {
             try service.store.database.writeWithoutTransaction { [group, owner, processor] db in
-                var result: (BatchOutput, Int64)?
+                var result: (BatchOutput, Int64, [Int32: ChangelogHead])?
                 try db.inTransaction(.immediate) {
                     var output = BatchOutput(group: group)
                     try processor.apply(messages, db: db, output: &output)
+                    var newHeads: [Int32: ChangelogHead] = [:]
+                    if let changelogged = processor as? any ChangelogProcessor {
+                        newHeads = try appendChangelog(changelogged, offsets: offsets, output: &output, db: db)
+                    }
                     let now = Clock.nowMicros()
                     let upsert = try db.cachedStatement(sql: """
                         INSERT INTO consumer_offsets (group_id, topic, partition, next_offset, updated_at_us) VALUES (?, ?, ?, ?, ?)
@@ -283,7 +399,7 @@ public final class BatchConsumerService: Service, Sendable {
                         }
                         seq = db.lastInsertedRowID
                     }
-                    result = (output, seq)
+                    result = (output, seq, newHeads)
                     return .commit
                 }
                 return result!

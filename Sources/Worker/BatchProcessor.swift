@@ -11,6 +11,8 @@ import Model
 public struct BatchOutput: Sendable {
     public internal(set) var messages: [ProducerMessage] = []
     public internal(set) var deadLetters = 0
+    /// Each source partition's state delta of this batch (see `ChangelogProcessor`).
+    public internal(set) var changelog: [Int32: [UInt8]] = [:]
     let group: String
 
     public init(group: String) { self.group = group }
@@ -18,6 +20,13 @@ public struct BatchOutput: Sendable {
     /// Publishes `value` to `topic` under `key` once the batch has committed.
     public mutating func emit(topic: String, key: String, value: [UInt8]) {
         messages.append(ProducerMessage(topic: topic, key: key, value: value))
+    }
+
+    /// Records the batch's state change for source partition `partition` (a `ChangelogProcessor`'s
+    /// store-specific delta). The consumer wraps it in a chained `ChangelogEntry` with the
+    /// partition's offsets and publishes it with the batch's outputs.
+    public mutating func changelog(partition: Int32, payload: [UInt8]) {
+        changelog[partition] = payload
     }
 
     /// Sends a message that cannot be decoded or applied to the dead-letter topic, with the
@@ -47,6 +56,21 @@ public protocol BatchProcessor: AnyObject {
     func prepare(_ db: Database) throws
     /// Applies the batch (messages from any assigned partitions, in offset order per partition).
     func apply(_ messages: [KafkaMessage], db: Database, output: inout BatchOutput) throws
+}
+
+/// A processor whose state can be rebuilt from a changelog topic, one chain of entries per
+/// source partition (the sources are co-partitioned, so partition `p` of every source topic
+/// shares changelog partition `p`).
+///
+/// Local SQLite stays the fast path; the changelog is what survives a lost disk and what a
+/// member restores from when it gains a partition whose local copy is missing or behind.
+public protocol ChangelogProcessor: BatchProcessor {
+    /// The changelog topic: as many partitions as the source topics.
+    var changelogTopic: String { get }
+    /// Deletes every row of source partition `partition` (before a restore from scratch).
+    func dropPartition(_ partition: Int32, db: Database) throws
+    /// Applies one entry's payload, as `apply` produced it, to the local store.
+    func restore(_ payload: [UInt8], partition: Int32, db: Database) throws
 }
 
 public enum Clock {

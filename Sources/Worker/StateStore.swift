@@ -45,6 +45,10 @@ public final class StateStore: Sendable {
                     group_id TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL,
                     next_offset INTEGER NOT NULL, updated_at_us INTEGER NOT NULL,
                     PRIMARY KEY (group_id, topic, partition)) WITHOUT ROWID;
+                CREATE TABLE IF NOT EXISTS changelog_heads (
+                    group_id TEXT NOT NULL, partition INTEGER NOT NULL,
+                    writer TEXT NOT NULL, seq INTEGER NOT NULL,
+                    PRIMARY KEY (group_id, partition)) WITHOUT ROWID;
                 CREATE TABLE IF NOT EXISTS outbox (
                     seq INTEGER PRIMARY KEY AUTOINCREMENT, owner TEXT NOT NULL, messages BLOB NOT NULL);
                 """)
@@ -69,14 +73,16 @@ public final class StateStore: Sendable {
 
 /// Frames a batch's output messages into one outbox row (one insert per batch, not per message).
 ///
-/// Layout, repeated: u16 topic length, topic, u32 key length, key, u32 value length, value (big-endian).
+/// Layout, repeated: u16 topic length, topic, i32 partition (-1: by key), u32 key length, key,
+/// u32 value length, value (big-endian).
 public enum OutboxFrame {
     public static func encode(_ messages: [ProducerMessage]) -> [UInt8] {
         var out: [UInt8] = []
-        out.reserveCapacity(messages.reduce(0) { $0 + 10 + $1.topic.utf8.count + $1.key.count + $1.value.count })
+        out.reserveCapacity(messages.reduce(0) { $0 + 14 + $1.topic.utf8.count + $1.key.count + $1.value.count })
         for m in messages {
             append(&out, UInt32(m.topic.utf8.count), bytes: 2)
             out.append(contentsOf: m.topic.utf8)
+            append(&out, UInt32(bitPattern: m.partition ?? -1), bytes: 4)
             append(&out, UInt32(m.key.count), bytes: 4)
             out += m.key
             append(&out, UInt32(m.value.count), bytes: 4)
@@ -101,9 +107,10 @@ public enum OutboxFrame {
         }
         while i < bytes.count {
             let topic = String(decoding: try take(try read(2)), as: UTF8.self)
+            let partition = Int32(bitPattern: UInt32(try read(4)))
             let key = try take(try read(4))
             let value = try take(try read(4))
-            messages.append(ProducerMessage(topic: topic, key: key, value: value))
+            messages.append(ProducerMessage(topic: topic, key: key, value: value, partition: partition >= 0 ? partition : nil))
         }
         return messages
     }

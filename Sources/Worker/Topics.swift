@@ -19,6 +19,14 @@ public enum Topics {
     public static let orderOutcomes = "orders.outcomes"
     /// Messages that could not be decoded or applied, key = the source key. Consumer: alerting.
     public static let deadLetter = "deadletter"
+    /// The stock store's changelog: one entry per batch and source partition, written to the
+    /// partition of the same number (co-partitioned with `orders.lines`), key = that number.
+    /// Producer: stock. Consumer: a stock member restoring a partition it gains.
+    public static let stockChangelog = "stock.changelog"
+
+    /// A changelog holds batch deltas that are replayed in order, not latest-value-per-key
+    /// records: compaction would drop deltas, so it keeps everything (no time or size limit).
+    public static let changelogConfig = ["cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"]
 
     /// Partitions of the SKU-keyed and order-keyed topics. More partitions spread the hot
     /// keys' neighbours and, on the embedded broker, multiply its 5 MiB-per-partition retention.
@@ -28,6 +36,7 @@ public enum Topics {
     public static func all(partitions: Int32 = Topics.partitions, replicationFactor: Int32 = 1) -> [TopicSpecification] {
         [orderLines, stockAdjustments, ordersPlaced, stockReservations, shipments, refundRequests, orderOutcomes]
             .map { TopicSpecification(name: $0, partitions: partitions, replicationFactor: replicationFactor) }
-            + [TopicSpecification(name: deadLetter, partitions: 4, replicationFactor: replicationFactor)]
+            + [TopicSpecification(name: stockChangelog, partitions: partitions, replicationFactor: replicationFactor, config: changelogConfig),
+               TopicSpecification(name: deadLetter, partitions: 4, replicationFactor: replicationFactor)]
     }
 }

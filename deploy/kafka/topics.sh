@@ -35,7 +35,10 @@ TOPICS=(
   "aftersales.requests $KEYED_PARTITIONS"    # key order id; ingest -> after-sales
   "orders.outcomes $KEYED_PARTITIONS"        # key order id; dispatch, after-sales -> alerting
   "deadletter $DEADLETTER_PARTITIONS"        # key of the failed message; -> alerting
+  "stock.changelog $KEYED_PARTITIONS"        # key source partition; stock -> stock (restore)
 )
+# A changelog is a log of batch deltas replayed in order: keep all of it (no compaction, no expiry).
+CHANGELOG_CONFIG="cleanup.policy=delete,retention.ms=-1,retention.bytes=-1"
 
 common=(--bootstrap-server "$BOOTSTRAP")
 if [[ -n "$COMMAND_CONFIG" ]]; then common+=(--command-config "$COMMAND_CONFIG"); fi
@@ -45,6 +48,10 @@ for entry in "${TOPICS[@]}"; do
   "$KAFKA_BIN/kafka-topics.sh" "${common[@]}" --create --if-not-exists \
     --topic "$topic" --partitions "$partitions" --replication-factor "$REPLICATION" \
     --config "min.insync.replicas=$MIN_INSYNC_REPLICAS"
+  if [[ "$topic" == *.changelog ]]; then
+    "$KAFKA_BIN/kafka-configs.sh" "${common[@]}" --alter --entity-type topics --entity-name "$topic" \
+      --add-config "$CHANGELOG_CONFIG"
+  fi
   # Also applies the setting to a topic that already existed (e.g. made by `livesync create-topics`).
   "$KAFKA_BIN/kafka-configs.sh" "${common[@]}" --alter --entity-type topics --entity-name "$topic" \
     --add-config "min.insync.replicas=$MIN_INSYNC_REPLICAS"

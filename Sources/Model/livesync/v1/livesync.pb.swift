@@ -484,6 +484,39 @@ public nonisolated struct Livesync_V1_DeadLetter: Sendable {
   public init() {}
 }
 
+/// One consumer batch's state change for one source partition, in a store's changelog topic
+/// (e.g. `stock.changelog`, partition = the source partition). Entries form a chain per
+/// partition (`prev_*` names the entry this one follows), so a restore replays exactly the
+/// chain the last owner committed and ignores anything left by a member that lost the partition.
+public nonisolated struct Livesync_V1_ChangelogEntry: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// group/instance that committed the batch
+  public var writer: String = String()
+
+  /// position in the partition's chain, from 1
+  public var seq: Int64 = 0
+
+  public var prevWriter: String = String()
+
+  /// 0: the first entry of the chain
+  public var prevSeq: Int64 = 0
+
+  /// source topic -> next offset of this partition after the batch
+  public var nextOffsets: Dictionary<String,Int64> = [:]
+
+  /// the store's own delta encoding (see the store)
+  public var payload: Data = Data()
+
+  public var writtenAtUs: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "livesync.v1"
@@ -1093,6 +1126,66 @@ nonisolated extension Livesync_V1_DeadLetter: SwiftProtobuf.Message, SwiftProtob
     if lhs.error != rhs.error {return false}
     if lhs.consumerGroup != rhs.consumerGroup {return false}
     if lhs.failedAtUs != rhs.failedAtUs {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Livesync_V1_ChangelogEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ChangelogEntry"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}writer\0\u{1}seq\0\u{3}prev_writer\0\u{3}prev_seq\0\u{3}next_offsets\0\u{1}payload\0\u{3}written_at_us\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.writer) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.seq) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.prevWriter) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.prevSeq) }()
+      case 5: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufInt64>.self, value: &self.nextOffsets) }()
+      case 6: try { try decoder.decodeSingularBytesField(value: &self.payload) }()
+      case 7: try { try decoder.decodeSingularInt64Field(value: &self.writtenAtUs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.writer.isEmpty {
+      try visitor.visitSingularStringField(value: self.writer, fieldNumber: 1)
+    }
+    if self.seq != 0 {
+      try visitor.visitSingularInt64Field(value: self.seq, fieldNumber: 2)
+    }
+    if !self.prevWriter.isEmpty {
+      try visitor.visitSingularStringField(value: self.prevWriter, fieldNumber: 3)
+    }
+    if self.prevSeq != 0 {
+      try visitor.visitSingularInt64Field(value: self.prevSeq, fieldNumber: 4)
+    }
+    if !self.nextOffsets.isEmpty {
+      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufInt64>.self, value: self.nextOffsets, fieldNumber: 5)
+    }
+    if !self.payload.isEmpty {
+      try visitor.visitSingularBytesField(value: self.payload, fieldNumber: 6)
+    }
+    if self.writtenAtUs != 0 {
+      try visitor.visitSingularInt64Field(value: self.writtenAtUs, fieldNumber: 7)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Livesync_V1_ChangelogEntry, rhs: Livesync_V1_ChangelogEntry) -> Bool {
+    if lhs.writer != rhs.writer {return false}
+    if lhs.seq != rhs.seq {return false}
+    if lhs.prevWriter != rhs.prevWriter {return false}
+    if lhs.prevSeq != rhs.prevSeq {return false}
+    if lhs.nextOffsets != rhs.nextOffsets {return false}
+    if lhs.payload != rhs.payload {return false}
+    if lhs.writtenAtUs != rhs.writtenAtUs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

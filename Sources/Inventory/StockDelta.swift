@@ -1,0 +1,76 @@
+import Worker
+
+/// One batch's change to one source partition of the stock store: the payload of its
+/// `stock.changelog` entry. Restoring the deltas of a partition's chain in order rebuilds its
+/// rows exactly: final levels of the SKUs it touched, the lines it decided (or released) and
+/// the adjustments it applied, so duplicates stay duplicates after a move.
+///
+/// Encoding (version 1, big-endian): u8 version, i64 decided-at µs, then three sections, each a
+/// u32 count followed by its records — rows (sku, warehouse, i64 on hand, i64 reserved), lines
+/// (event id, order id, sku, warehouse, i64 quantity, u8 status) and adjustments (id, sku,
+/// warehouse, u8 kind, i64 quantity); strings are u16 length + UTF-8.
+public struct StockDelta: Sendable, Equatable {
+    public struct Row: Sendable, Equatable { public var sku, warehouse: String; public var onHand, reserved: Int64 }
+    public struct Line: Sendable, Equatable { public var eventID, orderID, sku, warehouse: String; public var quantity: Int64; public var status: UInt8 }
+    public struct Adjustment: Sendable, Equatable { public var id, sku, warehouse: String; public var kind: UInt8; public var quantity: Int64 }
+
+    public var decidedAtUs: Int64 = 0
+    public var rows: [Row] = []
+    public var lines: [Line] = []
+    public var adjustments: [Adjustment] = []
+
+    /// Builds a delta while the batch is applied, appending bytes directly (no per-line objects).
+    public struct Writer: Sendable {
+        let now: Int64
+        var rows = BinaryWriter(), lines = BinaryWriter(capacity: 4096), adjustments = BinaryWriter()
+        var rowCount: UInt32 = 0, lineCount: UInt32 = 0, adjustmentCount: UInt32 = 0
+
+        public init(now: Int64) { self.now = now }
+
+        public mutating func row(sku: String, warehouse: String, onHand: Int64, reserved: Int64) {
+            rows.string(sku); rows.string(warehouse); rows.i64(onHand); rows.i64(reserved)
+            rowCount += 1
+        }
+
+        public mutating func line(_ eventID: String, order: String, sku: String, warehouse: String, quantity: Int64, status: UInt8) {
+            lines.string(eventID); lines.string(order); lines.string(sku); lines.string(warehouse)
+            lines.i64(quantity); lines.u8(status)
+            lineCount += 1
+        }
+
+        public mutating func adjustment(_ id: String, sku: String, warehouse: String, kind: UInt8, quantity: Int64) {
+            adjustments.string(id); adjustments.string(sku); adjustments.string(warehouse)
+            adjustments.u8(kind); adjustments.i64(quantity)
+            adjustmentCount += 1
+        }
+
+        public func encoded() -> [UInt8] {
+            var out = BinaryWriter(capacity: 21 + rows.bytes.count + lines.bytes.count + adjustments.bytes.count)
+            out.u8(1)
+            out.i64(now)
+            var bytes = out.bytes
+            var n = BinaryWriter(); n.u32(rowCount); bytes += n.bytes; bytes += rows.bytes
+            n = BinaryWriter(); n.u32(lineCount); bytes += n.bytes; bytes += lines.bytes
+            n = BinaryWriter(); n.u32(adjustmentCount); bytes += n.bytes; bytes += adjustments.bytes
+            return bytes
+        }
+    }
+
+    public static func decode(_ bytes: [UInt8]) throws -> StockDelta {
+        var r = BinaryReader(bytes)
+        let version = try r.u8()
+        guard version == 1 else { throw BinaryCodingError.unsupportedVersion(version) }
+        var d = StockDelta()
+        d.decidedAtUs = try r.i64()
+        for _ in 0..<(try r.u32()) {
+            d.rows.append(Row(sku: try r.string(), warehouse: try r.string(), onHand: try r.i64(), reserved: try r.i64()))
+        }
+        for _ in 0..<(try r.u32()) {
+            d.lines.append(Line(eventID: try r.string(), orderID: try r.string(), sku: try r.string(), warehouse: try r.string(), quantity: try r.i64(), status: try r.u8()))
+        }
+        for _ in 0..<(try r.u32()) {
+            d.adjustments.append(Adjustment(id: try r.string(), sku: try r.string(), warehouse: try r.string(), kind: try r.u8(), quantity: try r.i64()))
+        }
+        return d
+    }
+}

@@ -1,0 +1,91 @@
+import Foundation
+import GRDB
+@testable import Inventory
+import Kafka
+import Model
+import Testing
+import Worker
+
+private func entry(_ writer: String, _ seq: Int64, after prev: (String, Int64)?) -> ChangelogEntry {
+    var e = ChangelogEntry()
+    e.writer = writer
+    e.seq = seq
+    if let prev { e.prevWriter = prev.0; e.prevSeq = prev.1 }
+    return e
+}
+
+private func heads(_ chain: [ChangelogEntry]) -> [String] { chain.map { "\($0.writer)#\($0.seq)" } }
+
+@Test func chainFollowsPreviousLinksAcrossOwners() {
+    let log = [entry("a", 1, after: nil), entry("a", 2, after: ("a", 1)), entry("b", 3, after: ("a", 2)), entry("b", 4, after: ("b", 3))]
+    #expect(heads(ChangelogChain.longest(log)) == ["a#1", "a#2", "b#3", "b#4"])
+}
+
+@Test func chainIgnoresRepublishedDuplicatesAndOutOfOrderRetries() {
+    // a#2 was retried after a#3 had landed; a#1 was republished after a crash.
+    let log = [entry("a", 1, after: nil), entry("a", 3, after: ("a", 2)), entry("a", 2, after: ("a", 1)), entry("a", 1, after: nil)]
+    #expect(heads(ChangelogChain.longest(log)) == ["a#1", "a#2", "a#3"])
+}
+
+@Test func chainDropsTheShortForkOfAMemberThatLostThePartition() {
+    // a#3 was written by a member that no longer owned the partition; b went on from a#2.
+    let log = [entry("a", 1, after: nil), entry("a", 2, after: ("a", 1)), entry("a", 3, after: ("a", 2)),
+               entry("b", 3, after: ("a", 2)), entry("b", 4, after: ("b", 3))]
+    #expect(heads(ChangelogChain.longest(log)) == ["a#1", "a#2", "b#3", "b#4"])
+}
+
+@Test func emptyLogHasNoChain() {
+    #expect(ChangelogChain.longest([]).isEmpty)
+}
+
+@Test func stockDeltaRoundTrips() throws {
+    var w = StockDelta.Writer(now: 42)
+    w.line("o1:1", order: "o1", sku: "SKU-1", warehouse: "main", quantity: 2, status: 1)
+    w.adjustment("load:1", sku: "SKU-1", warehouse: "main", kind: 1, quantity: 10)
+    w.row(sku: "SKU-1", warehouse: "main", onHand: 10, reserved: 2)
+    let d = try StockDelta.decode(w.encoded())
+    #expect(d.decidedAtUs == 42)
+    #expect(d.rows == [.init(sku: "SKU-1", warehouse: "main", onHand: 10, reserved: 2)])
+    #expect(d.lines == [.init(eventID: "o1:1", orderID: "o1", sku: "SKU-1", warehouse: "main", quantity: 2, status: 1)])
+    #expect(d.adjustments.count == 1)
+    #expect(throws: BinaryCodingError.self) { try StockDelta.decode(Array(w.encoded().dropLast(3))) }
+}
+
+/// Rows of the three stock tables, for comparing two stores.
+private func snapshot(_ store: StateStore) throws -> [String] {
+    try store.database.read { db in
+        try Row.fetchAll(db, sql: "SELECT sku, warehouse, on_hand, reserved, partition FROM stock ORDER BY sku, warehouse").map { "\($0)" }
+            + Row.fetchAll(db, sql: "SELECT event_id, order_id, sku, warehouse, quantity, status, partition FROM stock_lines ORDER BY event_id").map { "\($0)" }
+            + Row.fetchAll(db, sql: "SELECT adjustment_id, sku, warehouse, kind, quantity, partition FROM stock_adjustments_applied ORDER BY adjustment_id").map { "\($0)" }
+    }
+}
+
+@Test func restoringTheDeltasRebuildsTheSameStore() throws {
+    var original = try StockHarness()
+    var deltas: [[UInt8]] = []
+    func keep(_ out: BatchOutput) { if let d = out.changelog[0] { deltas.append(d) } }
+    keep(try original.apply([setStock("HOT", 5, id: "load:HOT"), setStock("COLD", 1, id: "load:COLD")]))
+    keep(try original.apply([line("o1", "HOT", 2), line("o2", "HOT", 2), line("o3", "HOT", 2), line("o4", "COLD", 1)]))
+    keep(try original.apply([line("o2", "HOT", 2)]))  // duplicate: no delta content beyond nothing
+    var release = StockAdjustment()
+    release.adjustmentID = "release:o1:1"
+    release.kind = .release
+    release.releaseEventID = "o1:1"
+    keep(try original.apply([(Topics.stockAdjustments, release.bytes)]))
+
+    let copy = try StockHarness()
+    try copy.store.database.write { db in
+        for d in deltas { try copy.processor.restore(d, partition: 0, db: db) }
+    }
+    #expect(try snapshot(copy.store) == snapshot(original.store))
+    #expect(try copy.level("HOT") == StockLevel(onHand: 5, reserved: 2))
+
+    // The restored copy keeps duplicates out exactly like the original.
+    var restored = copy
+    let out = try restored.apply([line("o3", "HOT", 2), line("o5", "HOT", 3)])
+    #expect(out.messages.count == 1)  // o3 was already decided; o5 is new
+    #expect(try restored.level("HOT") == StockLevel(onHand: 5, reserved: 5))
+
+    try copy.store.database.write { db in try copy.processor.dropPartition(0, db: db) }
+    #expect(try snapshot(copy.store).isEmpty)
+}
