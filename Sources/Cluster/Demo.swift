@@ -66,7 +66,7 @@ public enum Demo {
             producer: producer, logger: logger)
         sender.concurrency = config.concurrency
         let initial = try await sender.publishStock(records, sessionID: "demo-\(config.shape.seed)")
-        try await waitForStockLoad(cluster.stockDatabase, expected: initial.count, timeout: 60)
+        try await waitForStockLoad(cluster, expected: initial.count, timeout: 60)
         logger.info("stock loaded: \(initial.count) SKUs; replaying \(config.shape.orders) orders")
 
         let kills = KillSwitch()
@@ -95,15 +95,12 @@ public enum Demo {
         return try DatabaseQueue(path: path, configuration: config)
     }
 
-    static func waitForStockLoad(_ path: String, expected: Int, timeout: Double) async throws {
+    static func waitForStockLoad(_ cluster: DevCluster, expected: Int, timeout: Double) async throws {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
-            if FileManager.default.fileExists(atPath: path) {
-                let n: Int? = try? await open(path).read { db in
-                    guard try db.tableExists("stock_adjustments_applied") else { return 0 }
-                    return try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM stock_adjustments_applied WHERE adjustment_id LIKE 'load:%'") ?? 0
-                }
-                if let n, n >= expected { return }
+            if let view = try? StockStoreView.read(cluster.stockDatabases),
+               view.adjustmentIDs.filter({ $0.hasPrefix("load:") }).count >= expected {
+                return
             }
             try await Task.sleep(for: .milliseconds(100))
         }
@@ -113,18 +110,17 @@ public enum Demo {
     /// Waits until every accepted order is decided and stock agrees with the ERP book, then measures.
     static func settle(cluster: DevCluster, accepted: [String], initial: [String: Int64], timeout: Double) async throws -> DemoSummary {
         let erp = try open(cluster.erpDatabase)
-        let stock = try open(cluster.stockDatabase)
         let deadline = Date().addingTimeInterval(timeout)
         var summary = DemoSummary()
         while true {
-            summary = try measure(erp: erp, stock: stock, accepted: accepted, initial: initial)
+            summary = try measure(erp: erp, stock: try StockStoreView.read(cluster.stockDatabases), accepted: accepted, initial: initial)
             if (summary.lost == 0 && summary.stock_mismatched_skus == 0) || Date() >= deadline { break }
             try await Task.sleep(for: .milliseconds(250))
         }
         return summary
     }
 
-    static func measure(erp: DatabaseQueue, stock: DatabaseQueue, accepted: [String], initial: [String: Int64]) throws -> DemoSummary {
+    static func measure(erp: DatabaseQueue, stock: StockStoreView, accepted: [String], initial: [String: Int64]) throws -> DemoSummary {
         var s = DemoSummary()
         s.accepted = Set(accepted).count
         var statusByOrder: [String: String] = [:]
@@ -157,15 +153,11 @@ public enum Demo {
             }
         }
         var oversoldStore: Int64 = 0, oversoldBook: Int64 = 0
-        try stock.read { db in
-            guard try db.tableExists("stock") else { return }
-            for row in try Row.fetchAll(db, sql: "SELECT sku, warehouse, on_hand, reserved FROM stock") {
-                let key = "\(row[0] as String)@\(row[1] as String)"
-                let onHand: Int64 = row[2], reserved: Int64 = row[3]
-                oversoldStore += max(0, reserved - onHand)
-                if reserved != syncedUnits[key, default: 0] || onHand - reserved != initial[key, default: 0] - syncedUnits[key, default: 0] {
-                    s.stock_mismatched_skus += 1
-                }
+        for row in stock.rows {
+            let key = "\(row.sku)@\(row.warehouse)"
+            oversoldStore += max(0, row.reserved - row.onHand)
+            if row.reserved != syncedUnits[key, default: 0] || row.available != initial[key, default: 0] - syncedUnits[key, default: 0] {
+                s.stock_mismatched_skus += 1
             }
         }
         for (key, units) in syncedUnits { oversoldBook += max(0, units - initial[key, default: 0]) }

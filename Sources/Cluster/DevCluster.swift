@@ -60,9 +60,19 @@ public final class DevCluster: Sendable {
     public let shops: [String: String]
     public let ingestURL: String
     let logger: Logger
+    let environment: [String: String]
 
     public var bootstrap: String { broker.bootstrapServers }
-    public var stockDatabase: String { "\(configuration.dataDirectory)/stock.sqlite" }
+    /// The first stock instance's database (each instance has its own, as on its own host).
+    public var stockDatabase: String { stockDatabase(instance: 1) }
+    /// Stock instance `i`'s database: `stock.sqlite` for the first, `stock-<i>.sqlite` after.
+    public func stockDatabase(instance i: Int) -> String {
+        "\(configuration.dataDirectory)/\(i == 1 ? "stock" : "stock-\(i)").sqlite"
+    }
+    /// Every stock database present (instances that ran, running or not).
+    public var stockDatabases: [String] {
+        (1...9).map { stockDatabase(instance: $0) }.filter { FileManager.default.fileExists(atPath: $0) }
+    }
     public var erpDatabase: String { "\(configuration.dataDirectory)/erp.sqlite" }
     public var clusterFile: String { "\(configuration.dataDirectory)/cluster.json" }
 
@@ -107,17 +117,10 @@ public final class DevCluster: Sendable {
         // it holds on each fetch, so fewer, larger sets keep it fast (adds up to this much latency).
         ingestEnv["LIVESYNC_KAFKA_LINGER_MS"] = env["LIVESYNC_KAFKA_LINGER_MS"] ?? String(configuration.ingestLingerMilliseconds)
         let bin = configuration.binDirectory
+        self.environment = env
         try supervisor.start(ChildSpec(name: "ingest", executable: "\(bin)/livesync-ingest", environment: ingestEnv))
-        for i in 1...max(1, configuration.stockInstances) {
-            var e = env
-            e["LIVESYNC_KAFKA_INSTANCE_ID"] = "stock-\(i)"
-            try supervisor.start(ChildSpec(name: configuration.stockInstances > 1 ? "stock-\(i)" : "stock", executable: "\(bin)/livesync-stock", environment: e))
-        }
-        for i in 1...max(1, configuration.dispatchInstances) {
-            var e = env
-            e["LIVESYNC_KAFKA_INSTANCE_ID"] = "dispatch-\(i)"
-            try supervisor.start(ChildSpec(name: configuration.dispatchInstances > 1 ? "dispatch-\(i)" : "dispatch", executable: "\(bin)/livesync-dispatch", environment: e))
-        }
+        for i in 1...max(1, configuration.stockInstances) { try supervisor.start(Self.instance(.stock, i, env: env, cluster: configuration)) }
+        for i in 1...max(1, configuration.dispatchInstances) { try supervisor.start(Self.instance(.dispatch, i, env: env, cluster: configuration)) }
         var a = env
         a["LIVESYNC_KAFKA_INSTANCE_ID"] = "aftersales-1"
         try supervisor.start(ChildSpec(name: "aftersales", executable: "\(bin)/livesync-aftersales", environment: a))
@@ -150,6 +153,41 @@ public final class DevCluster: Sendable {
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try encoder.encode(info).write(to: URL(fileURLWithPath: clusterFile))
         chmod(clusterFile, 0o600)
+    }
+
+    /// The consumer executables that scale out.
+    public enum Scalable: String, Sendable, CaseIterable {
+        case stock, dispatch
+    }
+
+    /// Instance `i` of a scalable consumer: named `stock`, `stock-2`, …; every stock instance has
+    /// its own database (an empty disk when first started), dispatch instances share the ERP book.
+    static func instance(_ kind: Scalable, _ i: Int, env: [String: String], cluster: DevClusterConfiguration) -> ChildSpec {
+        var e = env
+        e["LIVESYNC_KAFKA_INSTANCE_ID"] = "\(kind.rawValue)-\(i)"
+        if kind == .stock, i > 1 { e["LIVESYNC_DB_STOCK"] = "\(cluster.dataDirectory)/stock-\(i).sqlite" }
+        return ChildSpec(name: i == 1 ? kind.rawValue : "\(kind.rawValue)-\(i)", executable: "\(cluster.binDirectory)/livesync-\(kind.rawValue)", environment: e)
+    }
+
+    /// Instances of `kind` running now.
+    public func instances(_ kind: Scalable) -> Int {
+        supervisor.names.filter { $0 == kind.rawValue || $0.hasPrefix("\(kind.rawValue)-") }.count
+    }
+
+    /// Starts or gracefully stops instances of `kind` until `count` run (1...9). New ones join the
+    /// group and are given partitions; stopped ones finish their batch and hand theirs over.
+    public func scale(_ kind: Scalable, to count: Int) throws {
+        guard (1...9).contains(count) else { throw ConfigurationError("instances must be 1...9, not \(count)") }
+        var have = instances(kind)
+        while have < count {
+            have += 1
+            try supervisor.start(Self.instance(kind, have, env: environment, cluster: configuration))
+        }
+        while have > count {
+            supervisor.remove("\(kind.rawValue)-\(have)")
+            have -= 1
+        }
+        logger.info("\(kind.rawValue) scaled to \(count)")
     }
 
     /// Stops every process gracefully (each finishes and commits its batch).

@@ -108,6 +108,14 @@ public final class Supervisor: Sendable {
         try launch(name)
     }
 
+    /// Stops a child for good (SIGTERM, SIGKILL after `timeout`): it is not restarted.
+    public func remove(_ name: String, timeout: TimeInterval = 30) {
+        guard let process = children.withLock({ c -> Process? in c[name]?.expectedExit = true; return c[name]?.process }) else { return }
+        terminate(process, timeout: timeout)
+        children.withLock { _ = $0.removeValue(forKey: name) }
+        logger.info("stopped \(name)")
+    }
+
     /// Stops every child: SIGTERM, then SIGKILL after `timeout`.
     public func stopAll(timeout: TimeInterval = 20) {
         stopping.withLock { $0 = true }

@@ -14,8 +14,9 @@ public final class KafkaPartitionReader {
     public init(configuration: KafkaConfiguration, logger: Logger = Logger(label: "livesync.kafka.reader")) throws {
         self.logger = logger
         var config = configuration
-        // No group: partitions are assigned by hand and no offset is ever committed.
-        config.properties["group.id"] = nil
+        // Partitions are assigned by hand and no offset is ever committed; librdkafka still wants
+        // a group id for `assign`, one that no member ever joins.
+        config.properties["group.id"] = "livesync-reader-\(UUID().uuidString)"
         config.properties["group.instance.id"] = nil
         var defaults = KafkaConfiguration.consumerDefaults
         defaults["enable.partition.eof"] = "true"
