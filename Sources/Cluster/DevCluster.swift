@@ -190,6 +190,18 @@ public final class DevCluster: Sendable {
         logger.info("\(kind.rawValue) scaled to \(count)")
     }
 
+    /// A crashed host replaced by a new one: SIGKILLs stock instance `i`, deletes its database
+    /// and starts it again on the empty disk; it restores its partitions from the changelog.
+    public func loseDisk(stockInstance i: Int) throws {
+        let spec = Self.instance(.stock, i, env: environment, cluster: configuration)
+        supervisor.remove(spec.name, signal: SIGKILL)
+        let path = stockDatabase(instance: i)
+        for suffix in ["", "-wal", "-shm"] where FileManager.default.fileExists(atPath: path + suffix) {
+            try FileManager.default.removeItem(atPath: path + suffix)
+        }
+        try supervisor.start(spec)
+    }
+
     /// Stops every process gracefully (each finishes and commits its batch).
     public func stop() {
         supervisor.stopAll()

@@ -108,9 +108,14 @@ public final class Supervisor: Sendable {
         try launch(name)
     }
 
-    /// Stops a child for good (SIGTERM, SIGKILL after `timeout`): it is not restarted.
-    public func remove(_ name: String, timeout: TimeInterval = 30) {
+    /// Stops a child for good (SIGTERM, SIGKILL after `timeout`; or `SIGKILL` at once when told
+    /// to): it is not restarted.
+    public func remove(_ name: String, signal: Int32 = SIGTERM, timeout: TimeInterval = 30) {
         guard let process = children.withLock({ c -> Process? in c[name]?.expectedExit = true; return c[name]?.process }) else { return }
+        if signal == SIGKILL, process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
         terminate(process, timeout: timeout)
         children.withLock { _ = $0.removeValue(forKey: name) }
         logger.info("stopped \(name)")

@@ -149,6 +149,33 @@ public final class KafkaProducer: @unchecked Sendable {
         return group
     }
 
+    /// Like `enqueueInBackground`, but `messages` go to librdkafka only once every message of
+    /// `first` is acknowledged: whoever sees one of `messages` can rely on `first` being in the log
+    /// (a store's changelog entry before the outputs that reveal its decisions). The group covers both.
+    public func enqueueInBackground(_ messages: [ProducerMessage], after first: [ProducerMessage]) -> DeliveryGroup {
+        guard !first.isEmpty else { return enqueueInBackground(messages) }
+        let group = DeliveryGroup(count: first.count + messages.count)
+        group.retainUntilComplete()
+        backgroundQueue.async { [self] in
+            let stage = DeliveryGroup(count: first.count)
+            stage.retainUntilComplete()
+            try? produce(first, into: stage)
+            do throws(KafkaError) { try stage.wait() } catch {
+                group.complete(error, count: first.count + messages.count)
+                return
+            }
+            group.complete(nil, count: first.count)
+            try? produce(messages, into: group)
+        }
+        return group
+    }
+
+    /// `enqueue` with the ordering of `enqueueInBackground(_:after:)`; blocks until `first` is acknowledged.
+    public func enqueue(_ messages: [ProducerMessage], after first: [ProducerMessage]) throws(KafkaError) -> DeliveryGroup {
+        if !first.isEmpty { try enqueue(first).wait() }
+        return try enqueue(messages)
+    }
+
     private func produce(_ messages: [ProducerMessage], into group: DeliveryGroup) throws(KafkaError) {
         let opaque = Unmanaged.passUnretained(group).toOpaque()
         var lastTopic = ""

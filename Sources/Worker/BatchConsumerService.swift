@@ -109,8 +109,21 @@ public final class BatchConsumerService: Service, Sendable {
         struct Flight {
             var group: DeliveryGroup
             let seq: Int64
+            /// Changelog entries, acknowledged before `messages` are produced (see `stages`).
+            let first: [ProducerMessage]
             let messages: [ProducerMessage]
             var attempts = 0
+        }
+
+        /// Splits outputs into the changelog entries and the rest. The entries go out first: an
+        /// output someone has seen always belongs to a batch a restore will replay, so a member
+        /// that lost its disk never re-decides a line differently from what was published.
+        func stages(_ messages: [ProducerMessage]) -> (first: [ProducerMessage], rest: [ProducerMessage]) {
+            guard let topic = (processor as? any ChangelogProcessor)?.changelogTopic else { return ([], messages) }
+            var first: [ProducerMessage] = [], rest: [ProducerMessage] = []
+            rest.reserveCapacity(messages.count)
+            for m in messages { if m.topic == topic { first.append(m) } else { rest.append(m) } }
+            return (first, rest)
         }
         /// Changelog chain head per source partition this member holds (changelog processors only).
         var heads: [Int32: ChangelogHead?] = [:]
@@ -343,7 +356,8 @@ public final class BatchConsumerService: Service, Sendable {
                     for (tp, o) in offsets { next[tp] = o }
                     consumer?.commitAsync(offsets)
                     if !output.messages.isEmpty {
-                        inFlight.append(Flight(group: service.producer.enqueueInBackground(output.messages), seq: seq, messages: output.messages))
+                        let (first, rest) = stages(output.messages)
+                        inFlight.append(Flight(group: service.producer.enqueueInBackground(rest, after: first), seq: seq, first: first, messages: rest))
                     }
                     service.stats.withLock {
                         $0.batches += 1
@@ -426,7 +440,7 @@ public final class BatchConsumerService: Service, Sendable {
                         return
                     }
                     usleep(UInt32(min(5_000_000, 200_000 * attempt)))
-                    inFlight[0].group = try service.producer.enqueue(inFlight[0].messages)
+                    inFlight[0].group = try service.producer.enqueue(inFlight[0].messages, after: inFlight[0].first)
                     continue
                 }
                 retiredOutboxSeq = inFlight.removeFirst().seq
@@ -462,7 +476,8 @@ public final class BatchConsumerService: Service, Sendable {
                 last = row[0]
             }
             log.info("republishing outbox left by the previous run", metadata: ["rows": "\(rows.count)", "messages": "\(messages.count)"])
-            inFlight.append(Flight(group: try service.producer.enqueue(messages), seq: last, messages: messages))
+            let (first, rest) = stages(messages)
+            inFlight.append(Flight(group: try service.producer.enqueue(rest, after: first), seq: last, first: first, messages: rest))
             try settleInFlight(waitForAll: true)
             try deleteRetiredOutbox()
         }

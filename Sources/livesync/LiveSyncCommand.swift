@@ -12,7 +12,7 @@ struct LiveSyncCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "livesync",
         abstract: "LiveSync operator CLI: run the embedded cluster, replay live sessions, run the demo.",
-        subcommands: [Dev.self, Demo.self, Replay.self, Restart.self, Kill.self, CreateTopics.self, Bench.self])
+        subcommands: [Dev.self, Demo.self, Chaos.self, Replay.self, Restart.self, Kill.self, Dlq.self, CreateTopics.self, Bench.self])
 }
 
 struct SessionOptions: ParsableArguments {
@@ -110,6 +110,54 @@ extension LiveSyncCommand {
                 print(Cluster.Demo.render(summary))
             }
             if !summary.passed { throw ExitCode(1) }
+        }
+    }
+
+    struct Chaos: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Replays a live session while consumers are SIGKILLed, scaled 1→3→1, disks lost and the broker fails; checks every invariant.",
+            discussion: "Exits non-zero when any order is lost or doubled, any SKU is oversold or its stock not conserved, the changelog does not restore to the live store, or a message is left unconsumed.")
+
+        @Option(help: "Orders in the session.") var orders = 100_000
+        @Option(help: "Mean arrival rate in orders/s (the faults are spread over the session).") var rate = 1_500.0
+        @Option(help: "Random seed (same seed, same session and fault choices).") var seed: UInt64 = 42
+        @Option(help: "Most stock and dispatch instances while scaled out.") var maxInstances = 3
+        @Flag(help: "Publish straight into Kafka instead of through ingest's HTTP.") var viaKafka = false
+        @Flag(help: "No broker faults.") var noBrokerFaults = false
+        @Flag(help: "Never give a stock instance an empty disk.") var noDiskLoss = false
+        @Option(help: "Seconds to wait for every order to settle after the replay.") var settleTimeout = 300.0
+        @Option(help: "State and logs (reset at start).") var dataDir = "var/chaos"
+        @Flag(help: "Print the report as one JSON object (last line).") var json = false
+
+        func validate() throws {
+            guard orders > 0 else { throw ValidationError("--orders must be positive") }
+            guard rate > 0 else { throw ValidationError("--rate must be positive: the faults are spread over the session's duration") }
+            guard (2...9).contains(maxInstances) else { throw ValidationError("--max-instances must be 2...9") }
+        }
+
+        func run() async throws {
+            ServiceRunner.bootstrapLogging()
+            var logger = Logger(label: "livesync.chaos")
+            logger.logLevel = .warning
+            var config = ChaosConfiguration()
+            config.shape.orders = orders
+            config.shape.ratePerSecond = rate
+            config.shape.seed = seed
+            config.maxInstances = maxInstances
+            config.viaKafka = viaKafka
+            config.brokerFaults = !noBrokerFaults
+            config.loseDisks = !noDiskLoss
+            config.settleTimeoutSeconds = settleTimeout
+            config.dataDirectory = dataDir
+            let report = try await Cluster.Chaos.run(config, logger: logger)
+            if json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys]
+                print(String(decoding: try encoder.encode(report), as: UTF8.self))
+            } else {
+                print(Cluster.Chaos.render(report))
+            }
+            if !report.passed { throw ExitCode(1) }
         }
     }
 
@@ -235,6 +283,75 @@ extension LiveSyncCommand {
         @Argument(help: "Process name.") var name: String
         @Option(help: "cluster.json written by `livesync dev`.") var cluster = "var/dev/cluster.json"
         func run() async throws { try await admin(cluster, "/processes/\(name)/kill") }
+    }
+}
+
+extension LiveSyncCommand {
+    struct Dlq: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "dlq", abstract: "Shows and re-drives the dead-letter topic.", subcommands: [List.self, Replay.self])
+
+        struct Target: ParsableArguments {
+            @Option(help: "cluster.json written by `livesync dev`.") var cluster = "var/dev/cluster.json"
+            @Option(help: "Kafka bootstrap servers (overrides cluster.json).") var bootstrap: String?
+            @Option(help: "Extra librdkafka properties, k=v,k=v (security.protocol, sasl.*).") var properties: String?
+
+            func kafka() throws -> KafkaConfiguration {
+                let servers = try bootstrap ?? ClusterInfo.load(cluster).bootstrap
+                return KafkaConfiguration(bootstrapServers: servers, properties: try KafkaConfiguration.parseProperties(properties ?? "", source: "--properties"))
+            }
+        }
+
+        struct List: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Lists every dead letter: id, source topic/partition/offset, group, error.")
+            @OptionGroup var target: Target
+            @Option(help: "Only those of this consumer group.") var group: String?
+            @Flag(help: "One JSON object per line.") var json = false
+
+            func run() async throws {
+                var (entries, undecodable) = try DeadLetters.list(bootstrap: try target.kafka())
+                if let group { entries = entries.filter { $0.consumerGroup == group } }
+                if json {
+                    let encoder = JSONEncoder()
+                    encoder.outputFormatting = [.sortedKeys]
+                    for e in entries { print(String(decoding: try encoder.encode(e), as: UTF8.self)) }
+                } else {
+                    print(DeadLetters.render(entries))
+                }
+                if undecodable > 0 { FileHandle.standardError.write(Data("\(undecodable) records on the dead-letter topic are not dead letters (skipped)\n".utf8)) }
+            }
+        }
+
+        struct Replay: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(
+                abstract: "Publishes dead letters' original bytes to their source topics again (fix the cause first).",
+                discussion: "Consumers drop what they already applied, so replaying an entry twice changes nothing. An entry that fails again is dead-lettered again.")
+            @OptionGroup var target: Target
+            @Option(name: .customLong("id"), help: "A dead letter's id (partition:offset from `dlq list`); repeat for several.") var ids: [String] = []
+            @Option(help: "Every dead letter of this consumer group.") var group: String?
+            @Flag(help: "Every dead letter.") var all = false
+
+            func validate() throws {
+                guard all || group != nil || !ids.isEmpty else { throw ValidationError("say which: --id P:O (repeatable), --group NAME or --all") }
+            }
+
+            func run() async throws {
+                let kafka = try target.kafka()
+                let (entries, _) = try DeadLetters.list(bootstrap: kafka)
+                var chosen = entries
+                if !ids.isEmpty {
+                    let known = Set(entries.map(\.id))
+                    let unknown = ids.filter { !known.contains($0) }
+                    if !unknown.isEmpty { throw DeadLetterError.unknownIDs(unknown) }
+                    chosen = entries.filter { ids.contains($0.id) }
+                }
+                if let group { chosen = chosen.filter { $0.consumerGroup == group } }
+                let producer = try KafkaProducer(configuration: kafka)
+                defer { producer.close() }
+                try DeadLetters.replay(chosen, producer: producer)
+                print("replayed \(chosen.count) dead letters to their source topics")
+            }
+        }
     }
 }
 

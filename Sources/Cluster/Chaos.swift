@@ -1,0 +1,423 @@
+import Foundation
+import GRDB
+import Inventory
+import Kafka
+import Logging
+import Model
+import Synchronization
+import Worker
+
+/// Settings of `livesync chaos`.
+public struct ChaosConfiguration: Sendable {
+    /// The replayed session; `ratePerSecond` spreads it over time so the faults land mid-stream.
+    public var shape: SessionShape
+    public var dataDirectory = "var/chaos"
+    /// Send orders to ingest over HTTP (default) or straight into Kafka.
+    public var viaKafka = false
+    public var concurrency = 128
+    /// Most instances of stock and dispatch while scaled out.
+    public var maxInstances = 3
+    /// Inject broker faults (request errors, the broker down and back).
+    public var brokerFaults = true
+    /// SIGKILL a stock instance and give it an empty disk (it restores from the changelog).
+    public var loseDisks = true
+    /// Group session timeout: a killed member's partitions move after this long.
+    public var sessionTimeoutMilliseconds = 4_000
+    public var settleTimeoutSeconds: Double = 300
+
+    public init() {
+        shape = SessionShape()
+        shape.orders = 100_000
+        shape.ratePerSecond = 1_500
+    }
+}
+
+/// What `livesync chaos` measured; `violations` lists every broken invariant.
+public struct ChaosReport: Codable, Sendable {
+    public var summary = DemoSummary()
+    public var kills = 0
+    public var scaleChanges = 0
+    public var brokerFaults = 0
+    public var disksLost = 0
+    public var restocks = 0
+    /// Orders in the ERP book that the replay never had accepted (a phantom or a double).
+    public var unexpectedOrders = 0
+    /// Synced order lines whose shipped quantity differs from the ordered one.
+    public var shipmentMismatches = 0
+    /// SKUs whose initial + adjustments differs from available + reserved (+ shipped).
+    public var conservationViolations = 0
+    /// Changelog entries in which some SKU had less than zero available.
+    public var negativeAvailableSeen = 0
+    /// Partitions whose changelog, restored from scratch, differs from the live store.
+    public var restoreMismatches = 0
+    /// Messages consumed by no group (committed offset below the end) outside the dead-letter topic.
+    public var stuckMessages: Int64 = 0
+    public var deadLetters: Int64 = 0
+    public var events: [String] = []
+    public var violations: [String] = []
+
+    public var passed: Bool { violations.isEmpty }
+}
+
+/// `livesync chaos`: a replayed live session while consumers are SIGKILLed, scaled out and in,
+/// disks are lost and the broker fails; then the invariants are checked from the ERP book, the
+/// stock store, the changelog and the topics.
+public enum Chaos {
+    public static func run(_ config: ChaosConfiguration, logger: Logger) async throws -> ChaosReport {
+        var clusterConfig = DevClusterConfiguration(dataDirectory: config.dataDirectory)
+        clusterConfig.sessionTimeoutMilliseconds = config.sessionTimeoutMilliseconds
+        let cluster = try await DevCluster(configuration: clusterConfig, logger: logger)
+        defer { cluster.stop() }
+        let producer = try KafkaProducer(configuration: KafkaConfiguration(bootstrapServers: cluster.bootstrap))
+        defer { producer.close() }
+
+        let records = SessionGenerator.generate(config.shape)
+        var sender = ReplaySender(
+            target: config.viaKafka ? .kafka : .http(ingestURL: cluster.ingestURL, shops: cluster.shops),
+            producer: producer, logger: logger)
+        sender.concurrency = config.concurrency
+        var expected = try await sender.publishStock(records, sessionID: "chaos-\(config.shape.seed)")
+        try await Demo.waitForStockLoad(cluster, expected: expected.count, timeout: 60)
+        say("chaos: stock loaded (\(expected.count) SKUs); replaying \(config.shape.orders) orders at ~\(Int(config.shape.ratePerSecond))/s")
+
+        // The fault plan: one step per tenth of the session, run one after another.
+        let plan = Self.plan(config)
+        let monkey = ChaosMonkey(cluster: cluster, producer: producer, config: config, logger: logger)
+        let total = config.shape.orders
+        let next = Atomic<Int>(0)
+        let runner = StepRunner()
+        sender.onProgress = { accepted in
+            while true {
+                let i = next.load(ordering: .relaxed)
+                guard i < plan.count, accepted >= Int(plan[i].at * Double(total)) else { return }
+                guard next.compareExchange(expected: i, desired: i + 1, ordering: .relaxed).exchanged else { continue }
+                runner.enqueue { await monkey.perform(plan[i].step) }
+            }
+        }
+        let replay = try await sender.send(records)
+        say("chaos: replay done: \(replay.accepted.count) accepted, \(replay.refused) refused, \(replay.failed) failed; finishing the fault plan")
+        await runner.drain()
+        // Back to one instance each, everything up: the state must converge.
+        await monkey.perform(.scale(.stock, 1))
+        await monkey.perform(.scale(.dispatch, 1))
+        try? cluster.broker.setBroker(1, up: true)
+
+        var report = ChaosReport()
+        for (key, delta) in monkey.restocked { expected[key, default: 0] += delta }
+        report.summary = try await Demo.settle(cluster: cluster, accepted: replay.accepted, initial: expected, timeout: config.settleTimeoutSeconds)
+        report.summary.refused = replay.refused
+        report.summary.failed = replay.failed
+        report.summary.refunds = replay.refundsAccepted
+        try await waitForNoLag(cluster, timeout: 60)
+        let m = monkey.counts
+        report.kills = m.kills
+        report.scaleChanges = m.scaleChanges
+        report.brokerFaults = m.brokerFaults
+        report.disksLost = m.disksLost
+        report.restocks = m.restocks
+        report.summary.kills = m.kills
+        report.events = m.events
+        try check(cluster, accepted: replay.accepted, expected: expected, into: &report)
+        return report
+    }
+
+    /// When (fraction of the accepted orders) and what.
+    static func plan(_ c: ChaosConfiguration) -> [(at: Double, step: ChaosMonkey.Step)] {
+        var steps: [(Double, ChaosMonkey.Step)] = [
+            (0.05, .scale(.stock, c.maxInstances)),
+            (0.10, .killRandom),
+            (0.15, .scale(.dispatch, c.maxInstances)),
+            (0.25, .killRandom),
+            (0.30, .restock),
+            (0.45, .killRandom),
+            (0.55, .scale(.stock, 1)),
+            (0.60, .scale(.dispatch, 1)),
+            (0.65, .killRandom),
+            (0.70, .scale(.stock, 2)),
+            (0.75, .restock),
+            (0.80, .killRandom),
+            (0.90, .scale(.stock, 1)),
+        ]
+        if c.brokerFaults {
+            steps += [(0.20, .requestErrors), (0.50, .brokerDown(seconds: 3)), (0.85, .requestErrors)]
+        }
+        if c.loseDisks { steps.append((0.35, .loseDisk)) }
+        return steps.sorted { $0.0 < $1.0 }
+    }
+
+    /// Waits until every group has consumed every partition to its end.
+    static func waitForNoLag(_ cluster: DevCluster, timeout: Double) async throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if (try? stuck(cluster).total) == 0 { return }
+            try await Task.sleep(for: .milliseconds(500))
+        }
+    }
+
+    /// Messages not yet consumed per group, from each group's offsets in SQLite and the topics' ends.
+    static func stuck(_ cluster: DevCluster) throws -> (total: Int64, detail: [String]) {
+        let reader = try KafkaPartitionReader(configuration: KafkaConfiguration(bootstrapServers: cluster.bootstrap))
+        var ends: [TopicPartition: Int64] = [:]
+        func end(_ tp: TopicPartition) throws -> Int64 {
+            if let e = ends[tp] { return e }
+            let e = try reader.watermarks(tp).high
+            ends[tp] = e
+            return e
+        }
+        var total: Int64 = 0
+        var detail: [String] = []
+        let stock = try StockStoreView.read(cluster.stockDatabases)
+        let dir = cluster.configuration.dataDirectory
+        let groups: [(group: String, topics: [String], offsets: (TopicPartition) throws -> Int64)] = [
+            ("livesync-stock", [Topics.orderLines, Topics.stockAdjustments], { tp in stock.offsets["\(tp.topic)[\(tp.partition)]"] ?? 0 }),
+            ("livesync-dispatch", [Topics.ordersPlaced, Topics.stockReservations], { tp in try committed("\(dir)/erp.sqlite", "livesync-dispatch", tp) }),
+            ("livesync-aftersales", [Topics.refundRequests], { tp in try committed("\(dir)/erp.sqlite", "livesync-aftersales", tp) }),
+            ("livesync-alerting", [Topics.ordersPlaced, Topics.orderOutcomes, Topics.stockReservations, Topics.deadLetter],
+             { tp in try committed("\(dir)/alerting.sqlite", "livesync-alerting", tp) }),
+        ]
+        for g in groups {
+            for topic in g.topics {
+                let partitions = topic == Topics.deadLetter ? 4 : Topics.partitions
+                for p in 0..<partitions {
+                    let tp = TopicPartition(topic, p)
+                    let behind = try end(tp) - g.offsets(tp)
+                    if behind > 0 { total += behind; detail.append("\(g.group) \(tp): \(behind)") }
+                }
+            }
+        }
+        return (total, detail)
+    }
+
+    static func committed(_ path: String, _ group: String, _ tp: TopicPartition) throws -> Int64 {
+        guard FileManager.default.fileExists(atPath: path) else { return 0 }
+        var config = Configuration()
+        config.readonly = true
+        return try DatabaseQueue(path: path, configuration: config).read { db in
+            try Int64.fetchOne(db, sql: "SELECT next_offset FROM consumer_offsets WHERE group_id = ? AND topic = ? AND partition = ?",
+                               arguments: [group, tp.topic, tp.partition]) ?? 0
+        }
+    }
+
+    /// Every invariant, from the stores and the topics.
+    static func check(_ cluster: DevCluster, accepted: [String], expected: [String: Int64], into r: inout ChaosReport) throws {
+        let s = r.summary
+        if s.lost > 0 { r.violations.append("\(s.lost) accepted orders never reached a terminal state in the ERP book") }
+        if s.oversold > 0 { r.violations.append("\(s.oversold) units oversold") }
+        if s.accepted != s.synced + s.rejected + s.cancelled {
+            r.violations.append("accepted \(s.accepted) != synced \(s.synced) + rejected \(s.rejected) + cancelled \(s.cancelled)")
+        }
+
+        // Exactly once in the ERP book: no order it should not have, every synced line shipped once.
+        let acceptedSet = Set(accepted)
+        let erp = try Demo.open(cluster.erpDatabase)
+        try erp.read { db in
+            for id in try String.fetchAll(db, sql: "SELECT order_id FROM erp_orders") where !acceptedSet.contains(id) { r.unexpectedOrders += 1 }
+            r.shipmentMismatches = try Int.fetchOne(db, sql: """
+                SELECT COUNT(*) FROM (
+                  SELECT l.order_id, l.sku, SUM(l.quantity) AS ordered,
+                    (SELECT COALESCE(SUM(sl.quantity), 0) FROM erp_shipments s JOIN erp_shipment_lines sl ON sl.shipment_id = s.shipment_id
+                      WHERE s.order_id = l.order_id AND sl.sku = l.sku) AS shipped
+                  FROM erp_order_lines l JOIN erp_orders o ON o.order_id = l.order_id
+                  WHERE o.status = 'synced' GROUP BY l.order_id, l.sku)
+                WHERE ordered != shipped
+                """) ?? 0
+        }
+        if r.unexpectedOrders > 0 { r.violations.append("\(r.unexpectedOrders) orders in the ERP book were never accepted") }
+        if r.shipmentMismatches > 0 { r.violations.append("\(r.shipmentMismatches) synced order lines shipped a different quantity than ordered") }
+
+        // Conservation per SKU: initial + adjustments == available + reserved (nothing ships in the book yet).
+        let view = try StockStoreView.read(cluster.stockDatabases)
+        var seen: Set<String> = []
+        for row in view.rows {
+            let key = "\(row.sku)@\(row.warehouse)"
+            seen.insert(key)
+            if row.onHand != expected[key, default: 0] || row.available < 0 { r.conservationViolations += 1 }
+        }
+        for (key, units) in expected where units > 0 && !seen.contains(key) { r.conservationViolations += 1 }
+        if r.conservationViolations > 0 { r.violations.append("\(r.conservationViolations) SKUs break initial + adjustments == available + reserved") }
+        if s.stock_mismatched_skus > 0 { r.violations.append("\(s.stock_mismatched_skus) SKUs whose reservations differ from the ERP book's synced units") }
+
+        // The changelog: never a negative level in its whole history, and a restore from scratch
+        // reproduces the live store.
+        let reader = try KafkaPartitionReader(configuration: KafkaConfiguration(bootstrapServers: cluster.bootstrap))
+        for p in 0..<Topics.partitions {
+            var entries: [ChangelogEntry] = []
+            try reader.read(TopicPartition(Topics.stockChangelog, p)) { m in entries.append(try ChangelogEntry(serializedBytes: m.value)) }
+            let chain = ChangelogChain.longest(entries)
+            let scratch = try StateStore(StateStoreConfiguration(path: "\(cluster.configuration.dataDirectory)/verify/stock-\(p).sqlite", synchronous: "OFF"))
+            let processor = StockProcessor()
+            try scratch.database.write { db in
+                try processor.prepare(db)
+                for e in chain {
+                    let payload = [UInt8](e.payload)
+                    if !payload.isEmpty, try StockDelta.decode(payload).rows.contains(where: { $0.onHand < $0.reserved || $0.reserved < 0 }) {
+                        r.negativeAvailableSeen += 1
+                    }
+                    try processor.restore(payload, partition: p, db: db)
+                }
+            }
+            let restored = try scratch.database.read { db in
+                try Set(Row.fetchAll(db, sql: "SELECT sku, warehouse, on_hand, reserved FROM stock").map { "\($0[0] as String)@\($0[1] as String)=\($0[2] as Int64)/\($0[3] as Int64)" })
+            }
+            let live = Set(view.rows.filter { $0.partition == p }.map { "\($0.sku)@\($0.warehouse)=\($0.onHand)/\($0.reserved)" })
+            if restored != live { r.restoreMismatches += 1 }
+        }
+        if r.negativeAvailableSeen > 0 { r.violations.append("available went below zero in \(r.negativeAvailableSeen) changelog entries") }
+        if r.restoreMismatches > 0 { r.violations.append("\(r.restoreMismatches) partitions restore from the changelog to something other than the live store") }
+
+        let stuck = try stuck(cluster)
+        r.stuckMessages = stuck.total
+        if stuck.total > 0 { r.violations.append("\(stuck.total) messages not consumed: \(stuck.detail.prefix(5).joined(separator: "; "))") }
+        for p in 0..<Int32(4) { r.deadLetters += try reader.watermarks(TopicPartition(Topics.deadLetter, p)).high }
+    }
+
+    public static func render(_ r: ChaosReport) -> String {
+        let s = r.summary
+        return """
+        LiveSync chaos
+          accepted / refused / failed   \(s.accepted) / \(s.refused) / \(s.failed)
+          synced / rejected / cancelled \(s.synced) / \(s.rejected) / \(s.cancelled)
+          lost                          \(s.lost)   (must be 0)
+          oversold units                \(s.oversold)   (must be 0)
+          unexpected ERP orders         \(r.unexpectedOrders)   (must be 0)
+          shipment mismatches           \(r.shipmentMismatches)   (must be 0)
+          stock vs ERP mismatches       \(s.stock_mismatched_skus)   (SKUs; must be 0)
+          conservation violations       \(r.conservationViolations)   (SKUs; must be 0)
+          negative available seen       \(r.negativeAvailableSeen)   (changelog entries; must be 0)
+          changelog restore mismatches  \(r.restoreMismatches)   (partitions; must be 0)
+          stuck messages                \(r.stuckMessages)   (must be 0)
+          dead letters                  \(r.deadLetters)
+          kills / scale changes         \(r.kills) / \(r.scaleChanges)
+          broker faults / disks lost    \(r.brokerFaults) / \(r.disksLost)
+          restocks                      \(r.restocks)
+          throughput                    \(s.orders_per_sec) orders/s, ingest→ERP p99 \(s.p99_ms) ms
+          verdict                       \(r.passed ? "PASS" : "FAIL: " + r.violations.joined(separator: "; "))
+        """
+    }
+}
+
+/// Runs the fault steps one at a time, in the background of the replay.
+final class StepRunner: Sendable {
+    private let tasks = Mutex<[Task<Void, Never>]>([])
+
+    func enqueue(_ step: @escaping @Sendable () async -> Void) {
+        tasks.withLock { tasks in
+            let previous = tasks.last
+            tasks.append(Task {
+                await previous?.value
+                await step()
+            })
+        }
+    }
+
+    func drain() async {
+        while let last = tasks.withLock({ $0.last }) {
+            await last.value
+            if tasks.withLock({ $0.last }) == last { return }
+        }
+    }
+}
+
+/// Performs the faults on the dev cluster and keeps the tally.
+final class ChaosMonkey: Sendable {
+    enum Step: Sendable {
+        case killRandom
+        case scale(DevCluster.Scalable, Int)
+        case requestErrors
+        case brokerDown(seconds: Int)
+        case loseDisk
+        case restock
+    }
+
+    struct Counts: Sendable {
+        var kills = 0, scaleChanges = 0, brokerFaults = 0, disksLost = 0, restocks = 0
+        var events: [String] = []
+    }
+
+    let cluster: DevCluster
+    let producer: KafkaProducer
+    let config: ChaosConfiguration
+    let logger: Logger
+    private let state = Mutex<(counts: Counts, rng: SplitMix64, restocked: [String: Int64])>((Counts(), SplitMix64(seed: 0), [:]))
+
+    init(cluster: DevCluster, producer: KafkaProducer, config: ChaosConfiguration, logger: Logger) {
+        self.cluster = cluster
+        self.producer = producer
+        self.config = config
+        self.logger = logger
+        state.withLock { $0.rng = SplitMix64(seed: config.shape.seed &+ 7) }
+    }
+
+    var counts: Counts { state.withLock { $0.counts } }
+    var restocked: [String: Int64] { state.withLock { $0.restocked } }
+
+    private func note(_ event: String, _ update: (inout Counts) -> Void) {
+        say("chaos: \(event)")
+        state.withLock { update(&$0.counts); $0.counts.events.append(event) }
+    }
+
+    func perform(_ step: Step) async {
+        do {
+            switch step {
+            case .killRandom:
+                let consumers = cluster.supervisor.names.filter { $0 != "ingest" }
+                let victim = state.withLock { s in consumers[Int(s.rng.next() % UInt64(consumers.count))] }
+                try cluster.supervisor.signal(victim, SIGKILL)
+                note("SIGKILL \(victim)") { $0.kills += 1 }
+            case .scale(let kind, let count):
+                guard cluster.instances(kind) != count else { return }
+                // Stopping instances waits for their batch to commit: off the cooperative pool.
+                try await blocking { try self.cluster.scale(kind, to: count) }
+                note("\(kind.rawValue) scaled to \(count)") { $0.scaleChanges += 1 }
+            case .requestErrors:
+                // Produce (0) and Fetch (1) fail a few times with retriable errors.
+                cluster.broker.pushRequestErrors(apiKey: 0, errors: Array(repeating: 19 /* NOT_ENOUGH_REPLICAS */, count: 5))
+                cluster.broker.pushRequestErrors(apiKey: 1, errors: Array(repeating: 6 /* NOT_LEADER_OR_FOLLOWER */, count: 5))
+                note("broker: 5 produce and 5 fetch requests fail") { $0.brokerFaults += 1 }
+            case .brokerDown(let seconds):
+                try cluster.broker.setBroker(1, up: false)
+                note("broker down for \(seconds) s") { $0.brokerFaults += 1 }
+                try await Task.sleep(for: .seconds(seconds))
+                try cluster.broker.setBroker(1, up: true)
+                say("chaos: broker up")
+            case .loseDisk:
+                let instance = max(1, cluster.instances(.stock))
+                try await blocking { try self.cluster.loseDisk(stockInstance: instance) }
+                note("stock instance \(instance) SIGKILLed and restarted on an empty disk") { $0.disksLost += 1 }
+            case .restock:
+                // Goods arrive for the hottest SKUs mid-session (DELTA adjustments, ids unique per step).
+                let n = state.withLock { s -> Int in s.counts.restocks }
+                var messages: [ProducerMessage] = []
+                var added: [String: Int64] = [:]
+                for i in 0..<3 {
+                    let sku = String(format: "SKU-%04d", i)
+                    let warehouse = i % 5 == 4 ? "east" : "main"
+                    var adj = StockAdjustment()
+                    adj.adjustmentID = "chaos:restock:\(n):\(sku)"
+                    adj.sku = sku
+                    adj.warehouse = warehouse
+                    adj.kind = .delta
+                    adj.quantity = 50
+                    adj.reason = "chaos restock"
+                    adj.createdAtUs = Clock.nowMicros()
+                    messages.append(ProducerMessage(topic: Topics.stockAdjustments, key: sku, value: adj.bytes))
+                    added["\(sku)@\(warehouse)"] = 50
+                }
+                try await producer.send(messages)
+                state.withLock { s in for (k, v) in added { s.restocked[k, default: 0] += v } }
+                note("restock +50 on 3 hot SKUs") { $0.restocks += 1 }
+            }
+        } catch {
+            say("chaos: step \(step) failed: \(error)")
+            logger.error("chaos step failed", metadata: ["step": "\(step)", "error": "\(error)"])
+        }
+    }
+
+    private func blocking(_ body: @escaping @Sendable () throws -> Void) async throws {
+        try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
+            DispatchQueue.global().async {
+                do { try body(); c.resume() } catch { c.resume(throwing: error) }
+            }
+        }
+    }
+}
