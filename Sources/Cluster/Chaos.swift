@@ -53,6 +53,8 @@ public struct ChaosReport: Codable, Sendable {
     /// Messages consumed by no group (committed offset below the end) outside the dead-letter topic.
     public var stuckMessages: Int64 = 0
     public var deadLetters: Int64 = 0
+    /// Dead letters by consumer group and error (first words).
+    public var deadLetterCauses: [String: Int] = [:]
     public var events: [String] = []
     public var violations: [String] = []
 
@@ -268,7 +270,10 @@ public enum Chaos {
         let stuck = try stuck(cluster)
         r.stuckMessages = stuck.total
         if stuck.total > 0 { r.violations.append("\(stuck.total) messages not consumed: \(stuck.detail.prefix(5).joined(separator: "; "))") }
-        for p in 0..<Int32(4) { r.deadLetters += try reader.watermarks(TopicPartition(Topics.deadLetter, p)).high }
+        for e in try DeadLetters.list(bootstrap: KafkaConfiguration(bootstrapServers: cluster.bootstrap)).entries {
+            r.deadLetters += 1
+            r.deadLetterCauses["\(e.consumerGroup): \(e.error.split(separator: " ").prefix(5).joined(separator: " "))", default: 0] += 1
+        }
     }
 
     public static func render(_ r: ChaosReport) -> String {
@@ -286,7 +291,7 @@ public enum Chaos {
           negative available seen       \(r.negativeAvailableSeen)   (changelog entries; must be 0)
           changelog restore mismatches  \(r.restoreMismatches)   (partitions; must be 0)
           stuck messages                \(r.stuckMessages)   (must be 0)
-          dead letters                  \(r.deadLetters)
+          dead letters                  \(r.deadLetters)\(r.deadLetterCauses.sorted { $0.key < $1.key }.map { "\n            \($0.value) × \($0.key)" }.joined())
           kills / scale changes         \(r.kills) / \(r.scaleChanges)
           broker faults / disks lost    \(r.brokerFaults) / \(r.disksLost)
           restocks                      \(r.restocks)

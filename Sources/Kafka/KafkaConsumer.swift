@@ -44,16 +44,26 @@ public final class KafkaConsumer {
     private var pendingError: (any Error)?
     private var isClosed = false
     public private(set) var assignment: Set<TopicPartition> = []
+    /// Topics co-partitioned with the subscribed ones: partition `p` of each is assigned and
+    /// revoked together with partition `p` of a subscribed topic (see `init`).
+    public let companions: [String]
 
+    /// - Parameter companions: topics that must move with the subscribed topics' partitions of the
+    ///   same number (a store keyed like them, e.g. stock adjustments with order lines). Kafka's
+    ///   assignors, cooperative-sticky included, balance each topic on its own and would split
+    ///   them across members; so only `topics` are subscribed and companions follow by hand, as
+    ///   Kafka Streams does for co-partitioned inputs.
     public init(
         configuration: KafkaConfiguration,
         groupID: String,
         topics: [String],
+        companions: [String] = [],
         delegate: any KafkaRebalanceDelegate,
         logger: Logger = Logger(label: "livesync.kafka.consumer")
     ) throws {
         self.logger = logger
         self.delegate = delegate
+        self.companions = companions
         var config = configuration
         config.properties["group.id"] = groupID
         let conf = try config.makeConf(defaults: KafkaConfiguration.consumerDefaults)
@@ -172,15 +182,23 @@ public final class KafkaConsumer {
         return name
     }
 
-    private func rebalance(rk: OpaquePointer, err: rd_kafka_resp_err_t, partitions: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?) {
+    private func rebalance(rk: OpaquePointer, err: rd_kafka_resp_err_t, partitions groupPartitions: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?) {
         let cooperative = String(cString: rd_kafka_rebalance_protocol(rk)) == "COOPERATIVE"
         var tps: [TopicPartition] = []
-        if let partitions {
-            for i in 0..<Int(partitions.pointee.cnt) {
-                let e = partitions.pointee.elems[i]
+        if let groupPartitions {
+            for i in 0..<Int(groupPartitions.pointee.cnt) {
+                let e = groupPartitions.pointee.elems[i]
                 tps.append(TopicPartition(String(cString: e.topic), e.partition))
             }
         }
+        // Companion partitions travel with the group's partitions of the same number.
+        let numbers = Set(tps.map(\.partition))
+        for topic in companions {
+            for p in numbers.sorted() where !tps.contains(TopicPartition(topic, p)) { tps.append(TopicPartition(topic, p)) }
+        }
+        let partitions = rd_kafka_topic_partition_list_new(Int32(max(1, tps.count)))
+        defer { if let partitions { rd_kafka_topic_partition_list_destroy(partitions) } }
+        for tp in tps { rd_kafka_topic_partition_list_add(partitions, tp.topic, tp.partition) }
         switch err {
         case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
             var starts: [TopicPartition: Int64] = [:]

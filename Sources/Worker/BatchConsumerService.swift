@@ -13,6 +13,9 @@ public struct BatchConsumerConfiguration: Sendable {
     /// Consumer group; each instance of an executable joins the same one.
     public var groupID: String
     public var topics: [String]
+    /// Topics co-partitioned with `topics` whose partition `p` this member consumes exactly when
+    /// it holds partition `p` of `topics` (see `KafkaConsumer.companions`). Default none.
+    public var companionTopics: [String]
     /// This member's stable identity (survives restarts): it owns its outbox rows, so instances
     /// sharing a database never publish or delete each other's outputs.
     public var instanceID: String
@@ -22,7 +25,8 @@ public struct BatchConsumerConfiguration: Sendable {
     /// latency batching adds.
     public var maxBatchWaitMilliseconds: Int
 
-    public init(kafka: KafkaConfiguration, groupID: String, topics: [String], instanceID: String = "default", maxBatchSize: Int = 50_000, maxBatchWaitMilliseconds: Int = 5) {
+    public init(kafka: KafkaConfiguration, groupID: String, topics: [String], companionTopics: [String] = [], instanceID: String = "default", maxBatchSize: Int = 50_000, maxBatchWaitMilliseconds: Int = 5) {
+        self.companionTopics = companionTopics
         self.kafka = kafka
         self.groupID = groupID
         self.topics = topics
@@ -143,7 +147,7 @@ public final class BatchConsumerService: Service, Sendable {
             try republishOutbox()
             let consumer = try KafkaConsumer(
                 configuration: service.configuration.kafka, groupID: group,
-                topics: service.configuration.topics, delegate: self, logger: log)
+                topics: service.configuration.topics, companions: service.configuration.companionTopics, delegate: self, logger: log)
             self.consumer = consumer
             let maxBatch = service.configuration.maxBatchSize
             let maxWaitNs = UInt64(service.configuration.maxBatchWaitMilliseconds) * 1_000_000

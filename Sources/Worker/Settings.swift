@@ -73,12 +73,12 @@ public struct LiveSyncConfig: Sendable {
     /// `consumer.maxWaitMs` (default 5), `kafka.sessionTimeoutMs` (default 45000, Kafka's; the
     /// embedded broker waits this minus 1 s before each rebalance, so dev uses 6000), and the
     /// static membership id (`kafka.instanceId`).
-    public func consumer(group: String, topics: [String]) throws -> BatchConsumerConfiguration {
+    public func consumer(group: String, topics: [String], companionTopics: [String] = []) throws -> BatchConsumerConfiguration {
         var kafka = try kafka()
         kafka.properties["session.timeout.ms"] = String(int("kafka.sessionTimeoutMs", default: 45_000))
         if let id = optionalString("kafka.instanceId"), !id.isEmpty { kafka.properties["group.instance.id"] = id }
         return BatchConsumerConfiguration(
-            kafka: kafka, groupID: group, topics: topics, instanceID: instanceID,
+            kafka: kafka, groupID: group, topics: topics, companionTopics: companionTopics, instanceID: instanceID,
             maxBatchSize: int("consumer.maxBatch", default: 50_000),
             maxBatchWaitMilliseconds: int("consumer.maxWaitMs", default: 5))
     }
@@ -134,7 +134,7 @@ public enum ConsumerMain {
     /// - Parameter extraServices: services that run beside the consumer in the same group
     ///   (for example alerting's notifier), sharing its configuration and state store.
     public static func run(
-        name: String, group: String, topics: [String], database: String? = nil, configFile: String?,
+        name: String, group: String, topics: [String], companionTopics: [String] = [], database: String? = nil, configFile: String?,
         extraServices: (LiveSyncConfig, StateStore, Logger) throws -> [any Service] = { _, _, _ in [] },
         makeProcessor: @escaping @Sendable (LiveSyncConfig) throws -> any BatchProcessor
     ) async throws {
@@ -145,7 +145,7 @@ public enum ConsumerMain {
         let kafka = try config.producerKafka()
         let producer = try KafkaProducer(configuration: kafka, logger: logger)
         let service = BatchConsumerService(
-            configuration: try config.consumer(group: config.string("group.\(name)", default: group), topics: topics),
+            configuration: try config.consumer(group: config.string("group.\(name)", default: group), topics: topics, companionTopics: companionTopics),
             store: store, producer: producer, logger: logger,
             makeProcessor: { try makeProcessor(config) })
         logger.info("starting", metadata: ["bootstrap": "\(kafka.bootstrapServers)", "db": "\(store.configuration.path)"])

@@ -15,7 +15,7 @@ struct StockCommand: AsyncParsableCommand {
     func run() async throws {
         try await ConsumerMain.run(
             name: "stock", group: "livesync-stock",
-            topics: [Topics.orderLines, Topics.stockAdjustments], configFile: config
+            topics: [Topics.orderLines], companionTopics: [Topics.stockAdjustments], configFile: config
         ) { _ in StockProcessor() }
     }
 }
