@@ -7,11 +7,18 @@ import Worker
 ///
 /// Encoding (version 1, big-endian): u8 version, i64 decided-at µs, then three sections, each a
 /// u32 count followed by its records — rows (sku, warehouse, i64 on hand, i64 reserved), lines
-/// (event id, order id, sku, warehouse, i64 quantity, u8 status) and adjustments (id, sku,
+/// (event id, order id, sku, warehouse, i64 quantity, u8 status, u32 line number, u32 line count,
+/// i64 available after, as published in the reservation) and adjustments (id, sku,
 /// warehouse, u8 kind, i64 quantity); strings are u16 length + UTF-8.
 public struct StockDelta: Sendable, Equatable {
     public struct Row: Sendable, Equatable { public var sku, warehouse: String; public var onHand, reserved: Int64 }
-    public struct Line: Sendable, Equatable { public var eventID, orderID, sku, warehouse: String; public var quantity: Int64; public var status: UInt8 }
+    public struct Line: Sendable, Equatable {
+        public var eventID, orderID, sku, warehouse: String
+        public var quantity: Int64
+        public var status: UInt8
+        public var lineNo: UInt32 = 0, lineCount: UInt32 = 0
+        public var availableAfter: Int64 = 0
+    }
     public struct Adjustment: Sendable, Equatable { public var id, sku, warehouse: String; public var kind: UInt8; public var quantity: Int64 }
 
     public var decidedAtUs: Int64 = 0
@@ -32,10 +39,11 @@ public struct StockDelta: Sendable, Equatable {
             rowCount += 1
         }
 
-        public mutating func line(_ eventID: String, order: String, sku: String, warehouse: String, quantity: Int64, status: UInt8) {
+        public mutating func line(_ eventID: String, order: String, sku: String, warehouse: String, quantity: Int64, status: UInt8,
+                                  lineNo: UInt32 = 0, lineCount: UInt32 = 0, availableAfter: Int64 = 0) {
             lines.string(eventID); lines.string(order); lines.string(sku); lines.string(warehouse)
-            lines.i64(quantity); lines.u8(status)
-            lineCount += 1
+            lines.i64(quantity); lines.u8(status); lines.u32(lineNo); lines.u32(lineCount); lines.i64(availableAfter)
+            self.lineCount += 1
         }
 
         public mutating func adjustment(_ id: String, sku: String, warehouse: String, kind: UInt8, quantity: Int64) {
@@ -66,7 +74,8 @@ public struct StockDelta: Sendable, Equatable {
             d.rows.append(Row(sku: try r.string(), warehouse: try r.string(), onHand: try r.i64(), reserved: try r.i64()))
         }
         for _ in 0..<(try r.u32()) {
-            d.lines.append(Line(eventID: try r.string(), orderID: try r.string(), sku: try r.string(), warehouse: try r.string(), quantity: try r.i64(), status: try r.u8()))
+            d.lines.append(Line(eventID: try r.string(), orderID: try r.string(), sku: try r.string(), warehouse: try r.string(), quantity: try r.i64(), status: try r.u8(),
+                                lineNo: try r.u32(), lineCount: try r.u32(), availableAfter: try r.i64()))
         }
         for _ in 0..<(try r.u32()) {
             d.adjustments.append(Adjustment(id: try r.string(), sku: try r.string(), warehouse: try r.string(), kind: try r.u8(), quantity: try r.i64()))

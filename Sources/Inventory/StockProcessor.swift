@@ -74,6 +74,26 @@ public final class StockProcessor: ChangelogProcessor {
         for a in delta.adjustments { try adjustment.execute(arguments: [a.id, a.sku, a.warehouse, Int(a.kind), a.quantity, delta.decidedAtUs, partition]) }
     }
 
+    /// The reservations the delta's decisions published (releases publish none).
+    public func outputs(ofRestored payload: [UInt8], partition: Int32, output: inout BatchOutput) throws {
+        guard !payload.isEmpty else { return }
+        let delta = try StockDelta.decode(payload)
+        for l in delta.lines where l.status == 1 || l.status == 2 {
+            var r = Reservation()
+            r.eventID = l.eventID
+            r.orderID = l.orderID
+            r.lineNo = l.lineNo
+            r.sku = l.sku
+            r.warehouse = l.warehouse
+            r.quantity = l.quantity
+            r.status = l.status == 1 ? .reserved : .rejected
+            r.availableAfter = l.availableAfter
+            r.lineCount = l.lineCount
+            r.decidedAtUs = delta.decidedAtUs
+            output.emit(topic: Topics.stockReservations, key: r.orderID, value: r.bytes)
+        }
+    }
+
     public func apply(_ messages: [KafkaMessage], db: Database, output: inout BatchOutput) throws {
         let now = Clock.nowMicros()
         var levels: [Key: StockLevel] = [:]
@@ -129,7 +149,9 @@ public final class StockProcessor: ChangelogProcessor {
                 var l = hot!.level
                 let reserved = l.reserve(line.quantity)
                 guard try insertLine.insert(line, status: reserved ? 1 : 2, now: now, partition: message.partition) else { continue }  // duplicate line: already decided
-                deltas[message.partition, default: StockDelta.Writer(now: now)].line(line.eventID, order: line.orderID, sku: line.sku, warehouse: line.warehouse, quantity: line.quantity, status: reserved ? 1 : 2)
+                deltas[message.partition, default: StockDelta.Writer(now: now)].line(
+                    line.eventID, order: line.orderID, sku: line.sku, warehouse: line.warehouse, quantity: line.quantity, status: reserved ? 1 : 2,
+                    lineNo: line.lineNo, lineCount: line.lineCount, availableAfter: l.available)
                 if reserved {
                     hot!.level = l
                     if !hot!.dirty { dirty.insert(hot!.key); hot!.dirty = true; keyPartition[hot!.key] = message.partition }

@@ -132,6 +132,10 @@ public final class BatchConsumerService: Service, Sendable {
         /// Changelog chain head per source partition this member holds (changelog processors only).
         var heads: [Int32: ChangelogHead?] = [:]
         var changelogReader: KafkaPartitionReader?
+        var restoredOutputs: [(Int64, [ProducerMessage])] = []
+        /// Entries at a restored chain's tip whose outputs are published again: more than the
+        /// batches a writer can have in flight (`maxInFlight`) plus the one it was committing.
+        static let republishedEntries = 8
         var group: String { service.configuration.groupID }
         /// Owner of this member's outbox rows.
         var owner: String { "\(service.configuration.groupID)/\(service.configuration.instanceID)" }
@@ -268,7 +272,22 @@ public final class BatchConsumerService: Service, Sendable {
                         ON CONFLICT (group_id, partition) DO UPDATE SET writer = excluded.writer, seq = excluded.seq
                         """, arguments: [group, p, tip.writer, tip.seq])
                 }
+                // The last writer may have crashed with its disk between the entry's acknowledgement and
+                // its outputs' publication (at most its in-flight batches): publish those outputs again,
+                // through this member's outbox so a crash here does not lose them either.
+                var output = BatchOutput(group: group)
+                for entry in apply.suffix(Self.republishedEntries) {
+                    try changelogged.outputs(ofRestored: [UInt8](entry.payload), partition: p, output: &output)
+                }
+                if !output.messages.isEmpty {
+                    try db.execute(sql: "INSERT INTO outbox (owner, messages) VALUES (?, ?)", arguments: [owner, Data(OutboxFrame.encode(output.messages))])
+                    restoredOutputs.append((db.lastInsertedRowID, output.messages))
+                }
             }
+            for (seq, messages) in restoredOutputs {
+                inFlight.append(Flight(group: service.producer.enqueueInBackground(messages), seq: seq, first: [], messages: messages))
+            }
+            restoredOutputs.removeAll()
             log.info("partition restored from the changelog", metadata: [
                 "partition": "\(tp)", "entries": "\(apply.count)", "of": "\(entries.count)", "fromScratch": "\(fromScratch)",
                 "tip": "\(tip.map(\.description) ?? "-")", "ms": "\((DispatchTime.now().uptimeNanoseconds - started) / 1_000_000)",

@@ -71,6 +71,9 @@ public protocol ChangelogProcessor: BatchProcessor {
     func dropPartition(_ partition: Int32, db: Database) throws
     /// Applies one entry's payload, as `apply` produced it, to the local store.
     func restore(_ payload: [UInt8], partition: Int32, db: Database) throws
+    /// The outputs the batch behind a restored entry published (re-emitted after a restore, since
+    /// a writer that crashed with its disk may not have published them; consumers drop duplicates).
+    func outputs(ofRestored payload: [UInt8], partition: Int32, output: inout BatchOutput) throws
 }
 
 public enum Clock {

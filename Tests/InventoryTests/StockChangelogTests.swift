@@ -89,3 +89,22 @@ private func snapshot(_ store: StateStore) throws -> [String] {
     try copy.store.database.write { db in try copy.processor.dropPartition(0, db: db) }
     #expect(try snapshot(copy.store).isEmpty)
 }
+
+@Test func aRestoredDeltaRepublishesExactlyTheReservationsItsBatchPublished() throws {
+    var original = try StockHarness()
+    _ = try original.apply([setStock("HOT", 3, id: "load:HOT")])
+    var lineA = OrderLine(), lineB = OrderLine()
+    for (l, order) in [(0, "o1"), (1, "o2")] {
+        var x = OrderLine()
+        x.orderID = order; x.lineNo = 1; x.eventID = "\(order):1"; x.sku = "HOT"; x.warehouse = "main"; x.quantity = 2; x.lineCount = 2
+        if l == 0 { lineA = x } else { lineB = x }
+    }
+    let out = try original.apply([(Topics.orderLines, lineA.bytes), (Topics.orderLines, lineB.bytes)])
+    var again = BatchOutput(group: "test")
+    try original.processor.outputs(ofRestored: try #require(out.changelog[0]), partition: 0, output: &again)
+    let published = try out.messages.map { try Reservation(serializedBytes: $0.value) }
+    let republished = try again.messages.map { try Reservation(serializedBytes: $0.value) }
+    #expect(published.count == 2)
+    #expect(republished == published)
+    #expect(again.messages.map(\.key) == out.messages.map(\.key))
+}
