@@ -334,6 +334,8 @@ final class ChaosMonkey: Sendable {
         case restock
     }
 
+    static let killOrder = ["stock", "dispatch", "aftersales", "alerting", "stock"]
+
     struct Counts: Sendable {
         var kills = 0, scaleChanges = 0, brokerFaults = 0, disksLost = 0, restocks = 0
         var events: [String] = []
@@ -365,8 +367,12 @@ final class ChaosMonkey: Sendable {
         do {
             switch step {
             case .killRandom:
-                let consumers = cluster.supervisor.names.filter { $0 != "ingest" }
-                let victim = state.withLock { s in consumers[Int(s.rng.next() % UInt64(consumers.count))] }
+                // Every consumer type in turn (so each is killed at least once in a run), a random instance of it.
+                let victim = state.withLock { s -> String in
+                    let kind = Self.killOrder[s.counts.kills % Self.killOrder.count]
+                    let instances = cluster.supervisor.names.filter { $0 == kind || $0.hasPrefix("\(kind)-") }
+                    return instances.isEmpty ? kind : instances[Int(s.rng.next() % UInt64(instances.count))]
+                }
                 try cluster.supervisor.signal(victim, SIGKILL)
                 note("SIGKILL \(victim)") { $0.kills += 1 }
             case .scale(let kind, let count):

@@ -95,7 +95,7 @@ public enum Demo {
         return try DatabaseQueue(path: path, configuration: config)
     }
 
-    static func waitForStockLoad(_ cluster: DevCluster, expected: Int, timeout: Double) async throws {
+    public static func waitForStockLoad(_ cluster: DevCluster, expected: Int, timeout: Double) async throws {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
             if let view = try? StockStoreView.read(cluster.stockDatabases),
@@ -108,7 +108,7 @@ public enum Demo {
     }
 
     /// Waits until every accepted order is decided and stock agrees with the ERP book, then measures.
-    static func settle(cluster: DevCluster, accepted: [String], initial: [String: Int64], timeout: Double) async throws -> DemoSummary {
+    public static func settle(cluster: DevCluster, accepted: [String], initial: [String: Int64], timeout: Double) async throws -> DemoSummary {
         let erp = try open(cluster.erpDatabase)
         let deadline = Date().addingTimeInterval(timeout)
         var summary = DemoSummary()
