@@ -248,6 +248,13 @@ public final class BatchConsumerService: Service, Sendable {
                 fromScratch = true
             }
             guard fromScratch || !apply.isEmpty else { return local }
+            if fromScratch, let first = chain.first, let missing = first.previous {
+                // Retention dropped the chain's start: a restore would miss those batches' rows.
+                throw ConfigurationError(
+                    "changelog \(tp) no longer holds the start of its chain (its first entry follows \(missing), which is gone): "
+                        + "partition \(p) cannot be restored without a wrong count. Keep the changelog's retention unlimited "
+                        + "(deploy/kafka/topics.sh) and restore the instance's disk from a backup.")
+            }
             let tip = chain.last?.head
             try service.store.database.write { [group] db in
                 if fromScratch {
