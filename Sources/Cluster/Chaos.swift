@@ -245,7 +245,7 @@ public enum Chaos {
         for p in 0..<Topics.partitions {
             var entries: [ChangelogEntry] = []
             try reader.read(TopicPartition(Topics.stockChangelog, p)) { m in entries.append(try ChangelogEntry(serializedBytes: m.value)) }
-            let chain = ChangelogChain.longest(entries)
+            let chain = ChangelogChain.longest(ChangelogChain.assemble(entries))
             let scratch = try StateStore(StateStoreConfiguration(path: "\(cluster.configuration.dataDirectory)/verify/stock-\(p).sqlite", synchronous: "OFF"))
             let processor = StockProcessor()
             try scratch.database.write { db in

@@ -7,7 +7,8 @@ import Worker
 ///
 /// Encoding (version 1, big-endian): u8 version, i64 decided-at µs, then three sections, each a
 /// u32 count followed by its records — rows (sku, warehouse, i64 on hand, i64 reserved), lines
-/// (event id, order id, sku, warehouse, i64 quantity, u8 status, u32 line number, u32 line count,
+/// (u8 flags, event id, then order id unless flag 1 (it is the event id less `:<line no>`), sku
+/// unless flag 2 and warehouse unless flag 4 (as the previous line's); i64 quantity, u8 status, u32 line number, u32 line count,
 /// i64 available after, as published in the reservation) and adjustments (id, sku,
 /// warehouse, u8 kind, i64 quantity); strings are u16 length + UTF-8.
 public struct StockDelta: Sendable, Equatable {
@@ -31,6 +32,7 @@ public struct StockDelta: Sendable, Equatable {
         let now: Int64
         var rows = BinaryWriter(), lines = BinaryWriter(capacity: 4096), adjustments = BinaryWriter()
         var rowCount: UInt32 = 0, lineCount: UInt32 = 0, adjustmentCount: UInt32 = 0
+        var lastSKU = "", lastWarehouse = ""
 
         public init(now: Int64) { self.now = now }
 
@@ -41,7 +43,17 @@ public struct StockDelta: Sendable, Equatable {
 
         public mutating func line(_ eventID: String, order: String, sku: String, warehouse: String, quantity: Int64, status: UInt8,
                                   lineNo: UInt32 = 0, lineCount: UInt32 = 0, availableAfter: Int64 = 0) {
-            lines.string(eventID); lines.string(order); lines.string(sku); lines.string(warehouse)
+            // Hot partitions hold long runs of one SKU and ids derived from the order id: a flag
+            // byte says which of order id, SKU and warehouse are left out (derived / as the previous line).
+            let derived = StockDelta.isDerived(eventID, order: order, lineNo: lineNo)
+            let flags: UInt8 = (derived ? 1 : 0) | (self.lineCount > 0 && sku == lastSKU ? 2 : 0) | (self.lineCount > 0 && warehouse == lastWarehouse ? 4 : 0)
+            lines.u8(flags)
+            lines.string(eventID)
+            if flags & 1 == 0 { lines.string(order) }
+            if flags & 2 == 0 { lines.string(sku) }
+            if flags & 4 == 0 { lines.string(warehouse) }
+            lastSKU = sku
+            lastWarehouse = warehouse
             lines.i64(quantity); lines.u8(status); lines.u32(lineNo); lines.u32(lineCount); lines.i64(availableAfter)
             self.lineCount += 1
         }
@@ -64,6 +76,23 @@ public struct StockDelta: Sendable, Equatable {
         }
     }
 
+    /// Whether `event` is exactly `<order>:<lineNo>` (the id scheme of `Identifiers`), without
+    /// building the string: this runs once per decided line.
+    static func isDerived(_ event: String, order: String, lineNo: UInt32) -> Bool {
+        let e = event.utf8, o = order.utf8
+        guard e.count > o.count + 1, e.starts(with: o) else { return false }
+        let rest = e.dropFirst(o.count)
+        guard rest.first == UInt8(ascii: ":") else { return false }
+        let digits = rest.dropFirst()
+        guard digits.count <= 10, digits.count == 1 || digits.first != UInt8(ascii: "0") else { return false }
+        var v: UInt64 = 0
+        for c in digits {
+            guard c >= UInt8(ascii: "0"), c <= UInt8(ascii: "9") else { return false }
+            v = v * 10 + UInt64(c - UInt8(ascii: "0"))
+        }
+        return v == UInt64(lineNo)
+    }
+
     public static func decode(_ bytes: [UInt8]) throws -> StockDelta {
         var r = BinaryReader(bytes)
         let version = try r.u8()
@@ -73,9 +102,17 @@ public struct StockDelta: Sendable, Equatable {
         for _ in 0..<(try r.u32()) {
             d.rows.append(Row(sku: try r.string(), warehouse: try r.string(), onHand: try r.i64(), reserved: try r.i64()))
         }
+        var lastSKU = "", lastWarehouse = ""
         for _ in 0..<(try r.u32()) {
-            d.lines.append(Line(eventID: try r.string(), orderID: try r.string(), sku: try r.string(), warehouse: try r.string(), quantity: try r.i64(), status: try r.u8(),
-                                lineNo: try r.u32(), lineCount: try r.u32(), availableAfter: try r.i64()))
+            let flags = try r.u8()
+            let eventID = try r.string()
+            let order = flags & 1 == 0 ? try r.string() : nil
+            if flags & 2 == 0 { lastSKU = try r.string() }
+            if flags & 4 == 0 { lastWarehouse = try r.string() }
+            let quantity = try r.i64(), status = try r.u8(), lineNo = try r.u32(), lineCount = try r.u32(), after = try r.i64()
+            d.lines.append(Line(eventID: eventID, orderID: order ?? String(eventID.dropLast("\(lineNo)".count + 1)),
+                                sku: lastSKU, warehouse: lastWarehouse, quantity: quantity, status: status,
+                                lineNo: lineNo, lineCount: lineCount, availableAfter: after))
         }
         for _ in 0..<(try r.u32()) {
             d.adjustments.append(Adjustment(id: try r.string(), sku: try r.string(), warehouse: try r.string(), kind: try r.u8(), quantity: try r.i64()))

@@ -229,7 +229,7 @@ public final class BatchConsumerService: Service, Sendable {
             var entries: [ChangelogEntry] = []
             let tp = TopicPartition(changelogged.changelogTopic, p)
             try changelogReader!.read(tp) { m in entries.append(try ChangelogEntry(serializedBytes: m.value)) }
-            let chain = ChangelogChain.longest(entries)
+            let chain = ChangelogChain.longest(ChangelogChain.assemble(entries))
             let local: ChangelogHead? = try service.store.database.read { [group] db in
                 try Row.fetchOne(db, sql: "SELECT writer, seq FROM changelog_heads WHERE group_id = ? AND partition = ?", arguments: [group, p])
                     .map { ChangelogHead(writer: $0[0], seq: $0[1]) }
@@ -326,7 +326,9 @@ public final class BatchConsumerService: Service, Sendable {
                 for (tp, o) in offsets where tp.partition == p { entry.nextOffsets[tp.topic] = o }
                 entry.payload = Data(output.changelog[p] ?? [])
                 entry.writtenAtUs = now
-                output.messages.append(ProducerMessage(topic: changelogged.changelogTopic, key: String(p), value: try entry.serializedBytes(), partition: p))
+                for part in ChangelogChain.split(entry) {
+                    output.messages.append(ProducerMessage(topic: changelogged.changelogTopic, key: String(p), value: try part.serializedBytes(), partition: p))
+                }
                 try upsert.execute(arguments: [group, p, owner, entry.seq])
                 newHeads[p] = entry.head
             }

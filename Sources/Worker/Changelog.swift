@@ -30,6 +30,50 @@ extension ChangelogEntry {
 /// with no predecessor, or whose predecessor retention already dropped); on a tie the path
 /// reaching the later-written tip wins. Every member computes the same chain from the same log.
 public enum ChangelogChain {
+    /// Payload bytes per Kafka message: a larger batch delta is split into parts (the broker
+    /// refuses messages over `message.max.bytes`, 1 MB by default).
+    public static let maxPartBytes = 512 * 1024
+
+    /// Splits an entry whose payload exceeds `maxPartBytes` into consecutive parts.
+    public static func split(_ entry: ChangelogEntry) -> [ChangelogEntry] {
+        let payload = entry.payload
+        guard payload.count > maxPartBytes else { return [entry] }
+        let parts = (payload.count + maxPartBytes - 1) / maxPartBytes
+        return (0..<parts).map { i in
+            var part = entry
+            let start = payload.startIndex + i * maxPartBytes
+            part.payload = payload[start..<min(payload.endIndex, start + maxPartBytes)]
+            part.part = Int32(i)
+            part.parts = Int32(parts)
+            return part
+        }
+    }
+
+    /// Joins split entries back together, in the log order in which each became complete;
+    /// an entry missing a part (its writer died mid-publication) is left out. Repeated parts
+    /// (a republished outbox) count once.
+    public static func assemble(_ records: [ChangelogEntry]) -> [ChangelogEntry] {
+        var result: [ChangelogEntry] = []
+        var pending: [ChangelogHead: [Int32: ChangelogEntry]] = [:]
+        var done: Set<ChangelogHead> = []
+        for r in records {
+            guard r.parts > 1 else { result.append(r); continue }
+            let head = r.head
+            guard !done.contains(head) else { continue }
+            pending[head, default: [:]][r.part] = r
+            if pending[head]!.count == Int(r.parts) {
+                var whole = r
+                whole.payload = Data(pending[head]!.sorted { $0.key < $1.key }.flatMap { $0.value.payload })
+                whole.part = 0
+                whole.parts = 1
+                result.append(whole)
+                pending[head] = nil
+                done.insert(head)
+            }
+        }
+        return result
+    }
+
     public static func longest(_ entries: [ChangelogEntry]) -> [ChangelogEntry] {
         var byHead: [ChangelogHead: Int] = [:]
         var order: [Int] = []

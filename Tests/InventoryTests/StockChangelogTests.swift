@@ -108,3 +108,34 @@ private func snapshot(_ store: StateStore) throws -> [String] {
     #expect(republished == published)
     #expect(again.messages.map(\.key) == out.messages.map(\.key))
 }
+
+@Test func aLargeEntryIsSplitIntoPartsAndOnlyACompleteOneIsRestored() {
+    var big = entry("a", 1, after: nil)
+    big.payload = Data((0..<(ChangelogChain.maxPartBytes * 2 + 10)).map { UInt8(truncatingIfNeeded: $0) })
+    let parts = ChangelogChain.split(big)
+    #expect(parts.count == 3)
+    #expect(parts.allSatisfy { $0.parts == 3 && $0.seq == 1 })
+    // A republished part counts once; the entry completes with its last part.
+    let next = entry("a", 2, after: ("a", 1))
+    let assembled = ChangelogChain.assemble([parts[0], parts[1], parts[0], parts[2], next])
+    #expect(assembled.map(\.seq) == [1, 2])
+    #expect(assembled[0].payload == big.payload)
+    // A writer that died mid-publication leaves an incomplete entry: it is not there.
+    #expect(ChangelogChain.assemble([parts[0], parts[1]]).isEmpty)
+}
+
+@Test func stockDeltaLeavesOutDerivableOrderIdsAndRepeatedSKUsButKeepsTheirValues() throws {
+    var w = StockDelta.Writer(now: 1)
+    w.line("generic:shop-1:9:2", order: "generic:shop-1:9", sku: "HOT", warehouse: "", quantity: 1, status: 1, lineNo: 2, lineCount: 2)
+    w.line("generic:shop-1:10:1", order: "generic:shop-1:10", sku: "HOT", warehouse: "", quantity: 1, status: 2, lineNo: 1, lineCount: 1)
+    w.line("x:01", order: "x", sku: "HOT", warehouse: "east", quantity: 3, status: 1, lineNo: 1, lineCount: 1)  // leading zero: not derived
+    w.line("custom-id", order: "o-7", sku: "COLD", warehouse: "east", quantity: 1, status: 1, lineNo: 1, lineCount: 1)
+    let lines = try StockDelta.decode(w.encoded()).lines
+    #expect(lines.map(\.orderID) == ["generic:shop-1:9", "generic:shop-1:10", "x", "o-7"])
+    #expect(lines.map(\.sku) == ["HOT", "HOT", "HOT", "COLD"])
+    #expect(lines.map(\.warehouse) == ["", "", "east", "east"])
+    #expect(StockDelta.isDerived("o:12", order: "o", lineNo: 12))
+    #expect(!StockDelta.isDerived("o:12", order: "o", lineNo: 1))
+    #expect(!StockDelta.isDerived("o:", order: "o", lineNo: 0))
+    #expect(!StockDelta.isDerived("oo:1", order: "o", lineNo: 1))
+}

@@ -512,6 +512,13 @@ public nonisolated struct Livesync_V1_ChangelogEntry: Sendable {
 
   public var writtenAtUs: Int64 = 0
 
+  /// A batch's payload larger than one Kafka message is split: parts 0..<parts of one
+  /// (writer, seq) entry carry consecutive slices; the entry exists once all parts are read.
+  public var part: Int32 = 0
+
+  /// 0 or 1: a single part
+  public var parts: Int32 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1133,7 +1140,7 @@ nonisolated extension Livesync_V1_DeadLetter: SwiftProtobuf.Message, SwiftProtob
 
 nonisolated extension Livesync_V1_ChangelogEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ChangelogEntry"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}writer\0\u{1}seq\0\u{3}prev_writer\0\u{3}prev_seq\0\u{3}next_offsets\0\u{1}payload\0\u{3}written_at_us\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}writer\0\u{1}seq\0\u{3}prev_writer\0\u{3}prev_seq\0\u{3}next_offsets\0\u{1}payload\0\u{3}written_at_us\0\u{1}part\0\u{1}parts\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1148,6 +1155,8 @@ nonisolated extension Livesync_V1_ChangelogEntry: SwiftProtobuf.Message, SwiftPr
       case 5: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufInt64>.self, value: &self.nextOffsets) }()
       case 6: try { try decoder.decodeSingularBytesField(value: &self.payload) }()
       case 7: try { try decoder.decodeSingularInt64Field(value: &self.writtenAtUs) }()
+      case 8: try { try decoder.decodeSingularInt32Field(value: &self.part) }()
+      case 9: try { try decoder.decodeSingularInt32Field(value: &self.parts) }()
       default: break
       }
     }
@@ -1175,6 +1184,12 @@ nonisolated extension Livesync_V1_ChangelogEntry: SwiftProtobuf.Message, SwiftPr
     if self.writtenAtUs != 0 {
       try visitor.visitSingularInt64Field(value: self.writtenAtUs, fieldNumber: 7)
     }
+    if self.part != 0 {
+      try visitor.visitSingularInt32Field(value: self.part, fieldNumber: 8)
+    }
+    if self.parts != 0 {
+      try visitor.visitSingularInt32Field(value: self.parts, fieldNumber: 9)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1186,6 +1201,8 @@ nonisolated extension Livesync_V1_ChangelogEntry: SwiftProtobuf.Message, SwiftPr
     if lhs.nextOffsets != rhs.nextOffsets {return false}
     if lhs.payload != rhs.payload {return false}
     if lhs.writtenAtUs != rhs.writtenAtUs {return false}
+    if lhs.part != rhs.part {return false}
+    if lhs.parts != rhs.parts {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
