@@ -1,3 +1,4 @@
+import Foundation
 import Worker
 
 /// One batch's change to one source partition of the stock store: the payload of its
@@ -8,8 +9,8 @@ import Worker
 /// Encoding (version 1, big-endian): u8 version, i64 decided-at µs, then three sections, each a
 /// u32 count followed by its records — rows (sku, warehouse, i64 on hand, i64 reserved), lines
 /// (u8 flags, event id, then order id unless flag 1 (it is the event id less `:<line no>`), sku
-/// unless flag 2 and warehouse unless flag 4 (as the previous line's); i64 quantity, u8 status, u32 line number, u32 line count,
-/// i64 available after, as published in the reservation) and adjustments (id, sku,
+/// unless flag 2 and warehouse unless flag 4 (as the previous line's); u8 status, then varints:
+/// quantity, line number, line count, available after, as published in the reservation) and adjustments (id, sku,
 /// warehouse, u8 kind, i64 quantity); strings are u16 length + UTF-8.
 public struct StockDelta: Sendable, Equatable {
     public struct Row: Sendable, Equatable { public var sku, warehouse: String; public var onHand, reserved: Int64 }
@@ -54,7 +55,8 @@ public struct StockDelta: Sendable, Equatable {
             if flags & 4 == 0 { lines.string(warehouse) }
             lastSKU = sku
             lastWarehouse = warehouse
-            lines.i64(quantity); lines.u8(status); lines.u32(lineNo); lines.u32(lineCount); lines.i64(availableAfter)
+            lines.u8(status)
+            lines.signedVarint(quantity); lines.varint(UInt64(lineNo)); lines.varint(UInt64(lineCount)); lines.signedVarint(availableAfter)
             self.lineCount += 1
         }
 
@@ -80,7 +82,12 @@ public struct StockDelta: Sendable, Equatable {
     /// building the string: this runs once per decided line.
     static func isDerived(_ event: String, order: String, lineNo: UInt32) -> Bool {
         let e = event.utf8, o = order.utf8
-        guard e.count > o.count + 1, e.starts(with: o) else { return false }
+        guard e.count > o.count + 1 else { return false }
+        // Byte comparison (memcmp on native strings), not Unicode-equivalence `hasPrefix`.
+        let prefixMatches = e.withContiguousStorageIfAvailable { eb in
+            o.withContiguousStorageIfAvailable { ob in ob.isEmpty || memcmp(eb.baseAddress!, ob.baseAddress!, ob.count) == 0 }
+        } ?? nil
+        guard prefixMatches ?? e.starts(with: o) else { return false }
         let rest = e.dropFirst(o.count)
         guard rest.first == UInt8(ascii: ":") else { return false }
         let digits = rest.dropFirst()
@@ -109,7 +116,8 @@ public struct StockDelta: Sendable, Equatable {
             let order = flags & 1 == 0 ? try r.string() : nil
             if flags & 2 == 0 { lastSKU = try r.string() }
             if flags & 4 == 0 { lastWarehouse = try r.string() }
-            let quantity = try r.i64(), status = try r.u8(), lineNo = try r.u32(), lineCount = try r.u32(), after = try r.i64()
+            let status = try r.u8(), quantity = try r.signedVarint()
+            let lineNo = UInt32(truncatingIfNeeded: try r.varint()), lineCount = UInt32(truncatingIfNeeded: try r.varint()), after = try r.signedVarint()
             d.lines.append(Line(eventID: eventID, orderID: order ?? String(eventID.dropLast("\(lineNo)".count + 1)),
                                 sku: lastSKU, warehouse: lastWarehouse, quantity: quantity, status: status,
                                 lineNo: lineNo, lineCount: lineCount, availableAfter: after))

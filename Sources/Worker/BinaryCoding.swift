@@ -19,6 +19,21 @@ public struct BinaryWriter: Sendable {
         for shift in stride(from: 56, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: u >> UInt64(shift))) }
     }
 
+    /// An unsigned LEB128 varint: small counts and quantities take one byte.
+    public mutating func varint(_ v: UInt64) {
+        var v = v
+        while v >= 0x80 {
+            bytes.append(UInt8(truncatingIfNeeded: v) | 0x80)
+            v >>= 7
+        }
+        bytes.append(UInt8(v))
+    }
+
+    /// A signed varint (zigzag: small magnitudes of either sign take one byte).
+    public mutating func signedVarint(_ v: Int64) {
+        varint(UInt64(bitPattern: (v << 1) ^ (v >> 63)))
+    }
+
     /// A string of at most 65,535 UTF-8 bytes (longer ones are cut: ids and SKU codes are far shorter).
     public mutating func string(_ s: String) {
         var s = s
@@ -61,6 +76,23 @@ public struct BinaryReader {
         var v: UInt64 = 0
         for _ in 0..<8 { v = (v << 8) | UInt64(bytes[position]); position += 1 }
         return Int64(bitPattern: v)
+    }
+
+    public mutating func varint() throws(BinaryCodingError) -> UInt64 {
+        var v: UInt64 = 0
+        var shift: UInt64 = 0
+        while true {
+            guard shift < 64 else { throw .truncated(at: position, needed: 1) }
+            let b = try u8()
+            v |= UInt64(b & 0x7f) << shift
+            if b < 0x80 { return v }
+            shift += 7
+        }
+    }
+
+    public mutating func signedVarint() throws(BinaryCodingError) -> Int64 {
+        let u = try varint()
+        return Int64(bitPattern: u >> 1) ^ -Int64(bitPattern: u & 1)
     }
 
     public mutating func string() throws(BinaryCodingError) -> String {
