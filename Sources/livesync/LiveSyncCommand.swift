@@ -12,7 +12,7 @@ struct LiveSyncCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "livesync",
         abstract: "LiveSync operator CLI: run the embedded cluster, replay live sessions, run the demo.",
-        subcommands: [Dev.self, Demo.self, Chaos.self, Replay.self, Restart.self, Kill.self, Dlq.self, CreateTopics.self, Bench.self])
+        subcommands: [Dev.self, Demo.self, Chaos.self, Replay.self, Restart.self, Kill.self, Scale.self, Dlq.self, CreateTopics.self, Bench.self])
 }
 
 struct SessionOptions: ParsableArguments {
@@ -352,6 +352,23 @@ extension LiveSyncCommand {
                 print("replayed \(chosen.count) dead letters to their source topics")
             }
         }
+    }
+}
+
+extension LiveSyncCommand {
+    struct Scale: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Runs N instances of stock or dispatch in a running `livesync dev` (new stock instances start on an empty disk).")
+        @Argument(help: "stock or dispatch.") var kind: String
+        @Argument(help: "Instances, 1...9.") var count: Int
+        @Option(help: "cluster.json written by `livesync dev`.") var cluster = "var/dev/cluster.json"
+
+        func validate() throws {
+            guard kind == "stock" || kind == "dispatch" else { throw ValidationError("kind must be stock or dispatch") }
+            guard (1...9).contains(count) else { throw ValidationError("count must be 1...9") }
+        }
+
+        func run() async throws { try await admin(cluster, "/scale/\(kind)/\(count)") }
     }
 }
 
