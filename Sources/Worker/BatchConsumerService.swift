@@ -382,6 +382,7 @@ public final class BatchConsumerService: Service, Sendable {
                         log.debug("batch committed", metadata: [
                             "messages": "\(messages.count)", "outputs": "\(output.messages.count)",
                             "waitDeliveryMs": "\((t1 - t0) / 1_000_000)", "commitMs": "\((t2 - t1) / 1_000_000)",
+                            "applyMs": "\(phaseMs.apply)", "changelogMs": "\(phaseMs.changelog)", "offsetsAndOutboxMs": "\(phaseMs.outbox)",
                         ])
                     }
                     retiredOutboxSeq = nil
@@ -407,17 +408,22 @@ public final class BatchConsumerService: Service, Sendable {
         }
 
         var retiredOutboxSeq: Int64?
+        /// Where the last batch's transaction spent its time (debug log).
+        var phaseMs: (apply: UInt64, changelog: UInt64, outbox: UInt64) = (0, 0, 0)
 
         func commit(_ messages: [KafkaMessage], offsets: [TopicPartition: Int64], retire: Int64?) throws -> (BatchOutput, Int64, [Int32: ChangelogHead]) {
             try service.store.database.writeWithoutTransaction { [group, owner, processor] db in
                 var result: (BatchOutput, Int64, [Int32: ChangelogHead])?
                 try db.inTransaction(.immediate) {
                     var output = BatchOutput(group: group)
+                    let started = DispatchTime.now().uptimeNanoseconds
                     try processor.apply(messages, db: db, output: &output)
+                    let applied = DispatchTime.now().uptimeNanoseconds
                     var newHeads: [Int32: ChangelogHead] = [:]
                     if let changelogged = processor as? any ChangelogProcessor {
                         newHeads = try appendChangelog(changelogged, offsets: offsets, output: &output, db: db)
                     }
+                    let changelogged = DispatchTime.now().uptimeNanoseconds
                     let now = Clock.nowMicros()
                     let upsert = try db.cachedStatement(sql: """
                         INSERT INTO consumer_offsets (group_id, topic, partition, next_offset, updated_at_us) VALUES (?, ?, ?, ?, ?)
@@ -445,6 +451,7 @@ public final class BatchConsumerService: Service, Sendable {
                         }
                         seq = db.lastInsertedRowID
                     }
+                    phaseMs = ((applied - started) / 1_000_000, (changelogged - applied) / 1_000_000, (DispatchTime.now().uptimeNanoseconds - changelogged) / 1_000_000)
                     result = (output, seq, newHeads)
                     return .commit
                 }
