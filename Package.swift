@@ -90,6 +90,22 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        /// Live-stream platform connectors: each platform's webhook protocol (signatures, decryption,
+        /// envelopes, acknowledgements), order-detail APIs, field mapping, message de-duplication.
+        .target(
+            name: "Connectors",
+            dependencies: [
+                "Ingest", "Model", "Worker", "Kafka",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         /// The ERP book and the dispatch join (orders x reservations -> shipments).
         .target(
             name: "Fulfillment",
@@ -139,7 +155,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "livesync-ingest",
-            dependencies: ["Ingest", "Worker", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Ingest", "Connectors", "Worker", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "AsyncHTTPClient", package: "async-http-client")],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
@@ -183,6 +199,20 @@ let package = Package(
                 "Alerting", "Worker", "Model", "Kafka",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Hummingbird", package: "hummingbird"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ConnectorTests",
+            dependencies: [
+                "Connectors", "Ingest", "Model", "Kafka", "Worker",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "GRDB", package: "GRDB.swift"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -1,4 +1,6 @@
 import ArgumentParser
+import AsyncHTTPClient
+import Connectors
 import Ingest
 import Kafka
 import Logging
@@ -19,10 +21,16 @@ struct IngestCommand: AsyncParsableCommand {
         let logger = Logger(label: "livesync.ingest")
         let settings = try await LiveSyncConfig(file: config)
         let shops = try ShopCredentials.parseList(settings.string("ingest.shops", default: ""))
-        guard !shops.isEmpty else {
-            throw ConfigurationError("no shops configured: set ingest.shops (LIVESYNC_INGEST_SHOPS=shop=secret[@warehouse];…)")
+        let connectors = try ConnectorsConfiguration.load(settings, client: HTTPClient.shared)
+        guard !shops.isEmpty || !connectors.platforms.isEmpty else {
+            throw ConfigurationError("no shops configured: set ingest.shops (LIVESYNC_INGEST_SHOPS=shop=secret[@warehouse];…) or a platform connector (connectors.*)")
         }
         let producer = try KafkaProducer(configuration: settings.producerKafka(), logger: logger)
+        let publisher = OrderPublisher(producer: producer, sealer: connectors.sealer)
+        let pipeline = ConnectorPipeline(publisher: publisher, ledger: try MessageLedger(path: connectors.ledgerPath), logger: logger)
+        let maxBody = settings.int("ingest.maxBodyBytes", default: 1 << 20)
+        logger.info("platform connectors", metadata: ["platforms": "\(connectors.platforms.map(\.connector.platform.slug))",
+                                                      "pii_sealing": "\(connectors.sealer != nil)"])
         let app = IngestApp.make(
             configuration: IngestConfiguration(
                 host: settings.string("ingest.host", default: "127.0.0.1"),
@@ -30,7 +38,10 @@ struct IngestCommand: AsyncParsableCommand {
                 shops: shops,
                 maxBodyBytes: settings.int("ingest.maxBodyBytes", default: 1 << 20),
                 addressFile: settings.optionalString("ingest.addressFile")),
-            publisher: OrderPublisher(producer: producer), logger: logger)
+            publisher: publisher, logger: logger,
+            extraRoutes: { router in
+                ConnectorRoutes.register(on: router, platforms: connectors.platforms, pipeline: pipeline, maxBodyBytes: maxBody)
+            })
         try await ServiceRunner.run([app], logger: logger)
         producer.close()
     }

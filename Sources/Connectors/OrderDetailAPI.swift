@@ -1,0 +1,209 @@
+import AsyncHTTPClient
+import Crypto
+import Foundation
+import Model
+import NIOCore
+import NIOHTTP1
+
+/// Fetches one order's detail from the platform (push messages carry only ids), with the
+/// platform's request signing. Returns the decoded JSON response.
+public protocol OrderDetailSource: Sendable {
+    func orderDetail(shopID: String, platformOrderID: String) async throws(ConnectorError) -> Any
+}
+
+/// Per-shop access tokens (`shop=token;shop2=token`), as the merchant authorised the app.
+public struct AccessTokens: Sendable {
+    public var tokens: [String: String]
+    public init(_ tokens: [String: String]) { self.tokens = tokens }
+
+    public static func parse(_ text: String) -> AccessTokens {
+        var t: [String: String] = [:]
+        for entry in text.split(separator: ";") {
+            let kv = entry.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            if kv.count == 2, !kv[0].isEmpty { t[kv[0]] = kv[1] }
+        }
+        return AccessTokens(t)
+    }
+
+    func token(_ shop: String) throws(ConnectorError) -> String {
+        guard let t = tokens[shop] ?? tokens["*"] else { throw .notConfigured("no access token for shop \(shop)") }
+        return t
+    }
+}
+
+/// Request signatures of the platforms' open APIs.
+public enum APISigning {
+    /// Douyin shop: `md5(app_secret + "app_key" + k + "method" + m + "param_json" + p + "timestamp" + t + "v" + v + app_secret)`.
+    public static func douyin(appKey: String, appSecret: String, method: String, paramJSON: String, timestamp: String, version: String = "2") -> String {
+        Digests.md5Hex(Data((appSecret + "app_key\(appKey)method\(method)param_json\(paramJSON)timestamp\(timestamp)v\(version)" + appSecret).utf8))
+    }
+
+    /// Kuaishou shop: `md5("access_token=…&appkey=…&method=…&param=…&signMethod=MD5&timestamp=…&version=1&signSecret=…")`.
+    public static func kuaishou(params: [String: String], signSecret: String) -> String {
+        let text = params.filter { $0.key != "sign" }.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: "&")
+        return Digests.md5Hex(Data((text + "&signSecret=" + signSecret).utf8))
+    }
+
+    /// TikTok Shop (202309 APIs): `hex(HMAC-SHA256(secret, secret + path + sorted(k + v, without sign and access_token) + body + secret))`.
+    public static func tiktok(path: String, params: [String: String], body: String, appSecret: String) -> String {
+        let pairs = params.filter { $0.key != "sign" && $0.key != "access_token" }.sorted { $0.key < $1.key }.map { $0.key + $0.value }.joined()
+        return Digests.hmacSHA256Hex(Data((appSecret + path + pairs + body + appSecret).utf8), key: appSecret)
+    }
+}
+
+/// Shared HTTP plumbing: one GET/POST with a timeout, JSON response, platform error mapping.
+struct PlatformHTTP: Sendable {
+    let client: HTTPClient
+    var timeout: TimeAmount = .seconds(10)
+
+    func call(_ url: String, method: HTTPMethod = .GET, headers: [(String, String)] = [], body: String? = nil) async throws(ConnectorError) -> [String: Any] {
+        var request = HTTPClientRequest(url: url)
+        request.method = method
+        for (k, v) in headers { request.headers.add(name: k, value: v) }
+        if let body {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(string: body))
+        }
+        let bytes: ByteBuffer
+        let status: UInt
+        do {
+            let response = try await client.execute(request, timeout: timeout)
+            status = response.status.code
+            bytes = try await response.body.collect(upTo: 4 << 20)
+        } catch {
+            throw .retryLater("order-detail call failed: \(error)")
+        }
+        guard (200..<300).contains(status) else { throw .retryLater("order-detail call answered HTTP \(status)") }
+        guard let obj = try? JSON.object(Array(bytes.readableBytesView)) else { throw .retryLater("order-detail response is not JSON") }
+        return obj
+    }
+
+    static func query(_ params: [String: String]) -> String {
+        var allowed = CharacterSet.urlQueryAllowed
+        allowed.remove(charactersIn: "&=+?/:,{}\"")
+        return params.sorted { $0.key < $1.key }
+            .map { "\($0.key)=\($0.value.addingPercentEncoding(withAllowedCharacters: allowed) ?? $0.value)" }.joined(separator: "&")
+    }
+}
+
+/// Douyin shop `order.orderDetail` (`GET {base}/order/orderDetail`).
+public struct DouyinOrderAPI: OrderDetailSource {
+    public var baseURL: String
+    public var appKey: String
+    public var appSecret: String
+    public var tokens: AccessTokens
+    let http: PlatformHTTP
+
+    public init(baseURL: String, appKey: String, appSecret: String, tokens: AccessTokens, client: HTTPClient) {
+        self.baseURL = baseURL
+        self.appKey = appKey
+        self.appSecret = appSecret
+        self.tokens = tokens
+        self.http = PlatformHTTP(client: client)
+    }
+
+    static let timestampFormat: DateFormatter = {
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.timeZone = TimeZone(identifier: "Asia/Shanghai")
+        f.dateFormat = "yyyy-MM-dd HH:mm:ss"
+        return f
+    }()
+
+    public func orderDetail(shopID: String, platformOrderID: String) async throws(ConnectorError) -> Any {
+        let method = "order.orderDetail"
+        let paramJSON = JSON.encode(["shop_order_id": platformOrderID])
+        let timestamp = Self.timestampFormat.string(from: Date())
+        let params = ["app_key": appKey, "method": method, "param_json": paramJSON, "timestamp": timestamp, "v": "2",
+                      "access_token": try tokens.token(shopID),
+                      "sign": APISigning.douyin(appKey: appKey, appSecret: appSecret, method: method, paramJSON: paramJSON, timestamp: timestamp)]
+        let obj = try await http.call("\(baseURL)/order/orderDetail?\(PlatformHTTP.query(params))")
+        guard JSON.int(obj["code"]) == 10000 else {
+            throw .retryLater("Douyin order.orderDetail error \(JSON.string(obj["code"]) ?? "?"): \(JSON.string(obj["msg"]) ?? "")")
+        }
+        return obj
+    }
+}
+
+/// Kuaishou `open.order.detail` (`GET {base}/open/order/detail`).
+public struct KuaishouOrderAPI: OrderDetailSource {
+    public var baseURL: String
+    public var appKey: String
+    public var signSecret: String
+    public var tokens: AccessTokens
+    let http: PlatformHTTP
+
+    public init(baseURL: String, appKey: String, signSecret: String, tokens: AccessTokens, client: HTTPClient) {
+        self.baseURL = baseURL
+        self.appKey = appKey
+        self.signSecret = signSecret
+        self.tokens = tokens
+        self.http = PlatformHTTP(client: client)
+    }
+
+    public func orderDetail(shopID: String, platformOrderID: String) async throws(ConnectorError) -> Any {
+        var params = ["appkey": appKey, "method": "open.order.detail", "version": "1", "access_token": try tokens.token(shopID),
+                      "param": JSON.encode(["oid": Int64(platformOrderID) as Any? ?? platformOrderID]),
+                      "timestamp": String(Int64(Date().timeIntervalSince1970 * 1000)), "signMethod": "MD5"]
+        params["sign"] = APISigning.kuaishou(params: params, signSecret: signSecret)
+        let obj = try await http.call("\(baseURL)/open/order/detail?\(PlatformHTTP.query(params))")
+        guard JSON.int(obj["result"]) == 1 else {
+            throw .retryLater("Kuaishou open.order.detail error \(JSON.string(obj["result"]) ?? "?"): \(JSON.string(obj["error_msg"]) ?? "")")
+        }
+        return obj
+    }
+}
+
+/// WeChat Channels `POST {base}/channels/ec/order/get?access_token=…`.
+public struct WeChatOrderAPI: OrderDetailSource {
+    public var baseURL: String
+    public var accessToken: String
+    let http: PlatformHTTP
+
+    public init(baseURL: String, accessToken: String, client: HTTPClient) {
+        self.baseURL = baseURL
+        self.accessToken = accessToken
+        self.http = PlatformHTTP(client: client)
+    }
+
+    public func orderDetail(shopID: String, platformOrderID: String) async throws(ConnectorError) -> Any {
+        let obj = try await http.call("\(baseURL)/channels/ec/order/get?access_token=\(accessToken)", method: .POST,
+                                      body: JSON.encode(["order_id": platformOrderID]))
+        guard JSON.int(obj["errcode"]) ?? 0 == 0 else {
+            throw .retryLater("WeChat order/get error \(JSON.string(obj["errcode"]) ?? "?"): \(JSON.string(obj["errmsg"]) ?? "")")
+        }
+        return obj
+    }
+}
+
+/// TikTok Shop `GET {base}/order/202309/orders?ids=…`.
+public struct TikTokOrderAPI: OrderDetailSource {
+    public var baseURL: String
+    public var appKey: String
+    public var appSecret: String
+    public var tokens: AccessTokens
+    /// Per-shop `shop_cipher` from Get Authorized Shops.
+    public var shopCiphers: AccessTokens
+    let http: PlatformHTTP
+
+    public init(baseURL: String, appKey: String, appSecret: String, tokens: AccessTokens, shopCiphers: AccessTokens, client: HTTPClient) {
+        self.baseURL = baseURL
+        self.appKey = appKey
+        self.appSecret = appSecret
+        self.tokens = tokens
+        self.shopCiphers = shopCiphers
+        self.http = PlatformHTTP(client: client)
+    }
+
+    public func orderDetail(shopID: String, platformOrderID: String) async throws(ConnectorError) -> Any {
+        let path = "/order/202309/orders"
+        var params = ["app_key": appKey, "timestamp": String(Int64(Date().timeIntervalSince1970)), "ids": platformOrderID,
+                      "shop_cipher": (try? shopCiphers.token(shopID)) ?? ""]
+        params["sign"] = APISigning.tiktok(path: path, params: params, body: "", appSecret: appSecret)
+        let obj = try await http.call("\(baseURL)\(path)?\(PlatformHTTP.query(params))", headers: [("x-tts-access-token", try tokens.token(shopID))])
+        guard JSON.int(obj["code"]) == 0 else {
+            throw .retryLater("TikTok Shop Get Order Detail error \(JSON.string(obj["code"]) ?? "?"): \(JSON.string(obj["message"]) ?? "")")
+        }
+        return obj
+    }
+}
