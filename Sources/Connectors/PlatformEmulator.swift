@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import Logging
 import Ingest
 import Model
 import NIOCore
@@ -204,9 +205,25 @@ public final class FakePlatformAPI: Sendable {
 
     func lookup(_ platform: Platform, _ id: String) -> [UInt8]? { orders.withLock { $0["\(platform.slug):\(id)"] } }
 
+    /// Registration path: `POST` a JSON array of `{"platform": slug, "order_id": id, "response": {…}}`
+    /// (how a replay in another process tells `livesync dev`'s fake which orders exist).
+    public static let registrationPath = "/_livesync/fake/orders"
+
     /// The fake's routes on `router` (mount it on its own Application).
     public func routes(_ router: Router<BasicRequestContext>) {
         let c = credentials
+        router.post(RouterPath(stringLiteral: Self.registrationPath)) { request, _ in
+            let body = try await request.body.collect(upTo: 256 << 20)
+            guard let entries = try? JSON.array(Array(body.readableBytesView)) else { return Self.status(.badRequest, "body must be a JSON array") }
+            var stored = 0
+            for case let e as [String: Any] in entries {
+                guard let slug = e["platform"] as? String, let id = JSON.string(e["order_id"]), let response = e["response"] as? [String: Any],
+                      let platform = Platform.allCases.first(where: { $0.slug == slug }) else { continue }
+                self.put(platform, platformOrderID: id, response: response)
+                stored += 1
+            }
+            return Self.status(.ok, #"{"stored":\#(stored)}"#)
+        }
         router.get("/order/orderDetail") { request, _ in
             let q = Self.query(request)
             guard q["access_token"] == self.accessToken, let pj = q["param_json"], let ts = q["timestamp"], let method = q["method"],
@@ -258,7 +275,45 @@ public final class FakePlatformAPI: Sendable {
         return Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
     }
 
+    static func status(_ status: HTTPResponse.Status, _ body: String) -> Response {
+        Response(status: status, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(string: body)))
+    }
+
+    /// Runs the fake on 127.0.0.1 (an ephemeral port) until the returned task is cancelled.
+    public func serve(port: Int = 0) async throws -> (url: String, task: Task<Void, Error>) {
+        let pending = Box<CheckedContinuation<String, Error>?>(nil)
+        let holder = Box<Task<Void, Error>?>(nil)
+        let url = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<String, Error>) in
+            pending.value.withLock { $0 = continuation }
+            let task = Task<Void, Error> {
+                let router = Router()
+                self.routes(router)
+                var logger = Logger(label: "livesync.fake-platform")
+                logger.logLevel = .critical  // cancellation at shutdown is expected, not an error
+                let app = Application(
+                    router: router, configuration: .init(address: .hostname("127.0.0.1", port: port), serverName: "livesync-fake-platform"),
+                    onServerRunning: { channel in
+                        let url = "http://127.0.0.1:\(channel.localAddress?.port ?? port)"
+                        pending.value.withLock { $0?.resume(returning: url); $0 = nil }
+                    }, logger: logger)
+                do { try await app.runService(gracefulShutdownSignals: []) } catch {
+                    pending.value.withLock { $0?.resume(throwing: error); $0 = nil }
+                    throw error
+                }
+                pending.value.withLock { $0?.resume(throwing: CancellationError()); $0 = nil }
+            }
+            holder.value.withLock { $0 = task }
+        }
+        return (url, holder.value.withLock { $0! })
+    }
+
     static func json(_ body: String) -> Response {
         Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(string: body)))
     }
+}
+
+/// A lock-protected value shared with escaping closures.
+final class Box<T: Sendable>: Sendable {
+    let value: Mutex<T>
+    init(_ v: T) { value = Mutex(v) }
 }
