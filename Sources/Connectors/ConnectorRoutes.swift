@@ -68,6 +68,10 @@ public struct ConnectorPipeline: Sendable {
         let orderID = Identifiers.orderID(platform: event.platform, shop: event.shopID, platformOrderID: event.platformOrderID)
         switch event.kind {
         case .paid:
+            // Already published (by the poller, or under another message id): collapse.
+            let already: Bool
+            do { already = try ledger.orderPublished(orderID) } catch { throw .retryLater("message ledger: \(error)") }
+            if already { break }
             guard let details = wiring.details else { throw .notConfigured("no order-detail API configured for \(event.platform.slug)") }
             let response = try await details.orderDetail(shopID: event.shopID, platformOrderID: event.platformOrderID)
             let order: Order
@@ -78,6 +82,7 @@ public struct ConnectorPipeline: Sendable {
                 throw .malformed("order \(event.platformOrderID) detail does not map: \(error)")
             }
             do { try await publisher.publish(order) } catch { throw .retryLater("Kafka did not acknowledge: \(error)") }
+            do { try ledger.markOrderPublished(orderID, via: "push") } catch { throw .retryLater("message ledger: \(error)") }
             logger.debug("platform order published", metadata: ["order": "\(order.orderID)", "lines": "\(order.lines.count)",
                                                                  "phone": "\(PIIMask.phone(order.buyer.phone))"])
         case .cancelled, .refundApproved:

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import Ingest
+import Logging
 import Model
 import Worker
 
@@ -15,17 +16,33 @@ import Worker
 /// - `connectors.tiktok.appKey`, `.appSecret`, `.shopCiphers` (`shop=cipher;…`), `.apiBase` (default `https://open-api.tiktokglobalshop.com`)
 /// - per platform: `.accessTokens` (`shop=token;…`, `*=token` for all), `.warehouse` (default `main`),
 ///   `.mapping.<field>` (see `FieldMapping`)
+/// - polling (`connectors.poll.<platform>.*` for taobao, jd, pinduoduo, douyin): `.appKey`, `.appSecret`
+///   (Pinduoduo: client id and secret), `.gateway` (the API base), `.shops` (`shop=accessToken:refreshToken;…`),
+///   `.warehouse`; `connectors.poll.intervalSeconds` (default 30), `.overlapSeconds` (default 300)
 /// - `connectors.ledger`: the message ledger (default `<dataDir>/connectors.sqlite`)
 /// - `pii.key` (base64 of 32 bytes) or `pii.keyFile`: seal buyer data (AES-256-GCM); `pii.keyId` (default `k1`).
 public struct ConnectorsConfiguration: Sendable {
     public var platforms: [PlatformWiring]
     public var ledgerPath: String
     public var sealer: PIISealer?
+    /// Order-search pollers to run: the API, its shops with their tokens, the default warehouse.
+    public var polls: [(api: any OrderPollAPI, shops: [String: ShopTokens], warehouse: String)] = []
+    public var poll = PollerConfiguration()
 
     public init(platforms: [PlatformWiring], ledgerPath: String, sealer: PIISealer?) {
         self.platforms = platforms
         self.ledgerPath = ledgerPath
         self.sealer = sealer
+    }
+
+    /// One poller per configured shop, sharing the publisher and ledger.
+    public func pollers(publisher: OrderPublisher, ledger: MessageLedger, logger: Logger) -> [OrderPoller] {
+        polls.flatMap { entry in
+            entry.shops.sorted { $0.key < $1.key }.map { shop, tokens in
+                OrderPoller(api: entry.api, shopID: shop, defaultWarehouse: entry.warehouse, configuration: poll,
+                            publisher: publisher, ledger: ledger, initialTokens: tokens, logger: logger)
+            }
+        }
     }
 
     public static func load(_ settings: LiveSyncConfig, client: HTTPClient) throws -> ConnectorsConfiguration {
@@ -73,8 +90,33 @@ public struct ConnectorsConfiguration: Sendable {
         }
         let sealer = try PIISealer.load(base64: settings.optionalString("pii.key"), file: settings.optionalString("pii.keyFile"),
                                         keyID: settings.string("pii.keyId", default: "k1"))
+        var polls: [(api: any OrderPollAPI, shops: [String: ShopTokens], warehouse: String)] = []
+        for platform in ["taobao", "jd", "pinduoduo", "douyin"] {
+            guard let key = s("poll.\(platform).appKey"), let secret = s("poll.\(platform).appSecret") else { continue }
+            var shops: [String: ShopTokens] = [:]
+            for (shop, pair) in AccessTokens.parse(s("poll.\(platform).shops") ?? "").tokens {
+                let parts = pair.split(separator: ":", maxSplits: 1).map(String.init)
+                shops[shop] = ShopTokens(accessToken: parts[0], refreshToken: parts.count > 1 ? parts[1] : "")
+            }
+            guard !shops.isEmpty else { throw ConfigurationError("connectors.poll.\(platform).shops is required (shop=accessToken:refreshToken;…)") }
+            let gateway = s("poll.\(platform).gateway")
+            let api: any OrderPollAPI = switch platform {
+            case "taobao": TaobaoPollAPI(gateway: gateway ?? "https://eco.taobao.com/router/rest", appKey: key, appSecret: secret,
+                                         signMethod: s("poll.taobao.signMethod") ?? "md5", client: client)
+            case "jd": JDPollAPI(gateway: gateway ?? "https://api.jd.com/routerjson", appKey: key, appSecret: secret, client: client)
+            case "pinduoduo": PinduoduoPollAPI(gateway: gateway ?? "https://gw-api.pinduoduo.com/api/router", clientID: key, clientSecret: secret, client: client)
+            default: DouyinPollAPI(baseURL: gateway ?? "https://openapi-fxg.jinritemai.com", appKey: key, appSecret: secret, client: client)
+            }
+            polls.append((api, shops, s("poll.\(platform).warehouse") ?? "main"))
+        }
+        var poll = PollerConfiguration()
+        poll.interval = .seconds(settings.int("connectors.poll.intervalSeconds", default: 30))
+        poll.overlapSeconds = Int64(settings.int("connectors.poll.overlapSeconds", default: 300))
         let ledger = s("ledger") ?? "\(settings.string("dataDir", default: "var/data"))/connectors.sqlite"
-        return ConnectorsConfiguration(platforms: wirings, ledgerPath: ledger, sealer: sealer)
+        var result = ConnectorsConfiguration(platforms: wirings, ledgerPath: ledger, sealer: sealer)
+        result.polls = polls
+        result.poll = poll
+        return result
     }
 
     /// Settings (as environment variables) that enable every connector with the development

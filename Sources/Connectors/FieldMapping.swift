@@ -106,8 +106,53 @@ public struct FieldMapping: Sendable, Equatable {
         case .douyin: .douyin
         case .kuaishou: .kuaishou
         case .wechatChannels: .wechat
+        case .taobao: .taobao
+        case .jd: .jd
+        case .pinduoduo: .pinduoduo
         default: .tiktok
         }
+    }
+
+    /// Taobao TOP `taobao.trades.sold.increment.get` (one trade).
+    public static let taobao = FieldMapping(
+        orderRoot: "", lines: "orders.order", sku: "outer_sku_id", quantity: "num", unitPrice: "price", warehouse: "",
+        buyerName: "receiver_name", buyerPhone: "receiver_mobile",
+        buyerAddress: "receiver_state,receiver_city,receiver_district,receiver_address", remark: "buyer_message",
+        promotion: "discount_fee", coupon: "coupon_fee", anchorID: "", paidAt: "pay_time", paidAtUnit: "datetime",
+        currency: "", defaultCurrency: "CNY", moneyUnit: "yuan")
+
+    /// JD JOS `jingdong.pop.order.search` (one `orderInfoList` entry).
+    public static let jd = FieldMapping(
+        orderRoot: "", lines: "itemInfoList", sku: "outerSkuId", quantity: "itemTotal", unitPrice: "jdPrice", warehouse: "",
+        buyerName: "consigneeInfo.fullname", buyerPhone: "consigneeInfo.mobile", buyerAddress: "consigneeInfo.fullAddress",
+        remark: "orderRemark", promotion: "sellerDiscount", coupon: "", anchorID: "", paidAt: "paymentConfirmTime", paidAtUnit: "datetime",
+        currency: "", defaultCurrency: "CNY", moneyUnit: "yuan")
+
+    /// Pinduoduo `pdd.order.number.list.increment.get` (one `order_sn_list` entry).
+    public static let pinduoduo = FieldMapping(
+        orderRoot: "", lines: "item_list", sku: "outer_id", quantity: "goods_count", unitPrice: "goods_price", warehouse: "",
+        buyerName: "receiver_name", buyerPhone: "receiver_phone", buyerAddress: "province,city,town,address", remark: "buyer_memo",
+        promotion: "seller_discount", coupon: "platform_discount", anchorID: "", paidAt: "pay_time", paidAtUnit: "datetime",
+        currency: "", defaultCurrency: "CNY", moneyUnit: "yuan")
+
+    /// Douyin shop `order.searchList` (one `shop_order_list` entry): the detail mapping without its root.
+    public static let douyinSearch: FieldMapping = {
+        var m = FieldMapping.douyin
+        m.orderRoot = ""
+        return m
+    }()
+
+    static let chinaFormatter: DateFormatter = {
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.timeZone = TimeZone(identifier: "Asia/Shanghai")
+        f.dateFormat = "yyyy-MM-dd HH:mm:ss"
+        return f
+    }()
+
+    /// `yyyy-MM-dd HH:mm:ss` in China time (TOP, JOS, Pinduoduo) as Unix seconds.
+    static func chinaTime(_ text: String) -> Int64? {
+        chinaFormatter.date(from: text).map { Int64($0.timeIntervalSince1970) }
     }
 
     // MARK: Applying
@@ -150,7 +195,7 @@ public struct FieldMapping: Sendable, Equatable {
     /// The canonical order from an order-detail response, validated as the generic webhook's are.
     public func order(from response: Any, platform: Platform, shopID: String, platformOrderID: String,
                       defaultWarehouse: String, now: Int64) throws(IngestError) -> Order {
-        guard let root = Self.lookup(response, orderRoot) as? [String: Any] else {
+        guard let root = (orderRoot.isEmpty ? response : Self.lookup(response, orderRoot)) as? [String: Any] else {
             throw .invalidField(field: orderRoot, reason: "order not found in the platform's response")
         }
         let rawLines: [Any] = switch Self.lookup(root, lines) {
@@ -172,7 +217,9 @@ public struct FieldMapping: Sendable, Equatable {
                 merged.append((sku, line.warehouse ?? "", qty, price))
             }
         }
-        let paid = JSON.int(Self.lookup(root, paidAt)).map { paidAtUnit == "ms" ? $0 : $0 * 1000 }
+        let paid: Int64? = paidAtUnit == "datetime"
+            ? JSON.string(Self.lookup(root, paidAt)).flatMap { Self.chinaTime($0) }.map { $0 * 1000 }
+            : JSON.int(Self.lookup(root, paidAt)).map { paidAtUnit == "ms" ? $0 : $0 * 1000 }
         let currencyCode = currency.isEmpty ? defaultCurrency : (JSON.string(Self.lookup(root, currency)) ?? defaultCurrency)
         let json = GenericWebhook.OrderJSON(
             shop_id: shopID, order_id: platformOrderID, currency: currencyCode, paid_at_ms: paid,

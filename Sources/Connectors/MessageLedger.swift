@@ -25,6 +25,8 @@ public final class MessageLedger: Sendable {
                     kind TEXT NOT NULL, tag TEXT NOT NULL, order_id TEXT NOT NULL,
                     handled_at_us INTEGER NOT NULL,
                     PRIMARY KEY (platform, message_id)) WITHOUT ROWID;
+                CREATE TABLE IF NOT EXISTS published_orders (
+                    order_id TEXT PRIMARY KEY, via TEXT NOT NULL, published_at_us INTEGER NOT NULL) WITHOUT ROWID;
                 """)
         }
     }
@@ -44,6 +46,18 @@ public final class MessageLedger: Sendable {
                 INSERT OR IGNORE INTO platform_messages (platform, message_id, shop_id, kind, tag, order_id, handled_at_us)
                 VALUES (?, ?, ?, ?, ?, ?, ?)
                 """, arguments: [event.platform.slug, event.messageID, event.shopID, event.kind.rawValue, event.tag, orderID, now])
+        }
+    }
+
+    /// Whether the order (canonical id) was already published, by a push or a poll.
+    public func orderPublished(_ orderID: String) throws -> Bool {
+        try database.read { db in try Bool.fetchOne(db, sql: "SELECT 1 FROM published_orders WHERE order_id = ?", arguments: [orderID]) ?? false }
+    }
+
+    public func markOrderPublished(_ orderID: String, via: String) throws {
+        try database.write { db in
+            try db.execute(sql: "INSERT OR IGNORE INTO published_orders (order_id, via, published_at_us) VALUES (?, ?, ?)",
+                           arguments: [orderID, via, Int64(Date().timeIntervalSince1970 * 1_000_000)])
         }
     }
 

@@ -44,6 +44,18 @@ public enum APISigning {
         return Digests.md5Hex(Data((text + "&signSecret=" + signSecret).utf8))
     }
 
+    /// Taobao TOP, JD JOS and Pinduoduo: `upper(md5(secret + k1v1k2v2… (sorted, without sign) + secret))`.
+    public static func md5Wrapped(params: [String: String], secret: String) -> String {
+        let pairs = params.filter { $0.key != "sign" }.sorted { $0.key < $1.key }.map { $0.key + $0.value }.joined()
+        return Digests.md5Hex(Data((secret + pairs + secret).utf8)).uppercased()
+    }
+
+    /// Taobao TOP with `sign_method=hmac`: `upper(hex(HMAC-MD5(secret, k1v1k2v2…)))`.
+    public static func topHMAC(params: [String: String], secret: String) -> String {
+        let pairs = params.filter { $0.key != "sign" }.sorted { $0.key < $1.key }.map { $0.key + $0.value }.joined()
+        return Digests.hex(HMAC<Insecure.MD5>.authenticationCode(for: Data(pairs.utf8), using: SymmetricKey(data: Data(secret.utf8)))).uppercased()
+    }
+
     /// TikTok Shop (202309 APIs): `hex(HMAC-SHA256(secret, secret + path + sorted(k + v, without sign and access_token) + body + secret))`.
     public static func tiktok(path: String, params: [String: String], body: String, appSecret: String) -> String {
         let pairs = params.filter { $0.key != "sign" && $0.key != "access_token" }.sorted { $0.key < $1.key }.map { $0.key + $0.value }.joined()
@@ -76,6 +88,25 @@ struct PlatformHTTP: Sendable {
         guard (200..<300).contains(status) else { throw .retryLater("order-detail call answered HTTP \(status)") }
         guard let obj = try? JSON.object(Array(bytes.readableBytesView)) else { throw .retryLater("order-detail response is not JSON") }
         return obj
+    }
+
+    /// An `application/x-www-form-urlencoded` POST (the TOP, JOS and Pinduoduo gateways).
+    func form(_ url: String, _ params: [String: String]) async throws(PollError) -> [String: Any] {
+        var request = HTTPClientRequest(url: url)
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded;charset=utf-8")
+        request.body = .bytes(ByteBuffer(string: Self.query(params)))
+        do {
+            let response = try await client.execute(request, timeout: timeout)
+            let bytes = try await response.body.collect(upTo: 16 << 20)
+            guard (200..<300).contains(response.status.code) else { throw PollError.failed("HTTP \(response.status.code)") }
+            guard let obj = try? JSON.object(Array(bytes.readableBytesView)) else { throw PollError.failed("response is not a JSON object") }
+            return obj
+        } catch let e as PollError {
+            throw e
+        } catch {
+            throw .failed("\(error)")
+        }
     }
 
     static func query(_ params: [String: String]) -> String {

@@ -4,6 +4,7 @@ import Connectors
 import Ingest
 import Kafka
 import Logging
+import ServiceLifecycle
 import Worker
 
 /// Webhook ingest: verifies, normalises and publishes orders by SKU.
@@ -22,12 +23,14 @@ struct IngestCommand: AsyncParsableCommand {
         let settings = try await LiveSyncConfig(file: config)
         let shops = try ShopCredentials.parseList(settings.string("ingest.shops", default: ""))
         let connectors = try ConnectorsConfiguration.load(settings, client: HTTPClient.shared)
-        guard !shops.isEmpty || !connectors.platforms.isEmpty else {
+        guard !shops.isEmpty || !connectors.platforms.isEmpty || !connectors.polls.isEmpty else {
             throw ConfigurationError("no shops configured: set ingest.shops (LIVESYNC_INGEST_SHOPS=shop=secret[@warehouse];…) or a platform connector (connectors.*)")
         }
         let producer = try KafkaProducer(configuration: settings.producerKafka(), logger: logger)
         let publisher = OrderPublisher(producer: producer, sealer: connectors.sealer)
-        let pipeline = ConnectorPipeline(publisher: publisher, ledger: try MessageLedger(path: connectors.ledgerPath), logger: logger)
+        let ledger = try MessageLedger(path: connectors.ledgerPath)
+        let pipeline = ConnectorPipeline(publisher: publisher, ledger: ledger, logger: logger)
+        let pollers = connectors.pollers(publisher: publisher, ledger: ledger, logger: logger)
         let maxBody = settings.int("ingest.maxBodyBytes", default: 1 << 20)
         logger.info("platform connectors", metadata: ["platforms": "\(connectors.platforms.map(\.connector.platform.slug))",
                                                       "pii_sealing": "\(connectors.sealer != nil)"])
@@ -42,7 +45,9 @@ struct IngestCommand: AsyncParsableCommand {
             extraRoutes: { router in
                 ConnectorRoutes.register(on: router, platforms: connectors.platforms, pipeline: pipeline, maxBodyBytes: maxBody)
             })
-        try await ServiceRunner.run([app], logger: logger)
+        var services: [any Service] = [app]
+        if !pollers.isEmpty { services.append(PollerService(pollers: pollers, interval: connectors.poll.interval)) }
+        try await ServiceRunner.run(services, logger: logger)
         producer.close()
     }
 }
