@@ -147,6 +147,7 @@ public struct OrderPoller: Sendable {
         public var rateLimited = 0
         public var refreshed = 0
         public var watermark: Int64 = 0
+        public init() {}
     }
 
     /// One cycle up to `now` (Unix seconds).
