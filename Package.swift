@@ -15,6 +15,7 @@ let package = Package(
         .executable(name: "livesync-dispatch", targets: ["livesync-dispatch"]),
         .executable(name: "livesync-aftersales", targets: ["livesync-aftersales"]),
         .executable(name: "livesync-alerting", targets: ["livesync-alerting"]),
+        .executable(name: "livesync-channels", targets: ["livesync-channels"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -178,6 +179,13 @@ let package = Package(
         .executableTarget(
             name: "livesync-alerting",
             dependencies: ["Alerting", "Worker", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: swiftSettings
+        ),
+
+        .executableTarget(
+            name: "livesync-channels",
+            dependencies: ["Connectors", "Worker", "Model", "Kafka", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                           .product(name: "AsyncHTTPClient", package: "async-http-client")],
             swiftSettings: swiftSettings
         ),
 

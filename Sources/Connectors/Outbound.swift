@@ -4,6 +4,7 @@ import GRDB
 import Kafka
 import Logging
 import Model
+import ServiceLifecycle
 import Worker
 
 /// A shop on a platform: where stock is pushed and shipments are written back.
@@ -76,30 +77,41 @@ public struct OutboundConfiguration: Sendable {
 public final class OutboundQueue: Sendable {
     public let database: DatabaseQueue
 
-    public init(path: String) throws {
+    public convenience init(path: String) throws {
         var config = Configuration()
         config.busyMode = .timeout(10)
-        database = path == ":memory:" ? try DatabaseQueue(configuration: config) : try DatabaseQueue(path: path, configuration: config)
-        try database.write { db in
-            try db.execute(sql: """
-                CREATE TABLE IF NOT EXISTS outbound_jobs (
-                    id INTEGER PRIMARY KEY AUTOINCREMENT,
-                    channel TEXT NOT NULL, kind TEXT NOT NULL, job_key TEXT NOT NULL, payload TEXT NOT NULL,
-                    status TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,
-                    next_attempt_us INTEGER NOT NULL, last_error TEXT NOT NULL DEFAULT '', updated_at_us INTEGER NOT NULL);
-                CREATE UNIQUE INDEX IF NOT EXISTS outbound_pending ON outbound_jobs (channel, kind, job_key) WHERE status = 'pending';
-                """)
-        }
+        try self.init(database: path == ":memory:" ? try DatabaseQueue(configuration: config) : try DatabaseQueue(path: path, configuration: config))
+    }
+
+    /// The queue in an existing database (a consumer's state store, so that jobs are queued in
+    /// the same transaction as the consumed offsets).
+    public init(database: DatabaseQueue) throws {
+        self.database = database
+        try database.write { db in try Self.createSchema(db) }
+    }
+
+    public static func createSchema(_ db: Database) throws {
+        try db.execute(sql: """
+            CREATE TABLE IF NOT EXISTS outbound_jobs (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                channel TEXT NOT NULL, kind TEXT NOT NULL, job_key TEXT NOT NULL, payload TEXT NOT NULL,
+                status TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,
+                next_attempt_us INTEGER NOT NULL, last_error TEXT NOT NULL DEFAULT '', updated_at_us INTEGER NOT NULL);
+            CREATE UNIQUE INDEX IF NOT EXISTS outbound_pending ON outbound_jobs (channel, kind, job_key) WHERE status = 'pending';
+            """)
     }
 
     /// Queues the channel quantity for `sku`, replacing a pending push of the same SKU.
     public func enqueueStock(_ channel: Channel, sku: String, quantity: Int64, now: Int64 = Worker.Clock.nowMicros()) throws {
-        try database.write { db in
-            try db.execute(sql: """
-                INSERT INTO outbound_jobs (channel, kind, job_key, payload, next_attempt_us, updated_at_us) VALUES (?, 'stock', ?, ?, ?, ?)
-                ON CONFLICT (channel, kind, job_key) WHERE status = 'pending' DO UPDATE SET payload = excluded.payload, updated_at_us = excluded.updated_at_us
-                """, arguments: [channel.key, sku, String(quantity), now, now])
-        }
+        try database.write { db in try Self.enqueueStock(db, channel, sku: sku, quantity: quantity, now: now) }
+    }
+
+    /// The same inside the caller's transaction.
+    public static func enqueueStock(_ db: Database, _ channel: Channel, sku: String, quantity: Int64, now: Int64 = Worker.Clock.nowMicros()) throws {
+        try db.execute(sql: """
+            INSERT INTO outbound_jobs (channel, kind, job_key, payload, next_attempt_us, updated_at_us) VALUES (?, 'stock', ?, ?, ?, ?)
+            ON CONFLICT (channel, kind, job_key) WHERE status = 'pending' DO UPDATE SET payload = excluded.payload, updated_at_us = excluded.updated_at_us
+            """, arguments: [channel.key, sku, String(quantity), now, now])
     }
 
     /// Queues a shipment write-back (one per order and tracking number).
@@ -361,5 +373,95 @@ public struct TaobaoChannelClient: ChannelClient {
 
     public func confirmShipment(shopID: String, platformOrderID: String, carrier: String, trackingNumber: String, accessToken: String) async throws(OutboundError) {
         try await call("taobao.logistics.offline.send", ["session": accessToken, "tid": platformOrderID, "out_sid": trackingNumber, "company_code": carrier])
+    }
+}
+
+/// The channel-stock consumer: reads `stock.reservations`, keeps each SKU's latest available
+/// level per warehouse, and queues every channel's quantity for the SKUs whose total changed —
+/// in the batch's transaction, with the consumed offsets.
+public final class ChannelStockProcessor: BatchProcessor {
+    public let fanout: [Channel: ChannelAllocation]
+    public let skuMap: [Channel: [String: String]]
+
+    public init(channels: [Channel: ChannelAllocation], skuMap: [Channel: [String: String]] = [:]) {
+        self.fanout = channels
+        self.skuMap = skuMap
+    }
+
+    public func prepare(_ db: Database) throws {
+        try OutboundQueue.createSchema(db)
+        try db.execute(sql: """
+            CREATE TABLE IF NOT EXISTS channel_levels (
+                sku TEXT NOT NULL, warehouse TEXT NOT NULL, available INTEGER NOT NULL,
+                PRIMARY KEY (sku, warehouse)) WITHOUT ROWID;
+            """)
+    }
+
+    public func apply(_ messages: [KafkaMessage], db: Database, output: inout BatchOutput) throws {
+        var latest: [String: [String: Int64]] = [:]
+        for message in messages {
+            guard message.topic == Topics.stockReservations, let r = try? Reservation(serializedBytes: message.value), !r.sku.isEmpty else {
+                output.deadLetter(message, error: "not a Reservation on \(Topics.stockReservations)")
+                continue
+            }
+            latest[r.sku, default: [:]][r.warehouse] = r.availableAfter
+        }
+        let now = Worker.Clock.nowMicros()
+        for (sku, levels) in latest {
+            for (warehouse, available) in levels {
+                try db.execute(sql: """
+                    INSERT INTO channel_levels (sku, warehouse, available) VALUES (?, ?, ?)
+                    ON CONFLICT (sku, warehouse) DO UPDATE SET available = excluded.available
+                    """, arguments: [sku, warehouse, available])
+            }
+            let total = try Int64.fetchOne(db, sql: "SELECT SUM(MAX(available, 0)) FROM channel_levels WHERE sku = ?", arguments: [sku]) ?? 0
+            for (channel, allocation) in fanout {
+                try OutboundQueue.enqueueStock(db, channel, sku: skuMap[channel]?[sku] ?? sku, quantity: allocation.quantity(available: total), now: now)
+            }
+        }
+    }
+}
+
+/// Runs the dispatcher every `interval` until shutdown.
+public struct OutboundService: Service {
+    public var dispatcher: OutboundDispatcher
+    public var interval: Duration
+
+    public init(dispatcher: OutboundDispatcher, interval: Duration = .milliseconds(500)) {
+        self.dispatcher = dispatcher
+        self.interval = interval
+    }
+
+    public func run() async throws {
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            do { _ = try await dispatcher.runOnce() } catch {
+                dispatcher.logger.error("outbound pass failed", metadata: ["error": "\(error)"])
+            }
+            try? await Task.sleep(for: interval)
+        }
+    }
+}
+
+/// Channels from `channels.list`: `douyin:shop-1=0.5/2;taobao:tb-1` (platform:shop[=share[/safety stock]]).
+public enum ChannelList {
+    public static func parse(_ text: String) throws -> [Channel: ChannelAllocation] {
+        var result: [Channel: ChannelAllocation] = [:]
+        for entry in text.split(separator: ";").map({ $0.trimmingCharacters(in: .whitespaces) }) where !entry.isEmpty {
+            let kv = entry.split(separator: "=", maxSplits: 1).map(String.init)
+            let ps = kv[0].split(separator: ":", maxSplits: 1).map(String.init)
+            guard ps.count == 2, let platform = Platform.allCases.first(where: { $0.slug == ps[0] }) else {
+                throw ConfigurationError("channels.list entry '\(entry)' is not platform:shop[=share[/safety]]")
+            }
+            var allocation = ChannelAllocation()
+            if kv.count == 2 {
+                let parts = kv[1].split(separator: "/").map(String.init)
+                guard let share = Double(parts[0]), (0...1).contains(share), parts.count < 2 || Int64(parts[1]) != nil else {
+                    throw ConfigurationError("channels.list entry '\(entry)': share must be 0...1 and safety stock an integer")
+                }
+                allocation = ChannelAllocation(share: share, safetyStock: parts.count > 1 ? Int64(parts[1])! : 0)
+            }
+            result[Channel(platform: platform, shopID: ps[1])] = allocation
+        }
+        return result
     }
 }

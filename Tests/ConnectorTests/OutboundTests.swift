@@ -1,5 +1,6 @@
 import Connectors
 import Foundation
+import GRDB
 import Hummingbird
 import HummingbirdTesting
 import Kafka
@@ -136,6 +137,32 @@ final class FakeChannelAPI: Sendable {
             // Five calls to one shop need four 50 ms gaps.
             #expect(ContinuousClock.now - start >= .milliseconds(200))
         }
+    }
+
+    @Test func reservationsFeedEveryChannelTheAllocatedTotalOverWarehousesInTheBatchTransaction() throws {
+        let db = try DatabaseQueue()
+        let processor = ChannelStockProcessor(channels: [douyinShop: ChannelAllocation(share: 0.5, safetyStock: 1), taobaoShop: ChannelAllocation()],
+                                              skuMap: [taobaoShop: ["SKU-1": "6001:42"]])
+        func message(_ sku: String, _ warehouse: String, _ available: Int64, offset: Int64) -> KafkaMessage {
+            var r = Reservation()
+            r.sku = sku
+            r.warehouse = warehouse
+            r.availableAfter = available
+            return KafkaMessage(topic: Topics.stockReservations, partition: 0, offset: offset, key: Array(sku.utf8), value: r.bytes)
+        }
+        var output = BatchOutput(group: "g")
+        try db.write { d in
+            try processor.prepare(d)
+            try processor.apply([message("SKU-1", "main", 30, offset: 0), message("SKU-1", "east", 12, offset: 1), message("SKU-1", "main", 20, offset: 2),
+                                 KafkaMessage(topic: Topics.stockReservations, partition: 0, offset: 3, key: [], value: [0xFF, 0xFF])], db: d, output: &output)
+        }
+        #expect(output.deadLetters == 1)
+        let jobs = try db.read { d in try Row.fetchAll(d, sql: "SELECT channel, job_key, payload FROM outbound_jobs WHERE status = 'pending' ORDER BY channel") }
+        #expect(jobs.count == 2)
+        #expect(jobs[0]["channel"] as String == "douyin:dy-1" && jobs[0]["job_key"] as String == "SKU-1" && jobs[0]["payload"] as String == "15")  // (20 + 12) / 2 - 1
+        #expect(jobs[1]["channel"] as String == "taobao:tb-1" && jobs[1]["job_key"] as String == "6001:42" && jobs[1]["payload"] as String == "32")
+        #expect(try ChannelList.parse("douyin:dy-1=0.5/1;taobao:tb-1") == [douyinShop: ChannelAllocation(share: 0.5, safetyStock: 1), taobaoShop: ChannelAllocation()])
+        #expect(throws: (any Error).self) { try ChannelList.parse("nowhere:x") }
     }
 
     @Test func shipmentsAreWrittenBackWithCarrierAndTrackingNumber() async throws {
