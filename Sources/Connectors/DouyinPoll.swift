@@ -8,38 +8,25 @@ import Model
 public struct DouyinPollAPI: OrderPollAPI {
     public let platform: Platform = .douyin
     public let maxWindowSeconds: Int64 = 86_400
-    public var baseURL: String
-    public var appKey: String
-    public var appSecret: String
-    let http: PlatformHTTP
+    let gateway: DouyinGateway
 
     public init(baseURL: String = "https://openapi-fxg.jinritemai.com", appKey: String, appSecret: String, client: HTTPClient) {
-        self.baseURL = baseURL
-        self.appKey = appKey
-        self.appSecret = appSecret
-        self.http = PlatformHTTP(client: client)
+        self.gateway = DouyinGateway(baseURL: baseURL, appKey: appKey, appSecret: appSecret, http: PlatformHTTP(client: client))
     }
 
-    func call(_ method: String, path: String, param: [String: Any], accessToken: String?) async throws(PollError) -> [String: Any] {
-        let paramJSON = JSON.encode(param)
-        let timestamp = DouyinOrderAPI.timestampFormat.string(from: Date())
-        var params = ["app_key": appKey, "method": method, "param_json": paramJSON, "timestamp": timestamp, "v": "2",
-                      "sign": APISigning.douyin(appKey: appKey, appSecret: appSecret, method: method, paramJSON: paramJSON, timestamp: timestamp)]
-        if let accessToken { params["access_token"] = accessToken }
-        let obj: [String: Any]
-        do { obj = try await http.call("\(baseURL)\(path)?\(PlatformHTTP.query(params))") } catch { throw .failed("\(error)") }
-        let code = JSON.int(obj["code"]) ?? -1
-        guard code == 10000 else {
-            let text = "\(code) \(JSON.string(obj["msg"]) ?? "") \(JSON.string(obj["sub_msg"]) ?? "")"
-            if text.contains("access_token") { throw .tokenExpired(text) }
-            if code == 50002 || text.contains("限流") { throw .rateLimited(text) }
-            throw .failed("Douyin error \(text)")
+    func call(_ method: String, param: [String: Any], accessToken: String?) async throws(PollError) -> [String: Any] {
+        let r: (code: Int64, text: String, body: [String: Any])
+        do { r = try await gateway.call(method, param, accessToken: accessToken) } catch { throw .failed("\(error)") }
+        guard r.code == 10000 else {
+            if r.text.contains("access_token") { throw .tokenExpired(r.text) }
+            if r.code == 50002 || r.text.contains("限流") { throw .rateLimited(r.text) }
+            throw .failed(r.text)
         }
-        return obj
+        return r.body
     }
 
     public func page(from: Int64, to: Int64, page: Int, pageSize: Int, accessToken: String) async throws(PollError) -> PolledPage {
-        let obj = try await call("order.searchList", path: "/order/searchList",
+        let obj = try await call("order.searchList",
                                  param: ["update_time_start": from, "update_time_end": to, "page": page - 1, "size": pageSize,
                                          "order_by": "update_time", "order_asc": true], accessToken: accessToken)
         let data = obj["data"] as? [String: Any] ?? [:]
@@ -54,7 +41,7 @@ public struct DouyinPollAPI: OrderPollAPI {
     }
 
     public func refresh(_ tokens: ShopTokens) async throws(PollError) -> ShopTokens {
-        let obj = try await call("token.refresh", path: "/token/refresh",
+        let obj = try await call("token.refresh",
                                  param: ["grant_type": "refresh_token", "refresh_token": tokens.refreshToken], accessToken: nil)
         guard let data = obj["data"] as? [String: Any], let access = JSON.string(data["access_token"]) else {
             throw .failed("token.refresh answered without data.access_token")

@@ -117,21 +117,13 @@ struct PlatformHTTP: Sendable {
     }
 }
 
-/// Douyin shop `order.orderDetail` (`GET {base}/order/orderDetail`).
-public struct DouyinOrderAPI: OrderDetailSource {
-    public var baseURL: String
-    public var appKey: String
-    public var appSecret: String
-    public var tokens: AccessTokens
+/// One signed call to Douyin shop's open API: `GET {base}/<method with / for .>?app_key&method&param_json&timestamp&v=2&sign[&access_token]`.
+/// Returns the response code (10000 is success) with the body; transport failures throw.
+struct DouyinGateway: Sendable {
+    var baseURL: String
+    var appKey: String
+    var appSecret: String
     let http: PlatformHTTP
-
-    public init(baseURL: String, appKey: String, appSecret: String, tokens: AccessTokens, client: HTTPClient) {
-        self.baseURL = baseURL
-        self.appKey = appKey
-        self.appSecret = appSecret
-        self.tokens = tokens
-        self.http = PlatformHTTP(client: client)
-    }
 
     static let timestampFormat: DateFormatter = {
         let f = DateFormatter()
@@ -141,18 +133,32 @@ public struct DouyinOrderAPI: OrderDetailSource {
         return f
     }()
 
-    public func orderDetail(shopID: String, platformOrderID: String) async throws(ConnectorError) -> Any {
-        let method = "order.orderDetail"
-        let paramJSON = JSON.encode(["shop_order_id": platformOrderID])
+    func call(_ method: String, _ param: [String: Any], accessToken: String?) async throws(ConnectorError) -> (code: Int64, text: String, body: [String: Any]) {
+        let paramJSON = JSON.encode(param)
         let timestamp = Self.timestampFormat.string(from: Date())
-        let params = ["app_key": appKey, "method": method, "param_json": paramJSON, "timestamp": timestamp, "v": "2",
-                      "access_token": try tokens.token(shopID),
+        var params = ["app_key": appKey, "method": method, "param_json": paramJSON, "timestamp": timestamp, "v": "2",
                       "sign": APISigning.douyin(appKey: appKey, appSecret: appSecret, method: method, paramJSON: paramJSON, timestamp: timestamp)]
-        let obj = try await http.call("\(baseURL)/order/orderDetail?\(PlatformHTTP.query(params))")
-        guard JSON.int(obj["code"]) == 10000 else {
-            throw .retryLater("Douyin order.orderDetail error \(JSON.string(obj["code"]) ?? "?"): \(JSON.string(obj["msg"]) ?? "")")
-        }
-        return obj
+        if let accessToken { params["access_token"] = accessToken }
+        let obj = try await http.call("\(baseURL)/\(method.replacingOccurrences(of: ".", with: "/"))?\(PlatformHTTP.query(params))")
+        let code = JSON.int(obj["code"]) ?? -1
+        return (code, "Douyin \(method) \(code): \(JSON.string(obj["msg"]) ?? "") \(JSON.string(obj["sub_msg"]) ?? "")", obj)
+    }
+}
+
+/// Douyin shop `order.orderDetail` (`GET {base}/order/orderDetail`).
+public struct DouyinOrderAPI: OrderDetailSource {
+    public var tokens: AccessTokens
+    let gateway: DouyinGateway
+
+    public init(baseURL: String, appKey: String, appSecret: String, tokens: AccessTokens, client: HTTPClient) {
+        self.tokens = tokens
+        self.gateway = DouyinGateway(baseURL: baseURL, appKey: appKey, appSecret: appSecret, http: PlatformHTTP(client: client))
+    }
+
+    public func orderDetail(shopID: String, platformOrderID: String) async throws(ConnectorError) -> Any {
+        let r = try await gateway.call("order.orderDetail", ["shop_order_id": platformOrderID], accessToken: try tokens.token(shopID))
+        guard r.code == 10000 else { throw .retryLater(r.text) }
+        return r.body
     }
 }
 

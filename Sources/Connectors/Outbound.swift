@@ -305,33 +305,17 @@ actor RateLimiter {
 /// Douyin shop: `sku.syncStock` (by merchant code) and `order.logisticsAdd`.
 public struct DouyinChannelClient: ChannelClient {
     public let platform: Platform = .douyin
-    public var baseURL: String
-    public var appKey: String
-    public var appSecret: String
-    let http: PlatformHTTP
+    let gateway: DouyinGateway
 
     public init(baseURL: String = "https://openapi-fxg.jinritemai.com", appKey: String, appSecret: String, client: HTTPClient) {
-        self.baseURL = baseURL
-        self.appKey = appKey
-        self.appSecret = appSecret
-        self.http = PlatformHTTP(client: client)
+        self.gateway = DouyinGateway(baseURL: baseURL, appKey: appKey, appSecret: appSecret, http: PlatformHTTP(client: client))
     }
 
     func call(_ method: String, _ param: [String: Any], token: String) async throws(OutboundError) {
-        let paramJSON = JSON.encode(param)
-        let timestamp = DouyinOrderAPI.timestampFormat.string(from: Date())
-        let params = ["app_key": appKey, "method": method, "param_json": paramJSON, "timestamp": timestamp, "v": "2", "access_token": token,
-                      "sign": APISigning.douyin(appKey: appKey, appSecret: appSecret, method: method, paramJSON: paramJSON, timestamp: timestamp)]
-        let obj: [String: Any]
-        do { obj = try await http.call("\(baseURL)/\(method.replacingOccurrences(of: ".", with: "/"))?\(PlatformHTTP.query(params))") } catch {
-            throw .retryable("\(error)")
-        }
-        let code = JSON.int(obj["code"]) ?? -1
-        guard code == 10000 else {
-            let text = "Douyin \(method) \(code): \(JSON.string(obj["msg"]) ?? "") \(JSON.string(obj["sub_msg"]) ?? "")"
-            // 50000-range codes are the platform's own failures and throttling; the rest are the request's.
-            throw (50000..<60000).contains(code) ? .retryable(text) : .permanent(text)
-        }
+        let r: (code: Int64, text: String, body: [String: Any])
+        do { r = try await gateway.call(method, param, accessToken: token) } catch { throw .retryable("\(error)") }
+        // 50000-range codes are the platform's own failures and throttling; the rest are the request's.
+        guard r.code == 10000 else { throw (50000..<60000).contains(r.code) ? .retryable(r.text) : .permanent(r.text) }
     }
 
     public func pushStock(shopID: String, sku: String, quantity: Int64, accessToken: String) async throws(OutboundError) {
