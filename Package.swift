@@ -230,6 +230,9 @@ let package = Package(
             name: "IntegrationTests",
             dependencies: [
                 "Cluster", "Kafka", "Model", "Ingest", "Worker",
+                "Connectors",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
