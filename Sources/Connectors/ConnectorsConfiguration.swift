@@ -11,7 +11,8 @@ import Worker
 ///
 /// - `connectors.douyin.appKey`, `.appSecret`, `.apiBase` (default `https://openapi-fxg.jinritemai.com`)
 /// - `connectors.kuaishou.appKey`, `.signSecret`, `.messageSecret`, `.apiBase` (default `https://openapi.kwaixiaodian.com`)
-/// - `connectors.wechat.token`, `.encodingAesKey`, `.appId`, `.shopId`, `.accessToken`, `.allowPlaintext` (default false),
+/// - `connectors.wechat.token`, `.encodingAesKey`, `.appId`, `.shopId`, `.appSecret` (the token is then fetched and
+///   renewed with `stable_token`) or a fixed `.accessToken`, `.allowPlaintext` (default false),
 ///   `.apiBase` (default `https://api.weixin.qq.com`)
 /// - `connectors.tiktok.appKey`, `.appSecret`, `.shopCiphers` (`shop=cipher;…`), `.apiBase` (default `https://open-api.tiktokglobalshop.com`)
 /// - per platform: `.accessTokens` (`shop=token;…`, `*=token` for all), `.warehouse` (default `main`),
@@ -78,7 +79,11 @@ public struct ConnectorsConfiguration: Sendable {
             connector.allowPlaintext = s("wechat.allowPlaintext") == "true"
             wirings.append(PlatformWiring(
                 connector: connector,
-                details: s("wechat.accessToken").map { WeChatOrderAPI(baseURL: s("wechat.apiBase") ?? "https://api.weixin.qq.com", accessToken: $0, client: client) },
+                details: { () -> WeChatOrderAPI? in
+                    let base = s("wechat.apiBase") ?? "https://api.weixin.qq.com"
+                    if let secret = s("wechat.appSecret") { return WeChatOrderAPI(baseURL: base, appID: app, appSecret: secret, client: client) }
+                    return s("wechat.accessToken").map { WeChatOrderAPI(baseURL: base, accessToken: $0, client: client) }
+                }(),
                 mapping: mapping(.wechatChannels), defaultWarehouse: warehouse("wechat")))
         }
         if let key = s("tiktok.appKey"), let secret = s("tiktok.appSecret") {

@@ -157,7 +157,8 @@ public struct FieldMapping: Sendable, Equatable {
 
     // MARK: Applying
 
-    static func lookup(_ root: Any?, _ path: String) -> Any? {
+    /// The value at `path` (dot keys, `[n]` indexes) in decoded JSON, nil when absent or null.
+    public static func lookup(_ root: Any?, _ path: String) -> Any? {
         guard !path.isEmpty else { return nil }
         var current = root
         for part in path.split(separator: ".") {

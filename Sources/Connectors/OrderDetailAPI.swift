@@ -4,6 +4,7 @@ import Foundation
 import Model
 import NIOCore
 import NIOHTTP1
+import Synchronization
 
 /// Fetches one order's detail from the platform (push messages carry only ids), with the
 /// platform's request signing. Returns the decoded JSON response.
@@ -194,22 +195,77 @@ public struct KuaishouOrderAPI: OrderDetailSource {
 /// WeChat Channels `POST {base}/channels/ec/order/get?access_token=…`.
 public struct WeChatOrderAPI: OrderDetailSource {
     public var baseURL: String
-    public var accessToken: String
+    let tokens: WeChatAccessToken
     let http: PlatformHTTP
 
+    /// With a fixed access token (issued elsewhere).
     public init(baseURL: String, accessToken: String, client: HTTPClient) {
         self.baseURL = baseURL
-        self.accessToken = accessToken
+        self.tokens = WeChatAccessToken(fixed: accessToken)
         self.http = PlatformHTTP(client: client)
     }
 
+    /// Fetching (and renewing) the shop's access token itself with its app id and secret
+    /// (`POST /cgi-bin/stable_token`, grant `client_credential`).
+    public init(baseURL: String, appID: String, appSecret: String, client: HTTPClient) {
+        self.baseURL = baseURL
+        self.http = PlatformHTTP(client: client)
+        self.tokens = WeChatAccessToken(baseURL: baseURL, appID: appID, appSecret: appSecret, http: http)
+    }
+
     public func orderDetail(shopID: String, platformOrderID: String) async throws(ConnectorError) -> Any {
-        let obj = try await http.call("\(baseURL)/channels/ec/order/get?access_token=\(accessToken)", method: .POST,
-                                      body: JSON.encode(["order_id": platformOrderID]))
-        guard JSON.int(obj["errcode"]) ?? 0 == 0 else {
-            throw .retryLater("WeChat order/get error \(JSON.string(obj["errcode"]) ?? "?"): \(JSON.string(obj["errmsg"]) ?? "")")
+        for attempt in 0..<2 {
+            let token = try await tokens.current(forceRefresh: attempt > 0)
+            let obj = try await http.call("\(baseURL)/channels/ec/order/get?access_token=\(token)", method: .POST,
+                                          body: JSON.encode(["order_id": platformOrderID]))
+            let code = JSON.int(obj["errcode"]) ?? 0
+            if code == 0 { return obj }
+            // 40001 invalid credential, 42001 expired, 40014 invalid token: renew once and retry.
+            if [40001, 42001, 40014].contains(code), tokens.canRefresh, attempt == 0 { continue }
+            throw .retryLater("WeChat order/get error \(code): \(JSON.string(obj["errmsg"]) ?? "")")
         }
-        return obj
+        throw .retryLater("WeChat access token rejected after renewal")
+    }
+}
+
+/// The shop's WeChat access token: cached until shortly before `expires_in`, renewed through
+/// `stable_token` (which returns the same token until it nears expiry, so several ingest
+/// instances do not invalidate each other's tokens).
+final class WeChatAccessToken: Sendable {
+    let fixed: String?
+    let baseURL: String
+    let appID: String
+    let appSecret: String
+    let http: PlatformHTTP?
+    let cached = Mutex<(token: String, expires: Date)?>(nil)
+
+    init(fixed: String) {
+        self.fixed = fixed
+        baseURL = ""; appID = ""; appSecret = ""; http = nil
+    }
+
+    init(baseURL: String, appID: String, appSecret: String, http: PlatformHTTP) {
+        fixed = nil
+        self.baseURL = baseURL
+        self.appID = appID
+        self.appSecret = appSecret
+        self.http = http
+    }
+
+    var canRefresh: Bool { fixed == nil }
+
+    func current(forceRefresh: Bool) async throws(ConnectorError) -> String {
+        if let fixed { return fixed }
+        if !forceRefresh, let c = cached.withLock({ $0 }), c.expires > Date() { return c.token }
+        guard let http else { throw .notConfigured("no WeChat app secret") }
+        let obj = try await http.call("\(baseURL)/cgi-bin/stable_token", method: .POST, body: JSON.encode(
+            ["grant_type": "client_credential", "appid": appID, "secret": appSecret, "force_refresh": forceRefresh]))
+        guard let token = JSON.string(obj["access_token"]), !token.isEmpty else {
+            throw .retryLater("WeChat stable_token error \(JSON.string(obj["errcode"]) ?? "?"): \(JSON.string(obj["errmsg"]) ?? "")")
+        }
+        let ttl = Double(JSON.int(obj["expires_in"]) ?? 7200)
+        cached.withLock { $0 = (token, Date().addingTimeInterval(max(60, ttl - 300))) }
+        return token
     }
 }
 

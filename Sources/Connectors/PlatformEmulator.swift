@@ -191,6 +191,9 @@ public final class FakePlatformAPI: Sendable {
     /// Requests refused for a bad signature or token (tests assert it stays 0).
     public let refused = Atomic<Int>(0)
     public let served = Atomic<Int>(0)
+    /// WeChat app secret the fake's `stable_token` accepts, and how many tokens it issued.
+    public let wechatAppSecret = "dev-wechat-secret"
+    public let tokensIssued = Atomic<Int>(0)
 
     public init(credentials: PlatformCredentials = .development, accessToken: String = "dev-access-token") {
         self.credentials = credentials
@@ -241,9 +244,19 @@ public final class FakePlatformAPI: Sendable {
             let id = (try? JSON.object(Array((q["param"] ?? "").utf8))).flatMap { JSON.string($0["oid"]) } ?? ""
             return self.serve(self.lookup(.kuaishou, id), missing: #"{"result":802000,"error_msg":"order not found"}"#)
         }
+        router.post("/cgi-bin/stable_token") { request, _ in
+            let body = try await request.body.collect(upTo: 1 << 16)
+            let obj = (try? JSON.object(Array(body.readableBytesView))) ?? [:]
+            guard JSON.string(obj["grant_type"]) == "client_credential", JSON.string(obj["appid"]) == c.wechatAppID,
+                  JSON.string(obj["secret"]) == self.wechatAppSecret else {
+                return self.refuse(#"{"errcode":40125,"errmsg":"invalid appsecret"}"#)
+            }
+            self.tokensIssued.add(1, ordering: .relaxed)
+            return Self.json(#"{"access_token":"\#(self.accessToken)","expires_in":7200}"#)
+        }
         router.post("/channels/ec/order/get") { request, _ in
             let q = Self.query(request)
-            guard q["access_token"] == self.accessToken else { return self.refuse(#"{"errcode":40001,"errmsg":"invalid credential"}"#) }
+            guard q["access_token"] == self.accessToken else { return self.refuse(#"{"errcode":42001,"errmsg":"access_token expired"}"#) }
             let body = try await request.body.collect(upTo: 1 << 16)
             let id = (try? JSON.object(Array(body.readableBytesView))).flatMap { JSON.string($0["order_id"]) } ?? ""
             return self.serve(self.lookup(.wechatChannels, id), missing: #"{"errcode":100002,"errmsg":"order not found"}"#)

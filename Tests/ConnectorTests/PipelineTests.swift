@@ -188,6 +188,22 @@ let pushPlatforms: [Platform] = [.douyin, .kuaishou, .wechatChannels, .tiktokSho
         }
     }
 
+    @Test func wechatDetailCallsFetchTheAccessTokenOnceWithStableTokenAndReuseIt() async throws {
+        try await withFakeAPI { base, fake in
+            let api = WeChatOrderAPI(baseURL: base, appID: PlatformCredentials.development.wechatAppID, appSecret: fake.wechatAppSecret, client: .shared)
+            let h = try Harness(apiBase: base, fake: fake)
+            defer { h.close() }
+            for id in ["W1", "W2"] {
+                fake.put(.wechatChannels, platformOrderID: id, response: PlatformEmulator.detail(.wechatChannels, order: h.order(.wechatChannels, id, lines: [.init(sku: "S", quantity: 1, unit_price_fen: 1)])))
+                let detail = try await api.orderDetail(shopID: "wx-shop-1", platformOrderID: id)
+                #expect(FieldMapping.lookup(detail, "order.order_id") as? String == id)
+            }
+            #expect(fake.tokensIssued.load(ordering: .relaxed) == 1)
+            let wrong = WeChatOrderAPI(baseURL: base, appID: PlatformCredentials.development.wechatAppID, appSecret: "wrong", client: .shared)
+            await #expect(throws: ConnectorError.self) { _ = try await wrong.orderDetail(shopID: "wx-shop-1", platformOrderID: "W1") }
+        }
+    }
+
     @Test func buyerDataIsSealedWithAESGCMAndOnlyMaskedValuesArePublishedInTheClear() async throws {
         let sealer = PIISealer(key: .init(size: .bits256), keyID: "test-key")
         try await withFakeAPI { base, fake in
