@@ -66,6 +66,7 @@ extension LiveSyncCommand {
             let cluster = try await DevCluster(configuration: config, logger: logger)
             say("bootstrap:  \(cluster.bootstrap)")
             say("ingest:     \(cluster.ingestURL)/webhooks/generic")
+            say("platforms:  \(cluster.ingestURL)/webhooks/{douyin,kuaishou,wechat,tiktok}  (fake platform API \(cluster.platformAPIURL); `livesync replay --platforms …`)")
             say("cluster:    \(cluster.clusterFile)  (shop secrets; used by `livesync replay`)")
             say("logs:       \(dataDir)/logs/")
             let admin = AdminServer.make(cluster: cluster, port: adminPort, logger: logger)
