@@ -19,7 +19,7 @@ import Worker
 ///   `.mapping.<field>` (see `FieldMapping`)
 /// - polling (`connectors.poll.<platform>.*` for taobao, jd, pinduoduo, douyin): `.appKey`, `.appSecret`
 ///   (Pinduoduo: client id and secret), `.gateway` (the API base), `.shops` (`shop=accessToken:refreshToken;…`),
-///   `.warehouse`; `connectors.poll.intervalSeconds` (default 30), `.overlapSeconds` (default 300)
+///   `.warehouse`, `.mapping.<field>`; `connectors.poll.intervalSeconds` (default 30), `.overlapSeconds` (default 300)
 /// - `connectors.ledger`: the message ledger (default `<dataDir>/connectors.sqlite`)
 /// - `pii.key` (base64 of 32 bytes) or `pii.keyFile`: seal buyer data (AES-256-GCM); `pii.keyId` (default `k1`).
 public struct ConnectorsConfiguration: Sendable {
@@ -27,7 +27,7 @@ public struct ConnectorsConfiguration: Sendable {
     public var ledgerPath: String
     public var sealer: PIISealer?
     /// Order-search pollers to run: the API, its shops with their tokens, the default warehouse.
-    public var polls: [(api: any OrderPollAPI, shops: [String: ShopTokens], warehouse: String)] = []
+    public var polls: [(api: any OrderPollAPI, shops: [String: ShopTokens], warehouse: String, mapping: FieldMapping)] = []
     public var poll = PollerConfiguration()
 
     public init(platforms: [PlatformWiring], ledgerPath: String, sealer: PIISealer?) {
@@ -40,7 +40,7 @@ public struct ConnectorsConfiguration: Sendable {
     public func pollers(publisher: OrderPublisher, ledger: MessageLedger, logger: Logger) -> [OrderPoller] {
         polls.flatMap { entry in
             entry.shops.sorted { $0.key < $1.key }.map { shop, tokens in
-                OrderPoller(api: entry.api, shopID: shop, defaultWarehouse: entry.warehouse, configuration: poll,
+                OrderPoller(api: entry.api, shopID: shop, mapping: entry.mapping, defaultWarehouse: entry.warehouse, configuration: poll,
                             publisher: publisher, ledger: ledger, initialTokens: tokens, logger: logger)
             }
         }
@@ -95,7 +95,7 @@ public struct ConnectorsConfiguration: Sendable {
         }
         let sealer = try PIISealer.load(base64: settings.optionalString("pii.key"), file: settings.optionalString("pii.keyFile"),
                                         keyID: settings.string("pii.keyId", default: "k1"))
-        var polls: [(api: any OrderPollAPI, shops: [String: ShopTokens], warehouse: String)] = []
+        var polls: [(api: any OrderPollAPI, shops: [String: ShopTokens], warehouse: String, mapping: FieldMapping)] = []
         for platform in ["taobao", "jd", "pinduoduo", "douyin"] {
             guard let key = s("poll.\(platform).appKey"), let secret = s("poll.\(platform).appSecret") else { continue }
             var shops: [String: ShopTokens] = [:]
@@ -112,7 +112,13 @@ public struct ConnectorsConfiguration: Sendable {
             case "pinduoduo": PinduoduoPollAPI(gateway: gateway ?? "https://gw-api.pinduoduo.com/api/router", clientID: key, clientSecret: secret, client: client)
             default: DouyinPollAPI(baseURL: gateway ?? "https://openapi-fxg.jinritemai.com", appKey: key, appSecret: secret, client: client)
             }
-            polls.append((api, shops, s("poll.\(platform).warehouse") ?? "main"))
+            // Search results are order objects without the detail API's envelope: `connectors.poll.<p>.mapping.*`
+            // overrides first, then the platform's `connectors.<p>.mapping.*` (except `orderRoot`).
+            let base = api.platform == .douyin ? FieldMapping.douyinSearch : FieldMapping.defaults(for: api.platform)
+            let pollMapping = base.overridden { field in
+                s("poll.\(platform).mapping.\(field)") ?? (field == "orderRoot" ? nil : s("\(platform).mapping.\(field)"))
+            }
+            polls.append((api, shops, s("poll.\(platform).warehouse") ?? "main", pollMapping))
         }
         var poll = PollerConfiguration()
         poll.interval = .seconds(settings.int("connectors.poll.intervalSeconds", default: 30))
