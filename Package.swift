@@ -15,6 +15,7 @@ let package = Package(
         .executable(name: "livesync-dispatch", targets: ["livesync-dispatch"]),
         .executable(name: "livesync-aftersales", targets: ["livesync-aftersales"]),
         .executable(name: "livesync-alerting", targets: ["livesync-alerting"]),
+        .executable(name: "livesync-channels", targets: ["livesync-channels"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -90,6 +91,23 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        /// Live-stream platform connectors: each platform's webhook protocol (signatures, decryption,
+        /// envelopes, acknowledgements), order-detail APIs, field mapping, message de-duplication.
+        .target(
+            name: "Connectors",
+            dependencies: [
+                "Ingest", "Model", "Worker", "Kafka",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         /// The ERP book and the dispatch join (orders x reservations -> shipments).
         .target(
             name: "Fulfillment",
@@ -116,7 +134,7 @@ let package = Package(
         .target(
             name: "Cluster",
             dependencies: [
-                "Kafka", "Model", "Worker", "Ingest", "Fulfillment", "Inventory",
+                "Kafka", "Model", "Worker", "Ingest", "Fulfillment", "Inventory", "Connectors",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -139,7 +157,8 @@ let package = Package(
         ),
         .executableTarget(
             name: "livesync-ingest",
-            dependencies: ["Ingest", "Worker", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Ingest", "Connectors", "Worker", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                           .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
@@ -160,6 +179,13 @@ let package = Package(
         .executableTarget(
             name: "livesync-alerting",
             dependencies: ["Alerting", "Worker", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: swiftSettings
+        ),
+
+        .executableTarget(
+            name: "livesync-channels",
+            dependencies: ["Connectors", "Worker", "Model", "Kafka", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                           .product(name: "AsyncHTTPClient", package: "async-http-client")],
             swiftSettings: swiftSettings
         ),
 
@@ -187,9 +213,26 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "ConnectorTests",
+            dependencies: [
+                "Connectors", "Ingest", "Model", "Kafka", "Worker",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "IntegrationTests",
             dependencies: [
                 "Cluster", "Kafka", "Model", "Ingest", "Worker",
+                "Connectors",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],

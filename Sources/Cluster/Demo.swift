@@ -65,6 +65,7 @@ public enum Demo {
             target: config.viaKafka ? .kafka : .http(ingestURL: cluster.ingestURL, shops: cluster.shops),
             producer: producer, logger: logger)
         sender.concurrency = config.concurrency
+        sender.platformAPIURL = cluster.platformAPIURL
         let initial = try await sender.publishStock(records, sessionID: "demo-\(config.shape.seed)")
         try await waitForStockLoad(cluster, expected: initial.count, timeout: 60)
         logger.info("stock loaded: \(initial.count) SKUs; replaying \(config.shape.orders) orders")

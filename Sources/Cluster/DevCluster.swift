@@ -1,3 +1,4 @@
+import Connectors
 import Crypto
 import Foundation
 import Kafka
@@ -43,6 +44,8 @@ public struct ClusterInfo: Codable, Sendable {
     public var shops: [String: String]
     public var dataDirectory: String
     public var adminURL: String?
+    /// The fake platform API (order details for the platforms' webhooks), when dev runs one.
+    public var platformAPIURL: String?
 
     public static func load(_ path: String) throws -> ClusterInfo {
         guard let data = FileManager.default.contents(atPath: path) else {
@@ -59,6 +62,9 @@ public final class DevCluster: Sendable {
     public let supervisor: Supervisor
     public let shops: [String: String]
     public let ingestURL: String
+    /// The local fake of the platforms' order-detail APIs ingest's connectors call (dev credentials).
+    public let platformAPIURL: String
+    let platformAPITask: Task<Void, Error>
     let logger: Logger
     let environment: [String: String]
 
@@ -110,6 +116,20 @@ public final class DevCluster: Sendable {
         env["LIVESYNC_DB_SYNCHRONOUS"] = configuration.synchronous
         let addressFile = "\(dir)/ingest.url"
         var ingestEnv = env
+        // Every platform connector, with development credentials, against a local fake of the
+        // platforms' order-detail APIs (replay registers its orders' details there).
+        let (apiURL, apiTask) = try await FakePlatformAPI().serve()
+        platformAPIURL = apiURL
+        platformAPITask = apiTask
+        ingestEnv.merge(ConnectorsConfiguration.developmentEnvironment(apiBase: apiURL)) { current, _ in current }
+        // Buyer data is sealed (AES-256-GCM) before it leaves ingest; the ERP book and logs see
+        // only masked values. The key is per cluster, in a file only this user can read.
+        if env["LIVESYNC_PII_KEY"] == nil && env["LIVESYNC_PII_KEY_FILE"] == nil {
+            let keyFile = "\(dir)/pii.key"
+            try SymmetricKey(size: .bits256).withUnsafeBytes { Data($0).base64EncodedString() }.write(toFile: keyFile, atomically: true, encoding: .utf8)
+            chmod(keyFile, 0o600)
+            ingestEnv["LIVESYNC_PII_KEY_FILE"] = keyFile
+        }
         ingestEnv["LIVESYNC_INGEST_SHOPS"] = shops.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ";")
         ingestEnv["LIVESYNC_INGEST_PORT"] = env["LIVESYNC_INGEST_PORT"] ?? "0"
         ingestEnv["LIVESYNC_INGEST_ADDRESS_FILE"] = addressFile
@@ -141,6 +161,7 @@ public final class DevCluster: Sendable {
         }
         guard let url else {
             supervisor.stopAll()
+            apiTask.cancel()
             throw ConfigurationError("livesync-ingest did not start listening within 60 s; see \(dir)/logs/ingest.log")
         }
         ingestURL = url
@@ -148,7 +169,8 @@ public final class DevCluster: Sendable {
     }
 
     public func writeInfo(adminURL: String?) throws {
-        let info = ClusterInfo(bootstrap: bootstrap, ingestURL: ingestURL, shops: shops, dataDirectory: configuration.dataDirectory, adminURL: adminURL)
+        var info = ClusterInfo(bootstrap: bootstrap, ingestURL: ingestURL, shops: shops, dataDirectory: configuration.dataDirectory, adminURL: adminURL)
+        info.platformAPIURL = platformAPIURL
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try encoder.encode(info).write(to: URL(fileURLWithPath: clusterFile))
@@ -205,5 +227,6 @@ public final class DevCluster: Sendable {
     /// Stops every process gracefully (each finishes and commits its batch).
     public func stop() {
         supervisor.stopAll()
+        platformAPITask.cancel()
     }
 }

@@ -39,6 +39,9 @@ public struct ReplaySender: Sendable {
     public var logger: Logger
     /// Called after each accepted order with the running count (for chaos hooks).
     public var onProgress: (@Sendable (Int) async -> Void)?
+    /// The fake platform API that serves order details for records in a platform's format
+    /// (`livesync dev` runs one; cluster.json names it).
+    public var platformAPIURL: String?
 
     public init(target: ReplayTarget, producer: KafkaProducer, logger: Logger) {
         self.target = target
@@ -132,14 +135,20 @@ public struct ReplaySender: Sendable {
         // Encode and sign every request up front: that is the platforms' work, not LiveSync's,
         // and it would otherwise compete with the cluster for this machine's cores.
         let encoder = JSONEncoder()
-        let prepared: [(path: String, body: ByteBuffer, signature: String, shop: String)?] = try events.map { event in
+        let platformRequests = try await PlatformReplay.prepare(events, ingestURL: url, platformAPIURL: platformAPIURL, client: client)
+        let prepared: [PlatformReplay.Prepared?] = try events.enumerated().map { i, event in
+            if let p = platformRequests[i] { return p }
             let (path, shop, body): (String, String, Data)
             if let o = event.order {
                 (path, shop, body) = ("/webhooks/generic", o.shop_id, try encoder.encode(o))
             } else if let r = event.refund {
                 (path, shop, body) = ("/webhooks/generic/refunds", r.shop_id, try encoder.encode(r))
             } else { return nil }
-            return (url + path, ByteBuffer(bytes: body), GenericWebhook.sign(body, secret: shops[shop] ?? ""), shop)
+            return PlatformReplay.Prepared(
+                url: url + path, body: ByteBuffer(bytes: body),
+                headers: [("Content-Type", "application/json"), (GenericWebhook.signatureHeader, GenericWebhook.sign(body, secret: shops[shop] ?? "")),
+                          (GenericWebhook.shopHeader, shop)],
+                orderID: event.order.map { Identifiers.orderID(platform: .generic, shop: $0.shop_id, platformOrderID: $0.order_id) })
         }
         do {
             try await withThrowingTaskGroup(of: Void.self) { group in
@@ -154,12 +163,12 @@ public struct ReplaySender: Sendable {
                                 if due > .now { try await Task.sleep(until: due) }
                             }
                             guard let request = prepared[i] else { continue }
-                            let outcome = await post(client, request.path, body: request.body, signature: request.signature, shop: request.shop)
+                            let outcome = await post(client, request.url, body: request.body, headers: request.headers)
                             let count: Int? = state.result.withLock { r in
                                 switch outcome {
                                 case .accepted:
-                                    if let o = event.order {
-                                        r.accepted.append(Identifiers.orderID(platform: .generic, shop: o.shop_id, platformOrderID: o.order_id))
+                                    if let id = request.orderID {
+                                        r.accepted.append(id)
                                         return r.accepted.count
                                     }
                                     r.refundsAccepted += 1
@@ -189,12 +198,10 @@ public struct ReplaySender: Sendable {
     enum Outcome { case accepted, refused, failed }
 
     /// Posts one signed webhook; retries 5xx and network errors with backoff, as platforms do.
-    private func post(_ client: HTTPClient, _ url: String, body: ByteBuffer, signature: String, shop: String) async -> Outcome {
+    private func post(_ client: HTTPClient, _ url: String, body: ByteBuffer, headers: [(String, String)]) async -> Outcome {
         var request = HTTPClientRequest(url: url)
         request.method = .POST
-        request.headers.add(name: "Content-Type", value: "application/json")
-        request.headers.add(name: GenericWebhook.signatureHeader, value: signature)
-        request.headers.add(name: GenericWebhook.shopHeader, value: shop)
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
         request.body = .bytes(body)
         for attempt in 0..<8 {
             do {

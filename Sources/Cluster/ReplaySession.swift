@@ -35,13 +35,17 @@ public struct ReplayRecord: Codable, Sendable {
     public var stock: Stock?
     public var order: GenericWebhook.OrderJSON?
     public var refund: GenericWebhook.RefundJSON?
+    /// The platform whose push format carries this order or refund (`douyin`, `kuaishou`,
+    /// `wechat`, `tiktok`); absent or `generic`: LiveSync's generic signed JSON.
+    public var platform: String?
 
-    public init(type: String, at: Double, stock: Stock? = nil, order: GenericWebhook.OrderJSON? = nil, refund: GenericWebhook.RefundJSON? = nil) {
+    public init(type: String, at: Double, stock: Stock? = nil, order: GenericWebhook.OrderJSON? = nil, refund: GenericWebhook.RefundJSON? = nil, platform: String? = nil) {
         self.type = type
         self.at = at
         self.stock = stock
         self.order = order
         self.refund = refund
+        self.platform = platform
     }
 }
 
@@ -60,6 +64,10 @@ public struct SessionShape: Sendable {
     public var ratePerSecond = 0.0
     public var seed: UInt64 = 42
     public var shops = ["shop-1", "shop-2", "shop-3"]
+    /// Push formats the orders arrive in, round robin (`generic`, `douyin`, `kuaishou`, `wechat`,
+    /// `tiktok`). A Kuaishou order has one line (its order detail carries one item), and WeChat
+    /// Channels orders belong to the one Channels shop the connector serves (`wx-shop-1`).
+    public var platforms = ["generic"]
 
     public init() {}
 }
@@ -110,9 +118,11 @@ public enum SessionGenerator {
                 let s = pick()
                 if !chosen.contains(s) { chosen.append(s) }
             }
-            let shop = shape.shops[n % shape.shops.count]
+            let platform = shape.platforms.isEmpty ? "generic" : shape.platforms[n % shape.platforms.count]
+            let shop = platform == "wechat" ? "wx-shop-1" : shape.shops[n % shape.shops.count]
             // Platform order ids are fixed-width numbers (Douyin's and Taobao's are 19 digits), so
             // ids arrive in increasing order; the synthetic ones are too.
+            if platform == "kuaishou" { chosen = Array(chosen.prefix(1)) }
             let lines = chosen.map { i in
                 GenericWebhook.Line(sku: skus[i], quantity: rng.unit() < 0.8 ? 1 : 2, unit_price_fen: Int64(1990 + (i % 50) * 1000), warehouse: warehouse(i))
             }
@@ -121,11 +131,11 @@ public enum SessionGenerator {
                 shop_id: shop, order_id: "\(690_000_000_000_000_000 + shape.seed % 1000 * 1_000_000_000_000 + UInt64(n))", currency: "CNY", paid_at_ms: nil,
                 buyer: .init(name: names[n % names.count], phone: phone, address: "浙江省杭州市余杭区文一西路\(n % 999)号"),
                 remark: n % 17 == 0 ? "请尽快发货" : nil, lines: lines)
-            records.append(ReplayRecord(type: "order", at: t, order: order))
+            records.append(ReplayRecord(type: "order", at: t, order: order, platform: platform == "generic" ? nil : platform))
             if rng.unit() < shape.refundRate {
                 let amount = lines.reduce(0) { $0 + $1.quantity * $1.unit_price_fen }
                 let refund = GenericWebhook.RefundJSON(shop_id: shop, order_id: order.order_id, refund_id: "R\(order.order_id)", amount_fen: amount, reason: "不想要了")
-                pendingRefunds.append((n + 200, ReplayRecord(type: "refund", at: t, refund: refund)))
+                pendingRefunds.append((n + 200, ReplayRecord(type: "refund", at: t, refund: refund, platform: platform == "generic" ? nil : platform)))
             }
             while let first = pendingRefunds.first, first.due <= n {
                 var rec = first.record

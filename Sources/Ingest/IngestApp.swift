@@ -32,8 +32,13 @@ public struct IngestConfiguration: Sendable {
 /// to `orders.placed` (key order id), returning only once Kafka acknowledged all of them.
 public struct OrderPublisher: Sendable {
     public let producer: KafkaProducer
+    /// When set, buyer name, phone and address are sealed (AES-256-GCM) and masked before publishing.
+    public let sealer: PIISealer?
 
-    public init(producer: KafkaProducer) { self.producer = producer }
+    public init(producer: KafkaProducer, sealer: PIISealer? = nil) {
+        self.producer = producer
+        self.sealer = sealer
+    }
 
     public static func messages(for order: Order) -> [ProducerMessage] {
         var messages = order.lines.map { ProducerMessage(topic: Topics.orderLines, key: $0.sku, value: $0.bytes) }
@@ -42,6 +47,8 @@ public struct OrderPublisher: Sendable {
     }
 
     public func publish(_ order: Order) async throws {
+        var order = order
+        try sealer?.seal(&order)
         try await producer.send(Self.messages(for: order))
     }
 
@@ -52,8 +59,13 @@ public struct OrderPublisher: Sendable {
 
 /// The HTTP side of ingest.
 public enum IngestApp {
-    public static func make(configuration: IngestConfiguration, publisher: OrderPublisher, logger: Logger) -> some ApplicationProtocol {
+    /// - Parameter extraRoutes: registers further routes (the platform connectors' webhooks) on the same server.
+    public static func make(
+        configuration: IngestConfiguration, publisher: OrderPublisher, logger: Logger,
+        extraRoutes: (Router<BasicRequestContext>) -> Void = { _ in }
+    ) -> some ApplicationProtocol {
         let router = Router()
+        extraRoutes(router)
         router.get("/healthz") { _, _ in json(200, #"{"status":"ok"}"#) }
         router.post("/webhooks/generic") { request, _ in
             await handle(request, configuration: configuration, logger: logger) { body, authenticate, now in

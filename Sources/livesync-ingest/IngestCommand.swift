@@ -1,7 +1,10 @@
 import ArgumentParser
+import AsyncHTTPClient
+import Connectors
 import Ingest
 import Kafka
 import Logging
+import ServiceLifecycle
 import Worker
 
 /// Webhook ingest: verifies, normalises and publishes orders by SKU.
@@ -19,10 +22,18 @@ struct IngestCommand: AsyncParsableCommand {
         let logger = Logger(label: "livesync.ingest")
         let settings = try await LiveSyncConfig(file: config)
         let shops = try ShopCredentials.parseList(settings.string("ingest.shops", default: ""))
-        guard !shops.isEmpty else {
-            throw ConfigurationError("no shops configured: set ingest.shops (LIVESYNC_INGEST_SHOPS=shop=secret[@warehouse];…)")
+        let connectors = try ConnectorsConfiguration.load(settings, client: HTTPClient.shared)
+        guard !shops.isEmpty || !connectors.platforms.isEmpty || !connectors.polls.isEmpty else {
+            throw ConfigurationError("no shops configured: set ingest.shops (LIVESYNC_INGEST_SHOPS=shop=secret[@warehouse];…) or a platform connector (connectors.*)")
         }
         let producer = try KafkaProducer(configuration: settings.producerKafka(), logger: logger)
+        let publisher = OrderPublisher(producer: producer, sealer: connectors.sealer)
+        let ledger = try MessageLedger(path: connectors.ledgerPath)
+        let pipeline = ConnectorPipeline(publisher: publisher, ledger: ledger, logger: logger)
+        let pollers = connectors.pollers(publisher: publisher, ledger: ledger, logger: logger)
+        let maxBody = settings.int("ingest.maxBodyBytes", default: 1 << 20)
+        logger.info("platform connectors", metadata: ["platforms": "\(connectors.platforms.map(\.connector.platform.slug))",
+                                                      "pii_sealing": "\(connectors.sealer != nil)"])
         let app = IngestApp.make(
             configuration: IngestConfiguration(
                 host: settings.string("ingest.host", default: "127.0.0.1"),
@@ -30,8 +41,13 @@ struct IngestCommand: AsyncParsableCommand {
                 shops: shops,
                 maxBodyBytes: settings.int("ingest.maxBodyBytes", default: 1 << 20),
                 addressFile: settings.optionalString("ingest.addressFile")),
-            publisher: OrderPublisher(producer: producer), logger: logger)
-        try await ServiceRunner.run([app], logger: logger)
+            publisher: publisher, logger: logger,
+            extraRoutes: { router in
+                ConnectorRoutes.register(on: router, platforms: connectors.platforms, pipeline: pipeline, maxBodyBytes: maxBody)
+            })
+        var services: [any Service] = [app]
+        if !pollers.isEmpty { services.append(PollerService(pollers: pollers, interval: connectors.poll.interval)) }
+        try await ServiceRunner.run(services, logger: logger)
         producer.close()
     }
 }

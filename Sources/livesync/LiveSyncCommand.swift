@@ -21,6 +21,7 @@ struct SessionOptions: ParsableArguments {
     @Option(help: "SKUs in the catalogue (Zipf popularity; SKU-0000 is hot and sells out).") var skus = 200
     @Option(help: "Fraction of orders refunded.") var refundRate = 0.02
     @Option(help: "Random seed (same seed, same session).") var seed: UInt64 = 42
+    @Option(help: "Push formats the orders arrive in, round robin: generic, douyin, kuaishou, wechat, tiktok (comma-separated).") var platforms = "generic"
 
     var shape: SessionShape {
         var s = SessionShape()
@@ -29,6 +30,7 @@ struct SessionOptions: ParsableArguments {
         s.skus = skus
         s.refundRate = refundRate
         s.seed = seed
+        s.platforms = platforms.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
         return s
     }
 
@@ -37,6 +39,9 @@ struct SessionOptions: ParsableArguments {
         guard skus > 0 else { throw ValidationError("--skus must be positive") }
         guard rate >= 0 else { throw ValidationError("--rate must not be negative") }
         guard (0...1).contains(refundRate) else { throw ValidationError("--refund-rate must be between 0 and 1") }
+        for p in platforms.split(separator: ",") where !["generic", "douyin", "kuaishou", "wechat", "tiktok"].contains(p.trimmingCharacters(in: .whitespaces)) {
+            throw ValidationError("--platforms: unknown platform '\(p)' (generic, douyin, kuaishou, wechat, tiktok)")
+        }
     }
 }
 
@@ -61,6 +66,7 @@ extension LiveSyncCommand {
             let cluster = try await DevCluster(configuration: config, logger: logger)
             say("bootstrap:  \(cluster.bootstrap)")
             say("ingest:     \(cluster.ingestURL)/webhooks/generic")
+            say("platforms:  \(cluster.ingestURL)/webhooks/{douyin,kuaishou,wechat,tiktok}  (fake platform API \(cluster.platformAPIURL); `livesync replay --platforms …`)")
             say("cluster:    \(cluster.clusterFile)  (shop secrets; used by `livesync replay`)")
             say("logs:       \(dataDir)/logs/")
             let admin = AdminServer.make(cluster: cluster, port: adminPort, logger: logger)
@@ -175,6 +181,7 @@ extension LiveSyncCommand {
         @Option(help: "Write the session as JSONL here and exit without sending.") var record: String?
         @Option(help: "Concurrent HTTP requests (a live session's many buyers; ingest answers after Kafka acknowledged, so throughput is about concurrency / ack latency).") var concurrency = 256
         @Flag(help: "Do not publish the session's initial stock.") var noStock = false
+        @Option(help: "Fake platform API for --platforms orders (overrides cluster.json).") var platformAPIURL: String?
 
         func run() async throws {
             ServiceRunner.bootstrapLogging()
@@ -205,6 +212,7 @@ extension LiveSyncCommand {
             defer { producer.close() }
             var sender = ReplaySender(target: target, producer: producer, logger: logger)
             sender.concurrency = concurrency
+            sender.platformAPIURL = platformAPIURL ?? info?.platformAPIURL
             if !noStock { _ = try await sender.publishStock(records, sessionID: "replay-\(session.seed)") }
             let result = try await sender.send(records)
             let seconds = result.finishedAt.timeIntervalSince(result.startedAt)

@@ -280,46 +280,107 @@ public nonisolated struct Livesync_V1_OrderLine: Sendable {
 }
 
 /// A paid order as the platform reported it. Topic `orders.placed`, key = order_id.
-public nonisolated struct Livesync_V1_Order: Sendable {
+public nonisolated struct Livesync_V1_Order: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   /// "<platform>:<shop>:<platform order id>"; the id every other message uses.
-  public var orderID: String = String()
+  public var orderID: String {
+    get {_storage._orderID}
+    set {_uniqueStorage()._orderID = newValue}
+  }
 
-  public var platform: Livesync_V1_Platform = .unspecified
+  public var platform: Livesync_V1_Platform {
+    get {_storage._platform}
+    set {_uniqueStorage()._platform = newValue}
+  }
 
-  public var shopID: String = String()
+  public var shopID: String {
+    get {_storage._shopID}
+    set {_uniqueStorage()._shopID = newValue}
+  }
 
-  public var platformOrderID: String = String()
+  public var platformOrderID: String {
+    get {_storage._platformOrderID}
+    set {_uniqueStorage()._platformOrderID = newValue}
+  }
 
-  public var currency: String = String()
+  public var currency: String {
+    get {_storage._currency}
+    set {_uniqueStorage()._currency = newValue}
+  }
 
-  public var totalFen: Int64 = 0
+  public var totalFen: Int64 {
+    get {_storage._totalFen}
+    set {_uniqueStorage()._totalFen = newValue}
+  }
 
   public var buyer: Livesync_V1_Buyer {
-    get {_buyer ?? Livesync_V1_Buyer()}
-    set {_buyer = newValue}
+    get {_storage._buyer ?? Livesync_V1_Buyer()}
+    set {_uniqueStorage()._buyer = newValue}
   }
   /// Returns true if `buyer` has been explicitly set.
-  public var hasBuyer: Bool {self._buyer != nil}
+  public var hasBuyer: Bool {_storage._buyer != nil}
   /// Clears the value of `buyer`. Subsequent reads from it will return its default value.
-  public mutating func clearBuyer() {self._buyer = nil}
+  public mutating func clearBuyer() {_uniqueStorage()._buyer = nil}
 
-  public var lines: [Livesync_V1_OrderLine] = []
+  public var lines: [Livesync_V1_OrderLine] {
+    get {_storage._lines}
+    set {_uniqueStorage()._lines = newValue}
+  }
 
-  public var paidAtUs: Int64 = 0
+  public var paidAtUs: Int64 {
+    get {_storage._paidAtUs}
+    set {_uniqueStorage()._paidAtUs = newValue}
+  }
 
-  public var ingestedAtUs: Int64 = 0
+  public var ingestedAtUs: Int64 {
+    get {_storage._ingestedAtUs}
+    set {_uniqueStorage()._ingestedAtUs = newValue}
+  }
 
-  public var buyerRemark: String = String()
+  public var buyerRemark: String {
+    get {_storage._buyerRemark}
+    set {_uniqueStorage()._buyerRemark = newValue}
+  }
+
+  /// Platform and shop promotions on the order, in fen (as the platform reported them).
+  public var promotionFen: Int64 {
+    get {_storage._promotionFen}
+    set {_uniqueStorage()._promotionFen = newValue}
+  }
+
+  /// Coupons the buyer applied, in fen.
+  public var couponFen: Int64 {
+    get {_storage._couponFen}
+    set {_uniqueStorage()._couponFen = newValue}
+  }
+
+  /// The streamer/anchor whose live session sold the order (commission attribution).
+  public var anchorID: String {
+    get {_storage._anchorID}
+    set {_uniqueStorage()._anchorID = newValue}
+  }
+
+  /// The real buyer (name, phone, address) as an AES-256-GCM sealed box (nonce | ciphertext | tag)
+  /// of the serialised Buyer under the PII key; `buyer` then holds only masked values.
+  public var buyerSealed: Data {
+    get {_storage._buyerSealed}
+    set {_uniqueStorage()._buyerSealed = newValue}
+  }
+
+  /// Key id of the PII key that sealed `buyer_sealed` (lets keys rotate).
+  public var buyerKeyID: String {
+    get {_storage._buyerKeyID}
+    set {_uniqueStorage()._buyerKeyID = newValue}
+  }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _buyer: Livesync_V1_Buyer? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 /// A change to stock. Topic `stock.adjustments`, key = sku (same partitioning as orders.lines).
@@ -666,83 +727,174 @@ nonisolated extension Livesync_V1_OrderLine: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Livesync_V1_Order: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Order"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}order_id\0\u{1}platform\0\u{3}shop_id\0\u{3}platform_order_id\0\u{1}currency\0\u{3}total_fen\0\u{1}buyer\0\u{1}lines\0\u{3}paid_at_us\0\u{3}ingested_at_us\0\u{3}buyer_remark\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}order_id\0\u{1}platform\0\u{3}shop_id\0\u{3}platform_order_id\0\u{1}currency\0\u{3}total_fen\0\u{1}buyer\0\u{1}lines\0\u{3}paid_at_us\0\u{3}ingested_at_us\0\u{3}buyer_remark\0\u{3}promotion_fen\0\u{3}coupon_fen\0\u{3}anchor_id\0\u{3}buyer_sealed\0\u{3}buyer_key_id\0")
+
+  fileprivate class _StorageClass {
+    var _orderID: String = String()
+    var _platform: Livesync_V1_Platform = .unspecified
+    var _shopID: String = String()
+    var _platformOrderID: String = String()
+    var _currency: String = String()
+    var _totalFen: Int64 = 0
+    var _buyer: Livesync_V1_Buyer? = nil
+    var _lines: [Livesync_V1_OrderLine] = []
+    var _paidAtUs: Int64 = 0
+    var _ingestedAtUs: Int64 = 0
+    var _buyerRemark: String = String()
+    var _promotionFen: Int64 = 0
+    var _couponFen: Int64 = 0
+    var _anchorID: String = String()
+    var _buyerSealed: Data = Data()
+    var _buyerKeyID: String = String()
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _orderID = source._orderID
+      _platform = source._platform
+      _shopID = source._shopID
+      _platformOrderID = source._platformOrderID
+      _currency = source._currency
+      _totalFen = source._totalFen
+      _buyer = source._buyer
+      _lines = source._lines
+      _paidAtUs = source._paidAtUs
+      _ingestedAtUs = source._ingestedAtUs
+      _buyerRemark = source._buyerRemark
+      _promotionFen = source._promotionFen
+      _couponFen = source._couponFen
+      _anchorID = source._anchorID
+      _buyerSealed = source._buyerSealed
+      _buyerKeyID = source._buyerKeyID
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularStringField(value: &self.orderID) }()
-      case 2: try { try decoder.decodeSingularEnumField(value: &self.platform) }()
-      case 3: try { try decoder.decodeSingularStringField(value: &self.shopID) }()
-      case 4: try { try decoder.decodeSingularStringField(value: &self.platformOrderID) }()
-      case 5: try { try decoder.decodeSingularStringField(value: &self.currency) }()
-      case 6: try { try decoder.decodeSingularInt64Field(value: &self.totalFen) }()
-      case 7: try { try decoder.decodeSingularMessageField(value: &self._buyer) }()
-      case 8: try { try decoder.decodeRepeatedMessageField(value: &self.lines) }()
-      case 9: try { try decoder.decodeSingularInt64Field(value: &self.paidAtUs) }()
-      case 10: try { try decoder.decodeSingularInt64Field(value: &self.ingestedAtUs) }()
-      case 11: try { try decoder.decodeSingularStringField(value: &self.buyerRemark) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._orderID) }()
+        case 2: try { try decoder.decodeSingularEnumField(value: &_storage._platform) }()
+        case 3: try { try decoder.decodeSingularStringField(value: &_storage._shopID) }()
+        case 4: try { try decoder.decodeSingularStringField(value: &_storage._platformOrderID) }()
+        case 5: try { try decoder.decodeSingularStringField(value: &_storage._currency) }()
+        case 6: try { try decoder.decodeSingularInt64Field(value: &_storage._totalFen) }()
+        case 7: try { try decoder.decodeSingularMessageField(value: &_storage._buyer) }()
+        case 8: try { try decoder.decodeRepeatedMessageField(value: &_storage._lines) }()
+        case 9: try { try decoder.decodeSingularInt64Field(value: &_storage._paidAtUs) }()
+        case 10: try { try decoder.decodeSingularInt64Field(value: &_storage._ingestedAtUs) }()
+        case 11: try { try decoder.decodeSingularStringField(value: &_storage._buyerRemark) }()
+        case 12: try { try decoder.decodeSingularInt64Field(value: &_storage._promotionFen) }()
+        case 13: try { try decoder.decodeSingularInt64Field(value: &_storage._couponFen) }()
+        case 14: try { try decoder.decodeSingularStringField(value: &_storage._anchorID) }()
+        case 15: try { try decoder.decodeSingularBytesField(value: &_storage._buyerSealed) }()
+        case 16: try { try decoder.decodeSingularStringField(value: &_storage._buyerKeyID) }()
+        default: break
+        }
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    if !self.orderID.isEmpty {
-      try visitor.visitSingularStringField(value: self.orderID, fieldNumber: 1)
-    }
-    if self.platform != .unspecified {
-      try visitor.visitSingularEnumField(value: self.platform, fieldNumber: 2)
-    }
-    if !self.shopID.isEmpty {
-      try visitor.visitSingularStringField(value: self.shopID, fieldNumber: 3)
-    }
-    if !self.platformOrderID.isEmpty {
-      try visitor.visitSingularStringField(value: self.platformOrderID, fieldNumber: 4)
-    }
-    if !self.currency.isEmpty {
-      try visitor.visitSingularStringField(value: self.currency, fieldNumber: 5)
-    }
-    if self.totalFen != 0 {
-      try visitor.visitSingularInt64Field(value: self.totalFen, fieldNumber: 6)
-    }
-    try { if let v = self._buyer {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
-    } }()
-    if !self.lines.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.lines, fieldNumber: 8)
-    }
-    if self.paidAtUs != 0 {
-      try visitor.visitSingularInt64Field(value: self.paidAtUs, fieldNumber: 9)
-    }
-    if self.ingestedAtUs != 0 {
-      try visitor.visitSingularInt64Field(value: self.ingestedAtUs, fieldNumber: 10)
-    }
-    if !self.buyerRemark.isEmpty {
-      try visitor.visitSingularStringField(value: self.buyerRemark, fieldNumber: 11)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._orderID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._orderID, fieldNumber: 1)
+      }
+      if _storage._platform != .unspecified {
+        try visitor.visitSingularEnumField(value: _storage._platform, fieldNumber: 2)
+      }
+      if !_storage._shopID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._shopID, fieldNumber: 3)
+      }
+      if !_storage._platformOrderID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._platformOrderID, fieldNumber: 4)
+      }
+      if !_storage._currency.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._currency, fieldNumber: 5)
+      }
+      if _storage._totalFen != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._totalFen, fieldNumber: 6)
+      }
+      try { if let v = _storage._buyer {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+      } }()
+      if !_storage._lines.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._lines, fieldNumber: 8)
+      }
+      if _storage._paidAtUs != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._paidAtUs, fieldNumber: 9)
+      }
+      if _storage._ingestedAtUs != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._ingestedAtUs, fieldNumber: 10)
+      }
+      if !_storage._buyerRemark.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._buyerRemark, fieldNumber: 11)
+      }
+      if _storage._promotionFen != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._promotionFen, fieldNumber: 12)
+      }
+      if _storage._couponFen != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._couponFen, fieldNumber: 13)
+      }
+      if !_storage._anchorID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._anchorID, fieldNumber: 14)
+      }
+      if !_storage._buyerSealed.isEmpty {
+        try visitor.visitSingularBytesField(value: _storage._buyerSealed, fieldNumber: 15)
+      }
+      if !_storage._buyerKeyID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._buyerKeyID, fieldNumber: 16)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Livesync_V1_Order, rhs: Livesync_V1_Order) -> Bool {
-    if lhs.orderID != rhs.orderID {return false}
-    if lhs.platform != rhs.platform {return false}
-    if lhs.shopID != rhs.shopID {return false}
-    if lhs.platformOrderID != rhs.platformOrderID {return false}
-    if lhs.currency != rhs.currency {return false}
-    if lhs.totalFen != rhs.totalFen {return false}
-    if lhs._buyer != rhs._buyer {return false}
-    if lhs.lines != rhs.lines {return false}
-    if lhs.paidAtUs != rhs.paidAtUs {return false}
-    if lhs.ingestedAtUs != rhs.ingestedAtUs {return false}
-    if lhs.buyerRemark != rhs.buyerRemark {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._orderID != rhs_storage._orderID {return false}
+        if _storage._platform != rhs_storage._platform {return false}
+        if _storage._shopID != rhs_storage._shopID {return false}
+        if _storage._platformOrderID != rhs_storage._platformOrderID {return false}
+        if _storage._currency != rhs_storage._currency {return false}
+        if _storage._totalFen != rhs_storage._totalFen {return false}
+        if _storage._buyer != rhs_storage._buyer {return false}
+        if _storage._lines != rhs_storage._lines {return false}
+        if _storage._paidAtUs != rhs_storage._paidAtUs {return false}
+        if _storage._ingestedAtUs != rhs_storage._ingestedAtUs {return false}
+        if _storage._buyerRemark != rhs_storage._buyerRemark {return false}
+        if _storage._promotionFen != rhs_storage._promotionFen {return false}
+        if _storage._couponFen != rhs_storage._couponFen {return false}
+        if _storage._anchorID != rhs_storage._anchorID {return false}
+        if _storage._buyerSealed != rhs_storage._buyerSealed {return false}
+        if _storage._buyerKeyID != rhs_storage._buyerKeyID {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

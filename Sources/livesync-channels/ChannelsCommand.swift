@@ -1,0 +1,45 @@
+import ArgumentParser
+import AsyncHTTPClient
+import Connectors
+import Kafka
+import Model
+import Worker
+
+/// Channel sync: pushes each SKU's allocated stock to the platforms' shops and writes shipments back.
+@main
+struct ChannelsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "livesync-channels",
+        abstract: "Pushes stock levels to each channel's SKUs (allocation, safety stock, coalesced, rate-limited) with retries and dead letters.")
+
+    @Option(help: "JSON configuration file (environment variables LIVESYNC_* take precedence).")
+    var config: String?
+
+    func run() async throws {
+        try await ConsumerMain.run(
+            name: "channels", group: "livesync-channels", topics: [Topics.stockReservations], configFile: config,
+            extraServices: { settings, store, logger in
+                var clients: [Platform: any ChannelClient] = [:]
+                if let key = settings.optionalString("connectors.douyin.appKey"), let secret = settings.optionalString("connectors.douyin.appSecret") {
+                    clients[.douyin] = DouyinChannelClient(baseURL: settings.string("connectors.douyin.apiBase", default: "https://openapi-fxg.jinritemai.com"),
+                                                           appKey: key, appSecret: secret, client: .shared)
+                }
+                if let key = settings.optionalString("connectors.poll.taobao.appKey"), let secret = settings.optionalString("connectors.poll.taobao.appSecret") {
+                    clients[.taobao] = TaobaoChannelClient(api: TaobaoPollAPI(
+                        gateway: settings.string("connectors.poll.taobao.gateway", default: "https://eco.taobao.com/router/rest"),
+                        appKey: key, appSecret: secret, client: .shared))
+                }
+                var outbound = OutboundConfiguration()
+                outbound.callsPerSecondPerShop = Double(settings.int("channels.callsPerSecondPerShop", default: 5))
+                outbound.maxAttempts = settings.int("channels.maxAttempts", default: 8)
+                let dispatcher = OutboundDispatcher(
+                    queue: try OutboundQueue(database: store.database), clients: clients,
+                    tokens: AccessTokens.parse(settings.string("channels.tokens", default: "")).tokens,
+                    configuration: outbound, deadLetterProducer: try KafkaProducer(configuration: settings.producerKafka(), logger: logger), logger: logger)
+                return [OutboundService(dispatcher: dispatcher)]
+            }
+        ) { settings in
+            ChannelStockProcessor(channels: try ChannelList.parse(settings.string("channels.list", default: "")))
+        }
+    }
+}

@@ -1,0 +1,44 @@
+import AsyncHTTPClient
+import Connectors
+import Foundation
+import Model
+import Testing
+import Worker
+
+/// The connectors' settings as a merchant writes them (environment variables here).
+@Suite struct ConfigurationTests {
+    @Test func developmentSettingsEnableTheFourPushConnectorsAndMappingOverridesApply() async throws {
+        var env = ConnectorsConfiguration.developmentEnvironment(apiBase: "http://127.0.0.1:1")
+        env["LIVESYNC_CONNECTORS_DOUYIN_MAPPING_SKU"] = "out_sku_id"
+        env["LIVESYNC_CONNECTORS_POLL_TAOBAO_APP_KEY"] = "tb"
+        env["LIVESYNC_CONNECTORS_POLL_TAOBAO_APP_SECRET"] = "s"
+        env["LIVESYNC_CONNECTORS_POLL_TAOBAO_SHOPS"] = "tb-1=acc:ref;tb-2=acc2"
+        env["LIVESYNC_CONNECTORS_TAOBAO_MAPPING_WAREHOUSE"] = "store_code"
+        env["LIVESYNC_CONNECTORS_POLL_DOUYIN_APP_KEY"] = "dy"
+        env["LIVESYNC_CONNECTORS_POLL_DOUYIN_APP_SECRET"] = "s"
+        env["LIVESYNC_CONNECTORS_POLL_DOUYIN_SHOPS"] = "9=a:r"
+        env["LIVESYNC_PII_KEY"] = Data(repeating: 7, count: 32).base64EncodedString()
+        let config = try ConnectorsConfiguration.load(try await LiveSyncConfig(file: nil, environment: env), client: .shared)
+        #expect(Set(config.platforms.map(\.connector.platform)) == [.douyin, .kuaishou, .wechatChannels, .tiktokShop])
+        #expect(config.platforms.first { $0.connector.platform == .douyin }?.mapping.sku == "out_sku_id")
+        #expect(config.platforms.first { $0.connector.platform == .kuaishou }?.mapping == FieldMapping.kuaishou)
+        #expect(config.sealer?.keyID == "k1")
+        let taobao = try #require(config.polls.first { $0.api.platform == .taobao })
+        #expect(taobao.shops == ["tb-1": ShopTokens(accessToken: "acc", refreshToken: "ref"), "tb-2": ShopTokens(accessToken: "acc2", refreshToken: "")])
+        #expect(taobao.mapping.warehouse == "store_code")
+        // Douyin's search mapping takes the push mapping's SKU override but keeps its own root.
+        let douyin = try #require(config.polls.first { $0.api.platform == .douyin })
+        #expect(douyin.mapping.sku == "out_sku_id" && douyin.mapping.orderRoot == "")
+    }
+
+    @Test func unusableSecretsAreConfigurationErrorsNotSilentlyIgnored() async throws {
+        var env = ConnectorsConfiguration.developmentEnvironment(apiBase: "http://127.0.0.1:1")
+        env["LIVESYNC_CONNECTORS_WECHAT_ENCODING_AES_KEY"] = "too-short"
+        await #expect(throws: (any Error).self) { _ = try ConnectorsConfiguration.load(try await LiveSyncConfig(file: nil, environment: env), client: .shared) }
+        env = ConnectorsConfiguration.developmentEnvironment(apiBase: "http://127.0.0.1:1")
+        env["LIVESYNC_PII_KEY"] = "c2hvcnQ="
+        await #expect(throws: (any Error).self) { _ = try ConnectorsConfiguration.load(try await LiveSyncConfig(file: nil, environment: env), client: .shared) }
+        env = [:]
+        #expect(try ConnectorsConfiguration.load(try await LiveSyncConfig(file: nil, environment: env), client: .shared).platforms.isEmpty)
+    }
+}
