@@ -117,7 +117,7 @@ public struct ReplaySender: Sendable {
                     pending.append(ProducerMessage(topic: Topics.refundRequests, key: refund.orderID, value: refund.bytes))
                     refunds += 1
                 }
-            } catch let error as IngestError {
+            } catch {
                 result.refused += 1
                 logger.warning("replay record refused: \(error)")
             }
