@@ -43,10 +43,11 @@ public final class StockProcessor: ChangelogProcessor {
                 adjustment_id TEXT PRIMARY KEY, sku TEXT NOT NULL, warehouse TEXT NOT NULL,
                 kind INTEGER NOT NULL, quantity INTEGER NOT NULL, applied_at_us INTEGER NOT NULL,
                 partition INTEGER NOT NULL) WITHOUT ROWID;
-            CREATE INDEX IF NOT EXISTS stock_lines_partition ON stock_lines (partition);
             """)
     }
 
+    /// Scans the tables (no index on `partition`: an index would cost every line's insert, and
+    /// dropping happens only before a restore from scratch, usually on an empty disk).
     public func dropPartition(_ partition: Int32, db: Database) throws {
         for table in ["stock", "stock_lines", "stock_adjustments_applied"] {
             try db.execute(sql: "DELETE FROM \(table) WHERE partition = ?", arguments: [partition])
