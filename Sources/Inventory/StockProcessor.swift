@@ -18,6 +18,8 @@ public final class StockProcessor: ChangelogProcessor {
     public init() {}
 
     public var changelogTopic: String { Topics.stockChangelog }
+    /// Reservations are recreated from the changelog delta (see `outputs(ofRestored:)`).
+    public var derivedOutputTopic: String? { Topics.stockReservations }
 
     struct Key: Hashable {
         var sku: String

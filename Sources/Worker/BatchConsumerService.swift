@@ -437,7 +437,7 @@ public final class BatchConsumerService: Service, Sendable {
                     }
                     var seq: Int64 = 0
                     if !output.messages.isEmpty {
-                        let frame = OutboxFrame.encode(output.messages)
+                        let frame = OutboxFrame.encode(output.messages, skipping: (processor as? any ChangelogProcessor)?.derivedOutputTopic)
                         let insert = try db.cachedStatement(sql: "INSERT INTO outbox (owner, messages) VALUES (?, ?)")
                         try insert.setUncheckedArguments([owner])
                         // Bind the frame's bytes in place: one copy fewer of megabytes per batch.
@@ -502,6 +502,24 @@ public final class BatchConsumerService: Service, Sendable {
         }
 
         /// After a crash: outputs committed but maybe never published go out again.
+        /// The outputs a changelog processor's outbox rows leave out, recreated from their entries.
+        func recreatedOutputs(of messages: [ProducerMessage]) throws -> [ProducerMessage] {
+            guard let changelogged = processor as? any ChangelogProcessor, changelogged.derivedOutputTopic != nil else { return [] }
+            // Sequence numbers count per partition: assemble each partition's entries on their own.
+            var byPartition: [Int32: [ChangelogEntry]] = [:]
+            for m in messages where m.topic == changelogged.changelogTopic {
+                byPartition[m.partition ?? -1, default: []].append(try ChangelogEntry(serializedBytes: m.value))
+            }
+            var output = BatchOutput(group: group)
+            // Outbox rows are whole batches: every entry's parts are there.
+            for (p, entries) in byPartition.sorted(by: { $0.key < $1.key }) {
+                for entry in ChangelogChain.assemble(entries) {
+                    try changelogged.outputs(ofRestored: [UInt8](entry.payload), partition: p, output: &output)
+                }
+            }
+            return output.messages
+        }
+
         func republishOutbox() throws {
             let rows = try service.store.database.read { db in
                 try Row.fetchAll(db, sql: "SELECT seq, messages FROM outbox WHERE owner = ? ORDER BY seq", arguments: [owner])
@@ -514,6 +532,7 @@ public final class BatchConsumerService: Service, Sendable {
                 messages += try OutboxFrame.decode(Array(data))
                 last = row[0]
             }
+            messages += try recreatedOutputs(of: messages)
             log.info("republishing outbox left by the previous run", metadata: ["rows": "\(rows.count)", "messages": "\(messages.count)"])
             let (first, rest) = stages(messages)
             inFlight.append(Flight(group: try service.producer.enqueue(rest, after: first), seq: last, first: first, messages: rest))

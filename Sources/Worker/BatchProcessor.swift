@@ -74,6 +74,10 @@ public protocol ChangelogProcessor: BatchProcessor {
     /// The outputs the batch behind a restored entry published (re-emitted after a restore, since
     /// a writer that crashed with its disk may not have published them; consumers drop duplicates).
     func outputs(ofRestored payload: [UInt8], partition: Int32, output: inout BatchOutput) throws
+    /// Topics whose outputs `outputs(ofRestored:)` recreates exactly from the batch's entries: the
+    /// outbox row stores the entries only and recreates these when it is republished (megabytes
+    /// fewer written to SQLite per batch).
+    var derivedOutputTopic: String? { get }
 }
 
 public enum Clock {

@@ -76,10 +76,11 @@ public final class StateStore: Sendable {
 /// Layout, repeated: u16 topic length, topic, i32 partition (-1: by key), u32 key length, key,
 /// u32 value length, value (big-endian).
 public enum OutboxFrame {
-    public static func encode(_ messages: [ProducerMessage]) -> [UInt8] {
+    /// - Parameter skipping: a topic whose messages are left out (recreated on republish instead).
+    public static func encode(_ messages: [ProducerMessage], skipping: String? = nil) -> [UInt8] {
         var out: [UInt8] = []
-        out.reserveCapacity(messages.reduce(0) { $0 + 14 + $1.topic.utf8.count + $1.key.count + $1.value.count })
-        for m in messages {
+        out.reserveCapacity(messages.reduce(0) { $1.topic == skipping ? $0 : $0 + 14 + $1.topic.utf8.count + $1.key.count + $1.value.count })
+        for m in messages where m.topic != skipping {
             append(&out, UInt32(m.topic.utf8.count), bytes: 2)
             out.append(contentsOf: m.topic.utf8)
             append(&out, UInt32(bitPattern: m.partition ?? -1), bytes: 4)
