@@ -77,22 +77,30 @@ public final class StockProcessor: ChangelogProcessor {
         for a in delta.adjustments { try adjustment.execute(arguments: [a.id, a.sku, a.warehouse, Int(a.kind), a.quantity, delta.decidedAtUs, partition]) }
     }
 
+    /// A line's decision as `stock.reservations` carries it.
+    static func reservation(event: String, order: String, lineNo: UInt32, lineCount: UInt32, sku: String, warehouse: String,
+                            quantity: Int64, reserved: Bool, availableAfter: Int64, at: Int64) -> Reservation {
+        var r = Reservation()
+        r.eventID = event
+        r.orderID = order
+        r.lineNo = lineNo
+        r.sku = sku
+        r.warehouse = warehouse
+        r.quantity = quantity
+        r.status = reserved ? .reserved : .rejected
+        r.availableAfter = availableAfter
+        r.lineCount = lineCount
+        r.decidedAtUs = at
+        return r
+    }
+
     /// The reservations the delta's decisions published (releases publish none).
     public func outputs(ofRestored payload: [UInt8], partition: Int32, output: inout BatchOutput) throws {
         guard !payload.isEmpty else { return }
         let delta = try StockDelta.decode(payload)
         for l in delta.lines where l.status == 1 || l.status == 2 {
-            var r = Reservation()
-            r.eventID = l.eventID
-            r.orderID = l.orderID
-            r.lineNo = l.lineNo
-            r.sku = l.sku
-            r.warehouse = l.warehouse
-            r.quantity = l.quantity
-            r.status = l.status == 1 ? .reserved : .rejected
-            r.availableAfter = l.availableAfter
-            r.lineCount = l.lineCount
-            r.decidedAtUs = delta.decidedAtUs
+            let r = Self.reservation(event: l.eventID, order: l.orderID, lineNo: l.lineNo, lineCount: l.lineCount, sku: l.sku, warehouse: l.warehouse,
+                                     quantity: l.quantity, reserved: l.status == 1, availableAfter: l.availableAfter, at: delta.decidedAtUs)
             output.emit(topic: Topics.stockReservations, key: r.orderID, value: r.bytes)
         }
     }
@@ -159,17 +167,8 @@ public final class StockProcessor: ChangelogProcessor {
                     hot!.level = l
                     if !hot!.dirty { dirty.insert(hot!.key); hot!.dirty = true; keyPartition[hot!.key] = message.partition }
                 }
-                var r = Reservation()
-                r.eventID = line.eventID
-                r.orderID = line.orderID
-                r.lineNo = line.lineNo
-                r.sku = line.sku
-                r.warehouse = line.warehouse
-                r.quantity = line.quantity
-                r.status = reserved ? .reserved : .rejected
-                r.availableAfter = l.available
-                r.lineCount = line.lineCount
-                r.decidedAtUs = now
+                let r = Self.reservation(event: line.eventID, order: line.orderID, lineNo: line.lineNo, lineCount: line.lineCount, sku: line.sku,
+                                         warehouse: line.warehouse, quantity: line.quantity, reserved: reserved, availableAfter: l.available, at: now)
                 reservations.append(r)
 
             case Topics.stockAdjustments:
