@@ -28,6 +28,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // librdkafka from the system (Debian: librdkafka-dev), including the mock cluster API.
@@ -56,11 +58,25 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        /// Metrics (swift-metrics bootstrapped with a Prometheus registry), `/metrics`,
+        /// `/healthz`, `/readyz`, and the process records `livesync status` reads.
+        .target(
+            name: "Telemetry",
+            dependencies: [
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         /// The batching consumer loop, SQLite state with offsets and outbox, service wiring.
         .target(
             name: "Worker",
             dependencies: [
-                "Kafka", "Model",
+                "Kafka", "Model", "Telemetry",
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
@@ -73,7 +89,7 @@ let package = Package(
         .target(
             name: "Inventory",
             dependencies: [
-                "Worker", "Model", "Kafka",
+                "Worker", "Model", "Kafka", "Telemetry", .product(name: "Metrics", package: "swift-metrics"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"), .product(name: "Logging", package: "swift-log"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
             ],
@@ -83,7 +99,7 @@ let package = Package(
         .target(
             name: "Ingest",
             dependencies: [
-                "Worker", "Model", "Kafka",
+                "Worker", "Model", "Kafka", "Telemetry", .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -116,7 +132,7 @@ let package = Package(
         .target(
             name: "Cluster",
             dependencies: [
-                "Kafka", "Model", "Worker", "Ingest", "Fulfillment", "Inventory",
+                "Kafka", "Model", "Worker", "Ingest", "Fulfillment", "Inventory", "Telemetry",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -139,7 +155,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "livesync-ingest",
-            dependencies: ["Ingest", "Worker", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Ingest", "Worker", "Telemetry", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
@@ -166,6 +182,16 @@ let package = Package(
         // MARK: Tests
 
         .testTarget(name: "KafkaTests", dependencies: ["Kafka"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "TelemetryTests",
+            dependencies: [
+                "Telemetry",
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(name: "ModelTests", dependencies: ["Model", "Ingest", "Kafka", "Worker"], swiftSettings: swiftSettings),
         .testTarget(
             name: "InventoryTests",

@@ -113,6 +113,7 @@ public final class DevCluster: Sendable {
         ingestEnv["LIVESYNC_INGEST_SHOPS"] = shops.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ";")
         ingestEnv["LIVESYNC_INGEST_PORT"] = env["LIVESYNC_INGEST_PORT"] ?? "0"
         ingestEnv["LIVESYNC_INGEST_ADDRESS_FILE"] = addressFile
+        ingestEnv["LIVESYNC_KAFKA_INSTANCE_ID"] = "ingest"
         // Ingest sends one small produce per webhook; the embedded broker scans every message set
         // it holds on each fetch, so fewer, larger sets keep it fast (adds up to this much latency).
         ingestEnv["LIVESYNC_KAFKA_LINGER_MS"] = env["LIVESYNC_KAFKA_LINGER_MS"] ?? String(configuration.ingestLingerMilliseconds)

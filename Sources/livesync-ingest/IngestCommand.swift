@@ -2,6 +2,7 @@ import ArgumentParser
 import Ingest
 import Kafka
 import Logging
+import Telemetry
 import Worker
 
 /// Webhook ingest: verifies, normalises and publishes orders by SKU.
@@ -16,6 +17,7 @@ struct IngestCommand: AsyncParsableCommand {
 
     func run() async throws {
         ServiceRunner.bootstrapLogging()
+        Telemetry.bootstrap()
         let logger = Logger(label: "livesync.ingest")
         let settings = try await LiveSyncConfig(file: config)
         let shops = try ShopCredentials.parseList(settings.string("ingest.shops", default: ""))
@@ -30,7 +32,9 @@ struct IngestCommand: AsyncParsableCommand {
                 shops: shops,
                 maxBodyBytes: settings.int("ingest.maxBodyBytes", default: 1 << 20),
                 addressFile: settings.optionalString("ingest.addressFile")),
-            publisher: OrderPublisher(producer: producer), logger: logger)
+            publisher: OrderPublisher(producer: producer), logger: logger,
+            health: HealthEndpoints(process: settings.processName("ingest"), checks: [StandardChecks.brokerReachable(producer)]),
+            dataDir: settings.telemetry.dataDir)
         try await ServiceRunner.run([app], logger: logger)
         producer.close()
     }

@@ -12,7 +12,7 @@ struct LiveSyncCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "livesync",
         abstract: "LiveSync operator CLI: run the embedded cluster, replay live sessions, run the demo.",
-        subcommands: [Dev.self, Demo.self, Chaos.self, Replay.self, Restart.self, Kill.self, Scale.self, Dlq.self, CreateTopics.self, Bench.self])
+        subcommands: [Dev.self, Demo.self, Chaos.self, Replay.self, Restart.self, Kill.self, Scale.self, Dlq.self, CreateTopics.self, Bench.self, Status.self])
 }
 
 struct SessionOptions: ParsableArguments {
@@ -381,4 +381,25 @@ func admin(_ clusterFile: String, _ path: String) async throws {
     let body = try await response.body.collect(upTo: 1 << 16)
     print(String(buffer: body))
     if response.status.code != 200 { throw ExitCode(1) }
+}
+
+extension LiveSyncCommand {
+    struct Status: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Every running process (from <data-dir>/processes): health, partitions, lag, last batch. Exits 1 unless all are ready.")
+        @Option(help: "Data directory of the cluster (`livesync dev`: var/dev; production: dataDir).") var dataDir = "var/dev"
+        @Flag(help: "Print the rows as JSON.") var json = false
+
+        func run() async throws {
+            let rows = await ProcessStatus.collect(dataDir: dataDir)
+            if json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+                print(String(decoding: try encoder.encode(rows), as: UTF8.self))
+            } else {
+                print(ProcessStatus.render(rows, now: Clock.nowMicros()))
+            }
+            if rows.isEmpty || rows.contains(where: { !$0.isReady }) { throw ExitCode(1) }
+        }
+    }
 }
