@@ -30,6 +30,8 @@ let package = Package(
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
         // librdkafka from the system (Debian: librdkafka-dev), including the mock cluster API.
@@ -66,6 +68,7 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -122,17 +125,26 @@ let package = Package(
         .target(
             name: "Alerting",
             dependencies: [
-                "Worker", "Model", "Kafka",
+                "Worker", "Model", "Kafka", "Inspection", "Telemetry",
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "GRDB", package: "GRDB.swift"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        /// Consistency inspection (健康巡检): topics vs stock store vs ERP book.
+        .target(
+            name: "Inspection",
+            dependencies: ["Kafka", "Model", "Worker", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: swiftSettings
         ),
         /// The operator's side: embedded dev cluster supervisor, replay producer, demo summary.
         .target(
             name: "Cluster",
             dependencies: [
-                "Kafka", "Model", "Worker", "Ingest", "Fulfillment", "Inventory", "Telemetry",
+                "Kafka", "Model", "Worker", "Ingest", "Fulfillment", "Inventory", "Inspection", "Telemetry",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -147,7 +159,7 @@ let package = Package(
         .executableTarget(
             name: "livesync",
             dependencies: [
-                "Cluster", "Ingest", "Kafka", "Worker",
+                "Cluster", "Ingest", "Kafka", "Worker", "Inspection", "Telemetry",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
@@ -175,7 +187,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "livesync-alerting",
-            dependencies: ["Alerting", "Worker", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Alerting", "Worker", "Inspection", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"), .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftSettings
         ),
 
@@ -207,6 +219,8 @@ let package = Package(
             name: "AlertingTests",
             dependencies: [
                 "Alerting", "Worker", "Model", "Kafka",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Hummingbird", package: "hummingbird"),
             ],

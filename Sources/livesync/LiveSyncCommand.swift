@@ -3,6 +3,8 @@ import AsyncHTTPClient
 import Cluster
 import Foundation
 import Ingest
+import Inspection
+import Telemetry
 import Kafka
 import Logging
 import Worker
@@ -12,7 +14,7 @@ struct LiveSyncCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "livesync",
         abstract: "LiveSync operator CLI: run the embedded cluster, replay live sessions, run the demo.",
-        subcommands: [Dev.self, Demo.self, Chaos.self, Replay.self, Restart.self, Kill.self, Scale.self, Dlq.self, CreateTopics.self, Bench.self, Status.self])
+        subcommands: [Dev.self, Demo.self, Chaos.self, Replay.self, Restart.self, Kill.self, Scale.self, Dlq.self, CreateTopics.self, Bench.self, Status.self, Inspect.self])
 }
 
 struct SessionOptions: ParsableArguments {
@@ -400,6 +402,40 @@ extension LiveSyncCommand {
                 print(ProcessStatus.render(rows, now: Clock.nowMicros()))
             }
             if rows.isEmpty || rows.contains(where: { !$0.isReady }) { throw ExitCode(1) }
+        }
+    }
+}
+
+extension LiveSyncCommand {
+    struct Inspect: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Consistency inspection: topics vs stock store vs ERP book (placed orders booked, stock conserved per SKU, no offset gap). Exits 1 on a mismatch.")
+        @Option(help: "Data directory of the cluster (its cluster.json gives the bootstrap for `livesync dev`). Default: dataDir of --config, else var/dev.") var dataDir: String?
+        @Option(help: "JSON configuration file of the cluster (kafka.*, dataDir, db.*).") var config: String?
+        @Option(help: "Kafka bootstrap servers (overrides cluster.json and the configuration).") var bootstrap: String?
+        @Option(help: "Seconds of recent activity treated as in flight rather than as a mismatch.") var grace = 30.0
+        @Flag(help: "Print the report as JSON.") var json = false
+
+        func run() async throws {
+            let settings = try await LiveSyncConfig(file: config)
+            var kafka = try settings.kafka()
+            let dir = dataDir ?? settings.optionalString("dataDir") ?? "var/dev"
+            if let bootstrap {
+                kafka.bootstrapServers = bootstrap
+            } else if let info = try? ClusterInfo.load("\(dir)/cluster.json") {
+                kafka.bootstrapServers = info.bootstrap
+            }
+            func path(_ name: String) -> String { settings.optionalString("db.\(name)") ?? "\(dir)/\(name).sqlite" }
+            let report = try Inspector.run(InspectionConfiguration(
+                kafka: kafka, stockDatabase: path("stock"), erpDatabase: path("erp"), alertingDatabase: path("alerting"), graceSeconds: grace))
+            if json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+                print(String(decoding: try encoder.encode(report), as: UTF8.self))
+            } else {
+                print(report.render())
+            }
+            if !report.passed { throw ExitCode(1) }
         }
     }
 }

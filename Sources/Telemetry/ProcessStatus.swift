@@ -1,7 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import NIOCore
-import Telemetry
+
 
 /// One row of `livesync status`: a process found in `<dataDir>/processes`, and what its
 /// `/readyz` answered.
