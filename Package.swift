@@ -230,6 +230,7 @@ let package = Package(
             name: "IntegrationTests",
             dependencies: [
                 "Cluster", "Kafka", "Model", "Ingest", "Worker",
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],

@@ -123,17 +123,19 @@ public struct AlertRulesConfiguration: Sendable, Equatable {
             guard minutes >= 1 else { throw r.fail("renotifyMinutes", "must be at least 1") }
             config.renotifySeconds = Int(minutes * 60)
         }
+        // Named objects, not arrays: the file is also read by swift-configuration, which
+        // accepts nested objects but no arrays of objects.
         if let rules = alerting["rules"] {
-            guard case .array(let items, _) = rules else { throw r.fail("rules", "must be an array of rule objects") }
-            config.rules = try items.enumerated().map { try rule($1, path: "alerting.rules[\($0)]", source: source) }
+            guard case .object(let members, _) = rules else {
+                throw r.fail("rules", "must be an object of named rules, {\"name\": {\"kind\": …}, …} (arrays of objects cannot be read)")
+            }
+            config.rules = try members.map { try rule($0.value, path: "alerting.rules.\($0.key)", source: source) }
         }
         if let channels = alerting["channels"] {
-            guard case .array(let items, _) = channels else { throw r.fail("channels", "must be an array of channel objects") }
-            config.channels = try items.enumerated().map { try channel($1, path: "alerting.channels[\($0)]", source: source) }
-            var seen: Set<String> = []
-            for (i, c) in config.channels.enumerated() where !seen.insert(c.name).inserted {
-                throw ConfigurationError("\(source) line \(items[i].line): alerting.channels[\(i)]: a second channel named '\(c.name)'; give each a distinct \"name\"")
+            guard case .object(let members, _) = channels else {
+                throw r.fail("channels", "must be an object of named channels, {\"name\": {\"type\": …}, …} (arrays of objects cannot be read)")
             }
+            config.channels = try members.map { try channel($0.value, name: $0.key, path: "alerting.channels.\($0.key)", source: source) }
         }
         return config
     }
@@ -183,11 +185,10 @@ public struct AlertRulesConfiguration: Sendable, Equatable {
 
     static let channelTypes = ["webhook", "wecom", "dingtalk", "feishu", "email"]
 
-    static func channel(_ json: LocatedJSON, path: String, source: String) throws -> ChannelSettings {
+    static func channel(_ json: LocatedJSON, name: String, path: String, source: String) throws -> ChannelSettings {
         let f = Fields(json, path: path, source: source)
         guard case .object = json else { throw f.fail(nil, "must be an object with a \"type\"") }
         guard let type = try f.string("type") else { throw f.fail(nil, "needs \"type\", one of \(channelTypes.joined(separator: ", "))") }
-        let name = try f.string("name") ?? type
         func url() throws -> String {
             guard let u = try f.string("url"), let parsed = URL(string: u), ["http", "https"].contains(parsed.scheme ?? ""), parsed.host != nil else {
                 throw f.fail("url", "needs \"url\", an http(s) URL")
@@ -196,19 +197,19 @@ public struct AlertRulesConfiguration: Sendable, Equatable {
         }
         switch type {
         case "webhook":
-            try f.only(["type", "name", "url"])
+            try f.only(["type", "url"])
             return .webhook(name: name, url: try url())
         case "wecom":
-            try f.only(["type", "name", "url"])
+            try f.only(["type", "url"])
             return .wecom(name: name, url: try url())
         case "dingtalk":
-            try f.only(["type", "name", "url", "secret"])
+            try f.only(["type", "url", "secret"])
             return .dingtalk(name: name, url: try url(), secret: try f.string("secret"))
         case "feishu", "lark":
-            try f.only(["type", "name", "url", "secret"])
+            try f.only(["type", "url", "secret"])
             return .feishu(name: name, url: try url(), secret: try f.string("secret"))
         case "email":
-            try f.only(["type", "name", "host", "port", "security", "username", "password", "from", "to"])
+            try f.only(["type", "host", "port", "security", "username", "password", "from", "to"])
             guard let host = try f.string("host"), !host.isEmpty else { throw f.fail("host", "needs \"host\", the SMTP server") }
             let security = try f.string("security") ?? "starttls"
             guard ["starttls", "tls", "none"].contains(security) else { throw f.fail("security", "must be starttls, tls or none, not '\(security)'") }

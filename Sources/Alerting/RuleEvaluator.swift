@@ -88,6 +88,8 @@ final class RuleEvaluator: Sendable {
     func evaluateStock(safetyLevel: Int64, sellOutMinutes: Double?, windowSeconds: Int, now: Int64) throws {
         guard let stock = stockDatabase() else { return }
         let levels: [(String, String, Int64)] = try stock.read { db in
+            // Another process creates and writes the schema: do not trust a cached "no such table".
+            db.clearSchemaCache()
             guard try db.tableExists("stock") else { return [] }
             return try Row.fetchAll(db, sql: "SELECT sku, warehouse, on_hand - reserved FROM stock").map { ($0[0], $0[1], $0[2]) }
         }
@@ -124,10 +126,12 @@ final class RuleEvaluator: Sendable {
     func evaluateProcesses(_ rules: [AlertRule], now: Int64) async throws {
         guard let dataDir = configuration.dataDir else { return }
         let rows = await ProcessStatus.collect(dataDir: dataDir, timeout: .seconds(2))
-        let silent: [(String, Int64)] = lastAnswered.withLock { last in
+        // Silent: no answer for the rule's time, or dead at once when its recorded pid is gone
+        // (killed; the record of a cleanly stopped process is removed instead).
+        let silent: [(String, Int64, Bool)] = lastAnswered.withLock { last in
             rows.map { row in
                 if row.report != nil || last[row.process] == nil { last[row.process] = now }
-                return (row.process, now - last[row.process]!)
+                return (row.process, now - last[row.process]!, !row.pidAlive)
             }
         }
         try await store.database.write { db in
@@ -135,11 +139,12 @@ final class RuleEvaluator: Sendable {
                 switch rule {
                 case .processSilent(let seconds):
                     var holding: Set<String> = []
-                    for (name, quietFor) in silent where quietFor >= Int64(seconds) * 1_000_000 {
+                    for (name, quietFor, dead) in silent where dead || quietFor >= Int64(seconds) * 1_000_000 {
                         let key = "\(AlertKind.processSilent):\(name)"
                         holding.insert(key)
                         try AlertStore.raise(db, key: key, kind: AlertKind.processSilent,
-                                             message: "process \(name) has not answered its health check for \(quietFor / 1_000_000) s", now: now)
+                                             message: dead ? "process \(name) died (its pid is gone) and has not come back"
+                                                 : "process \(name) has not answered its health check for \(quietFor / 1_000_000) s", now: now)
                     }
                     try AlertStore.resolve(db, kind: AlertKind.processSilent, except: holding, now: now)
                 case .consumerLag(let max):

@@ -18,6 +18,8 @@ public struct DevClusterConfiguration: Sendable {
     public var sessionTimeoutMilliseconds = 6_000
     /// Alert webhook passed to livesync-alerting.
     public var alertWebhookURL: String?
+    /// Configuration file (alert rules and channels) passed to livesync-alerting as `--config`.
+    public var alertingConfigFile: String?
     /// `PRAGMA synchronous` of every state database.
     public var synchronous = "FULL"
     /// Run without the alerting process.
@@ -129,7 +131,8 @@ public final class DevCluster: Sendable {
             var al = env
             al["LIVESYNC_KAFKA_INSTANCE_ID"] = "alerting-1"
             if let url = configuration.alertWebhookURL { al["LIVESYNC_ALERTING_WEBHOOK_URL"] = url }
-            try supervisor.start(ChildSpec(name: "alerting", executable: "\(bin)/livesync-alerting", environment: al))
+            try supervisor.start(ChildSpec(name: "alerting", executable: "\(bin)/livesync-alerting",
+                                           arguments: configuration.alertingConfigFile.map { ["--config", $0] } ?? [], environment: al))
         }
 
         // Wait for ingest to listen (it writes its URL once bound).

@@ -14,6 +14,8 @@ public struct ProcessStatusRow: Sendable, Codable {
     public var lag: Int64?
     public var lastBatchAtUs: Int64?
     public var report: ReadinessReport?
+    /// Whether the recorded pid still runs on this host (a SIGKILLed process leaves its record behind).
+    public var pidAlive = true
 
     public var isReady: Bool { report?.ready == true }
 }
@@ -44,7 +46,8 @@ public enum ProcessStatus {
             row.lag = report.consumption?.lag
             row.lastBatchAtUs = report.consumption?.lastBatchAtUs
         } catch {
-            row.health = kill(record.pid, 0) == 0 ? "down (no answer: \(error))" : "down (pid \(record.pid) gone)"
+            row.pidAlive = kill(record.pid, 0) == 0
+            row.health = row.pidAlive ? "down (no answer: \(error))" : "down (pid \(record.pid) gone)"
         }
         return row
     }

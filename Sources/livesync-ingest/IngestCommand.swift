@@ -36,6 +36,7 @@ struct IngestCommand: AsyncParsableCommand {
             health: HealthEndpoints(process: settings.processName("ingest"), checks: [StandardChecks.brokerReachable(producer)]),
             dataDir: settings.telemetry.dataDir)
         try await ServiceRunner.run([app], logger: logger)
+        if let dataDir = settings.telemetry.dataDir { ProcessRecord.remove(name: settings.processName("ingest"), dataDir: dataDir) }
         producer.close()
     }
 }

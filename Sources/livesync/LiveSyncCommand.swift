@@ -52,6 +52,7 @@ extension LiveSyncCommand {
         @Option(help: "livesync-dispatch instances.") var dispatchInstances = 1
         @Option(help: "Admin port on 127.0.0.1 (0: any free port).") var adminPort = 0
         @Option(help: "Alert webhook URL for livesync-alerting.") var alertWebhook: String?
+        @Option(help: "Configuration file for livesync-alerting (alert rules and channels).") var alertingConfig: String?
 
         func run() async throws {
             ServiceRunner.bootstrapLogging()
@@ -60,6 +61,7 @@ extension LiveSyncCommand {
             config.stockInstances = stockInstances
             config.dispatchInstances = dispatchInstances
             config.alertWebhookURL = alertWebhook
+            config.alertingConfigFile = alertingConfig
             let cluster = try await DevCluster(configuration: config, logger: logger)
             say("bootstrap:  \(cluster.bootstrap)")
             say("ingest:     \(cluster.ingestURL)/webhooks/generic")

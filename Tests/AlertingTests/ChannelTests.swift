@@ -230,22 +230,22 @@ func withRobots(_ body: (String, FakeRobots) async throws -> Void) async throws 
         "kafka": { "bootstrap": "k1:9092" },
         "alerting": {
           "renotifyMinutes": 15,
-          "rules": [
-            { "kind": "sync_failure_rate", "threshold": 0.05, "windowSeconds": 300 },
-            { "kind": "order_unsynced", "seconds": 10 },
-            { "kind": "stock_low", "safetyLevel": 20, "sellOutMinutes": 10 },
-            { "kind": "consumer_lag", "max": 50000 },
-            { "kind": "dead_letters" },
-            { "kind": "process_silent", "seconds": 15 },
-            { "kind": "inspection", "intervalSeconds": 300 }
-          ],
-          "channels": [
-            { "type": "wecom", "url": "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=K" },
-            { "type": "dingtalk", "url": "https://oapi.dingtalk.com/robot/send?access_token=T", "secret": "SEC1" },
-            { "type": "feishu", "url": "https://open.feishu.cn/open-apis/bot/v2/hook/H", "secret": "S" },
-            { "type": "email", "host": "smtp.example.com", "from": "a@example.com", "to": ["ops@example.com"], "username": "u", "password": "p" },
-            { "type": "webhook", "name": "pager", "url": "https://alerts.example.com/livesync" }
-          ]
+          "rules": {
+            "failures": { "kind": "sync_failure_rate", "threshold": 0.05, "windowSeconds": 300 },
+            "late": { "kind": "order_unsynced", "seconds": 10 },
+            "stock": { "kind": "stock_low", "safetyLevel": 20, "sellOutMinutes": 10 },
+            "lag": { "kind": "consumer_lag", "max": 50000 },
+            "dlq": { "kind": "dead_letters" },
+            "silent": { "kind": "process_silent", "seconds": 15 },
+            "inspection": { "kind": "inspection", "intervalSeconds": 300 }
+          },
+          "channels": {
+            "wecom": { "type": "wecom", "url": "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=K" },
+            "dingtalk": { "type": "dingtalk", "url": "https://oapi.dingtalk.com/robot/send?access_token=T", "secret": "SEC1" },
+            "feishu": { "type": "feishu", "url": "https://open.feishu.cn/open-apis/bot/v2/hook/H", "secret": "S" },
+            "email": { "type": "email", "host": "smtp.example.com", "from": "a@example.com", "to": ["ops@example.com"], "username": "u", "password": "p" },
+            "pager": { "type": "webhook", "url": "https://alerts.example.com/livesync" }
+          }
         }
       }
     }
@@ -259,12 +259,12 @@ func withRobots(_ body: (String, FakeRobots) async throws -> Void) async throws 
     }
 
     @Test(arguments: [
-        ("\"kind\": \"order_unsynced\", \"seconds\": 10", "\"kind\": \"order_unsyncd\", \"seconds\": 10", "line 8: alerting.rules[1].kind: unknown rule kind 'order_unsyncd'"),
-        ("\"threshold\": 0.05", "\"threshold\": 5", "line 7: alerting.rules[0].threshold: must be a fraction"),
-        ("\"max\": 50000", "\"max\": 50000, \"maxx\": 1", "line 10: alerting.rules[3]: unknown key 'maxx'"),
-        ("\"type\": \"feishu\", \"url\": \"https://open.feishu.cn/open-apis/bot/v2/hook/H\"", "\"type\": \"feishu\", \"url\": \"open.feishu.cn\"", "line 18: alerting.channels[2].url: needs \\\"url\\\", an http(s) URL"),
-        ("\"to\": [\"ops@example.com\"]", "\"to\": []", "line 19: alerting.channels[3].to"),
-        ("\"type\": \"wecom\"", "\"type\": \"slack\"", "line 16: alerting.channels[0].type: unknown channel type 'slack'"),
+        ("\"kind\": \"order_unsynced\", \"seconds\": 10", "\"kind\": \"order_unsyncd\", \"seconds\": 10", "line 8: alerting.rules.late.kind: unknown rule kind 'order_unsyncd'"),
+        ("\"threshold\": 0.05", "\"threshold\": 5", "line 7: alerting.rules.failures.threshold: must be a fraction"),
+        ("\"max\": 50000", "\"max\": 50000, \"maxx\": 1", "line 10: alerting.rules.lag: unknown key 'maxx'"),
+        ("\"type\": \"feishu\", \"url\": \"https://open.feishu.cn/open-apis/bot/v2/hook/H\"", "\"type\": \"feishu\", \"url\": \"open.feishu.cn\"", "line 18: alerting.channels.feishu.url: needs \\\"url\\\", an http(s) URL"),
+        ("\"to\": [\"ops@example.com\"]", "\"to\": []", "line 19: alerting.channels.email.to"),
+        ("\"type\": \"wecom\"", "\"type\": \"slack\"", "line 16: alerting.channels.wecom.type: unknown channel type 'slack'"),
     ])
     func anInvalidRuleOrChannelIsRefusedNamingItsLine(_ replacement: (String, String, String)) throws {
         let bad = good.replacingOccurrences(of: replacement.0, with: replacement.1)
@@ -276,6 +276,14 @@ func withRobots(_ body: (String, FakeRobots) async throws -> Void) async throws 
             let expected = replacement.2.replacingOccurrences(of: "\\\"", with: "\"")
             #expect("\(error)".contains("livesync.json " + expected), "\(error)")
         }
+    }
+
+    @Test func theFileIsAlsoReadableByTheSharedConfiguration() async throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("cfg-\(UUID().uuidString).json").path
+        try good.write(toFile: path, atomically: true, encoding: .utf8)
+        let settings = try await LiveSyncConfig(file: path, environment: [:])
+        #expect(settings.string("kafka.bootstrap", default: "") == "k1:9092")
+        #expect(try AlertRulesConfiguration.load(file: path, unsyncedAfterSeconds: 5, webhookURL: nil).rules.count == 7)
     }
 
     @Test func aSyntaxErrorNamesItsLine() {
