@@ -140,11 +140,21 @@ let package = Package(
             dependencies: ["Kafka", "Model", "Worker", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: swiftSettings
         ),
+        /// The live dashboard: figures from the ERP book, stock and alert stores, pushed over SSE.
+        .target(
+            name: "Dashboard",
+            dependencies: [
+                "Worker", "Telemetry",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         /// The operator's side: embedded dev cluster supervisor, replay producer, demo summary.
         .target(
             name: "Cluster",
             dependencies: [
-                "Kafka", "Model", "Worker", "Ingest", "Fulfillment", "Inventory", "Inspection", "Telemetry",
+                "Kafka", "Model", "Worker", "Ingest", "Fulfillment", "Inventory", "Dashboard", "Inspection", "Telemetry",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -159,7 +169,7 @@ let package = Package(
         .executableTarget(
             name: "livesync",
             dependencies: [
-                "Cluster", "Ingest", "Kafka", "Worker", "Inspection", "Telemetry",
+                "Cluster", "Ingest", "Kafka", "Worker", "Inspection", "Telemetry", "Dashboard",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],

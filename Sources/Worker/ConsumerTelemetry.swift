@@ -5,6 +5,7 @@ import Hummingbird
 import Kafka
 import Logging
 import ServiceLifecycle
+import Synchronization
 import Telemetry
 
 /// The readiness checks every executable shares.
@@ -19,17 +20,31 @@ public enum StandardChecks {
         }
     }
 
-    /// `sqlite_writable`: the state database grants a write lock (taken and rolled back; waits
-    /// behind the batch in hand, if any).
+    /// `sqlite_writable`: the state database grants a write lock (taken and rolled back on a
+    /// connection of its own, waiting at most half a second: a lock held by a batch in progress
+    /// means the file is being written, which passes).
     public static func sqliteWritable(_ store: StateStore) -> HealthCheck {
-        HealthCheck("sqlite_writable") {
-            do {
-                try await store.database.writeWithoutTransaction { db in
-                    try db.inTransaction(.immediate) { .rollback }
+        let path = store.configuration.path
+        let probe = Mutex<DatabaseQueue?>(nil)
+        return HealthCheck("sqlite_writable") {
+            await withCheckedContinuation { c in
+                DispatchQueue.global().async {
+                    c.resume(returning: probe.withLock { queue -> CheckResult in
+                        do {
+                            if queue == nil {
+                                var config = Configuration()
+                                config.busyMode = .timeout(0.5)
+                                queue = try DatabaseQueue(path: path, configuration: config)
+                            }
+                            try queue!.writeWithoutTransaction { db in try db.inTransaction(.immediate) { .rollback } }
+                            return .pass(path)
+                        } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY {
+                            return .pass("\(path) (busy: a batch holds the write lock)")
+                        } catch {
+                            return .fail("\(path): \(error)")
+                        }
+                    })
                 }
-                return .pass(store.configuration.path)
-            } catch {
-                return .fail("\(store.configuration.path): \(error)")
             }
         }
     }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import AsyncHTTPClient
 import Cluster
+import Dashboard
 import Foundation
 import Ingest
 import Inspection
@@ -14,7 +15,7 @@ struct LiveSyncCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "livesync",
         abstract: "LiveSync operator CLI: run the embedded cluster, replay live sessions, run the demo.",
-        subcommands: [Dev.self, Demo.self, Chaos.self, Replay.self, Restart.self, Kill.self, Scale.self, Dlq.self, CreateTopics.self, Bench.self, Status.self, Inspect.self])
+        subcommands: [Dev.self, Demo.self, Chaos.self, Replay.self, Restart.self, Kill.self, Scale.self, Dlq.self, CreateTopics.self, Bench.self, Status.self, Inspect.self, DashboardCommand.self])
 }
 
 struct SessionOptions: ParsableArguments {
@@ -438,6 +439,28 @@ extension LiveSyncCommand {
                 print(report.render())
             }
             if !report.passed { throw ExitCode(1) }
+        }
+    }
+}
+
+extension LiveSyncCommand {
+    struct DashboardCommand: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "dashboard",
+            abstract: "Serve the live dashboard (orders, sync times, stock, rejections, lag, alerts) for a cluster's data directory.")
+        @Option(help: "Data directory of the cluster (ERP book, stock and alert stores, process records).") var dataDir = "var/dev"
+        @Option(help: "Listen address.") var host = "127.0.0.1"
+        @Option(help: "Listen port (0: any free port).") var port = 8090
+        @Option(help: "Seconds after which a waiting order is listed as beyond the SLA.") var slaSeconds = 5.0
+        @Option(help: "Refresh period of the figures, in milliseconds.") var refreshMs = 2_000
+
+        func run() async throws {
+            ServiceRunner.bootstrapLogging()
+            let logger = Logger(label: "livesync.dashboard")
+            let app = DashboardApp.make(
+                configuration: DashboardConfiguration(dataDir: dataDir, slaSeconds: slaSeconds, refreshMilliseconds: refreshMs),
+                host: host, port: port, logger: logger)
+            try await ServiceRunner.run([app], logger: logger)
         }
     }
 }
