@@ -35,7 +35,7 @@ th{color:#94a3b8;font-weight:500}
 <script>
 const $ = id => document.getElementById(id);
 const esc = s => String(s).replace(/[&<>"']/g, c => ({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;',"'":'&#39;'}[c]));
-const ago = us => us ? ((Date.now()*1000 - us)/1e6).toFixed(1) + ' s ago' : 'never';
+const ago = us => us ? (Math.max(0, Date.now()*1000 - us)/1e6).toFixed(1) + ' s ago' : 'never';
 function rows(id, items, cells) { $(id).innerHTML = items.map(i => '<tr>' + cells(i).map(c => '<td>' + esc(c) + '</td>').join('') + '</tr>').join(''); }
 function render(s) {
   $('total').textContent = s.total; $('synced').textContent = s.synced; $('failed').textContent = s.failed;
