@@ -49,14 +49,10 @@ public enum MetricNames {
     public static let stockLines = "livesync_stock_lines_total"
     /// Labels `sku`, `warehouse`: the hottest SKUs only.
     public static let stockAvailable = "livesync_stock_available_units"
-    // Dispatch
+    // Dispatch (label `status`: synced, out_of_stock, cancelled)
     public static let syncLatency = "livesync_sync_latency_seconds"
-    /// Label `status`: synced, out_of_stock, cancelled.
-    public static let ordersDecided = "livesync_orders_decided_total"
     // Alerting (labels `channel`, `result`: delivered, failed)
     public static let notifications = "livesync_alert_notifications_total"
-    /// Outbound calls to platforms or channels (labels `platform`, `result`).
-    public static let outboundCalls = "livesync_outbound_calls_total"
 
     static let valueBuckets: [String: [Double]] = [
         consumerBatchSize: [1, 10, 100, 1_000, 5_000, 10_000, 25_000, 50_000, 100_000],
