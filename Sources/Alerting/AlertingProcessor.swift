@@ -66,6 +66,19 @@ public enum AlertStore {
                 sku TEXT NOT NULL, warehouse TEXT NOT NULL, minute INTEGER NOT NULL, units INTEGER NOT NULL,
                 PRIMARY KEY (sku, warehouse, minute)) WITHOUT ROWID;
             """)
+        // Files of the first release: `dedupe_key` was UNIQUE for ever (one alert per key), now only
+        // while open. SQLite cannot drop that constraint, so the table is rebuilt once.
+        if try Bool.fetchOne(db, sql: "SELECT 1 FROM sqlite_master WHERE type = 'index' AND tbl_name = 'alerts' AND name LIKE 'sqlite_autoindex_alerts_%'") == true {
+            try db.execute(sql: """
+                CREATE TABLE alerts_v2 (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT, dedupe_key TEXT NOT NULL, kind TEXT NOT NULL,
+                    message TEXT NOT NULL, count INTEGER NOT NULL, created_at_us INTEGER NOT NULL);
+                INSERT INTO alerts_v2 (id, dedupe_key, kind, message, count, created_at_us)
+                    SELECT id, dedupe_key, kind, message, count, created_at_us FROM alerts;
+                DROP TABLE alerts;
+                ALTER TABLE alerts_v2 RENAME TO alerts;
+                """)
+        }
         // Columns added after the first release (older files get them here).
         let alertColumns = Set(try db.columns(in: "alerts").map(\.name))
         for (column, type) in [("last_seen_at_us", "INTEGER NOT NULL DEFAULT 0"), ("resolved_at_us", "INTEGER"),
@@ -78,7 +91,6 @@ public enum AlertStore {
             try db.execute(sql: "ALTER TABLE alert_orders ADD COLUMN \(column) \(type)")
         }
         try db.execute(sql: """
-            DROP INDEX IF EXISTS alerts_dedupe_key;
             CREATE UNIQUE INDEX IF NOT EXISTS alerts_open ON alerts (dedupe_key) WHERE resolved_at_us IS NULL;
             CREATE INDEX IF NOT EXISTS alert_orders_open ON alert_orders (decided, alerted, ingested_at_us);
             CREATE INDEX IF NOT EXISTS alert_orders_decided ON alert_orders (decided_at_us);

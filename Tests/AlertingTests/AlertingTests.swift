@@ -166,3 +166,26 @@ func withWebhook(_ body: (String, FakeWebhook) async throws -> Void) async throw
         #expect(fake.bodies.withLock { $0.count } == 2)
     }
 }
+
+@Test func anAlertStoreOfTheFirstReleaseIsMigratedAndAKeyCanFireAgainAfterItResolved() async throws {
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("old-alerting-\(UUID().uuidString).sqlite").path
+    let old = try DatabaseQueue(path: path)
+    try await old.write { db in
+        try db.execute(sql: """
+            CREATE TABLE alert_orders (order_id TEXT PRIMARY KEY, ingested_at_us INTEGER NOT NULL,
+                decided INTEGER NOT NULL DEFAULT 0, alerted INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
+            CREATE TABLE alerts (id INTEGER PRIMARY KEY AUTOINCREMENT, dedupe_key TEXT NOT NULL UNIQUE, kind TEXT NOT NULL,
+                message TEXT NOT NULL, count INTEGER NOT NULL, created_at_us INTEGER NOT NULL,
+                delivered_at_us INTEGER, attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at_us INTEGER NOT NULL DEFAULT 0, last_error TEXT);
+            INSERT INTO alerts (dedupe_key, kind, message, count, created_at_us) VALUES ('k', 'dead_letter', 'old', 3, 1);
+            """)
+    }
+    let store = try StateStore(StateStoreConfiguration(path: path, synchronous: "OFF"))
+    try await store.database.write { db in
+        try AlertingProcessor().prepare(db)
+        try AlertStore.resolve(db, kind: "dead_letter", except: [], now: 2)
+        try AlertStore.raise(db, key: "k", kind: "dead_letter", message: "new", now: 3)
+    }
+    let a = try alerts(store)
+    #expect(a.map(\.count) == [3, 1] && a.map(\.resolved) == [true, false])
+}

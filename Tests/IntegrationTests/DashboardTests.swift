@@ -53,8 +53,8 @@ func element(_ dom: String, _ id: String) -> String? {
         replay.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
         replay.standardError = FileHandle(forWritingAtPath: "/dev/null")
         try replay.run()
-        // Mid-session: the page as an operator sees it.
-        try await Task.sleep(for: .seconds(4))
+        // Mid-session (the replay lasts about 10 s): the page as an operator sees it.
+        try await Task.sleep(for: .seconds(7))
         let screenshot = ProcessInfo.processInfo.environment["LIVESYNC_DASHBOARD_SCREENSHOT"] ?? (dir + "/dashboard.png")
         let shot = try chromium(["--window-size=1400,1100", "--virtual-time-budget=3000", "--screenshot=\(screenshot)", dashboard + "?limit=1"])
         #expect(shot.status == 0)
@@ -83,7 +83,8 @@ func element(_ dom: String, _ id: String) -> String? {
             for row in try Row.fetchAll(db, sql: "SELECT status, COUNT(*) FROM erp_orders GROUP BY status") { e[row[0]] = String(row[1] as Int) }
             let latencies = try Int64.fetchAll(db, sql: "SELECT decided_at_us - ingested_at_us FROM erp_orders WHERE status = 'synced' ORDER BY 1")
             let avg = Double(latencies.reduce(0, +)) / Double(latencies.count) / 1_000
-            let p99 = Double(latencies[Int((0.99 * Double(latencies.count)).rounded(.up)) - 1]) / 1_000
+            // Nearest rank, in whole milliseconds.
+            let p99 = Double(latencies[Int((0.99 * Double(latencies.count)).rounded(.up)) - 1] / 1_000)
             e["avg"] = "\((avg * 10).rounded() / 10)"
             e["p99"] = "\((p99 * 10).rounded() / 10)"
             e["rejected"] = String(try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM erp_order_lines WHERE reservation = 'rejected'") ?? 0)
