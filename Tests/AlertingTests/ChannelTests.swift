@@ -6,6 +6,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import Synchronization
+import Telemetry
 import Testing
 import Worker
 
@@ -291,5 +292,45 @@ func withRobots(_ body: (String, FakeRobots) async throws -> Void) async throws 
         do { _ = try AlertRulesConfiguration.parse("{\n \"livesync\": {\n \"alerting\": [1,,]\n}}", source: "f.json") } catch {
             #expect("\(error)".hasPrefix("f.json line 3:"))
         }
+    }
+}
+
+@Suite struct ProcessRuleTests {
+    /// A consumer's `/readyz` reporting its lag, served locally, and registered like a real process.
+    @Test func consumerLagAndADeadProcessRaiseAlertsThatResolve() async throws {
+        let lag = Mutex<Int64>(500)
+        let router = Router()
+        router.get("/readyz") { _, _ in
+            let body = #"{"checks":{},"consumption":{"lag":\#(lag.withLock { $0 }),"lastBatchAtUs":1,"partitions":4},"failed":[],"pid":1,"process":"stock-1","status":"ready"}"#
+            return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: body)))
+        }
+        let port = Mutex(0)
+        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+                              onServerRunning: { channel in port.withLock { $0 = channel.localAddress?.port ?? 0 } }, logger: Logger(label: "fake-readyz"))
+        let server = Task { try await app.runService() }
+        defer { server.cancel() }
+        for _ in 0..<200 where port.withLock({ $0 }) == 0 { try await Task.sleep(for: .milliseconds(10)) }
+
+        let store = try alertStore()
+        let dataDir = (store.configuration.path as NSString).deletingLastPathComponent
+        try ProcessRecord(name: "stock-1", url: "http://127.0.0.1:\(port.withLock { $0 })", startedAtUs: 1).write(dataDir: dataDir)
+        // A process that was killed: its record is left behind with a pid that no longer runs.
+        let gone = Process()
+        gone.executableURL = URL(fileURLWithPath: "/bin/true")
+        try gone.run()
+        gone.waitUntilExit()
+        try ProcessRecord(name: "dispatch-1", url: "http://127.0.0.1:9", pid: gone.processIdentifier, startedAtUs: 1).write(dataDir: dataDir)
+
+        let config = AlertingConfiguration(
+            rules: AlertRulesConfiguration(rules: [.consumerLag(max: 100), .processSilent(seconds: 30)], channels: []), dataDir: dataDir)
+        let notifier = AlertNotifier(configuration: config, store: store, logger: Logger(label: "t"))
+        let now = Clock.nowMicros()
+        try await notifier.sweep(now: now)
+        let keys = try await store.database.read { try String.fetchAll($0, sql: "SELECT dedupe_key FROM alerts WHERE resolved_at_us IS NULL ORDER BY dedupe_key") }
+        #expect(keys == ["consumer_lag:stock-1", "process_silent:dispatch-1"])
+        lag.withLock { $0 = 10 }
+        ProcessRecord.remove(name: "dispatch-1", dataDir: dataDir)  // restarted and stopped cleanly
+        try await notifier.sweep(now: now + 1_000_000)
+        #expect(try alerts(store).allSatisfy(\.resolved))
     }
 }
