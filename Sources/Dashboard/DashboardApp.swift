@@ -9,13 +9,28 @@ actor SnapshotHub {
     let configuration: DashboardConfiguration
     var cached: DashboardSnapshot?
     var computedAt: UInt64 = 0
+    /// Reserved units per SKU as sampled at each refresh (the last 5 minutes), for sales rates
+    /// without scanning the ERP book.
+    var samples: [(atUs: Int64, reserved: [String: Int64])] = []
 
     init(configuration: DashboardConfiguration) { self.configuration = configuration }
 
     func latest() async throws -> DashboardSnapshot {
         let now = DispatchTime.now().uptimeNanoseconds
         if let cached, now - computedAt < UInt64(configuration.refreshMilliseconds) * 500_000 { return cached }
-        let snapshot = try await DashboardFigures.compute(configuration)
+        var snapshot = try await DashboardFigures.compute(configuration)
+        let current = Dictionary(snapshot.hotSkus.map { ("\($0.sku)@\($0.warehouse)", $0.reserved) }, uniquingKeysWith: { a, _ in a })
+        samples.append((snapshot.generatedAtUs, current))
+        samples.removeAll { $0.atUs < snapshot.generatedAtUs - 300_000_000 }
+        if let oldest = samples.first, snapshot.generatedAtUs > oldest.atUs {
+            let minutes = Double(snapshot.generatedAtUs - oldest.atUs) / 60e6
+            for i in snapshot.hotSkus.indices {
+                let key = "\(snapshot.hotSkus[i].sku)@\(snapshot.hotSkus[i].warehouse)"
+                let sold = max(0, snapshot.hotSkus[i].reserved - (oldest.reserved[key] ?? snapshot.hotSkus[i].reserved))
+                snapshot.hotSkus[i].soldLast5Min = sold
+                if sold > 0 { snapshot.hotSkus[i].minutesToSellOut = (Double(snapshot.hotSkus[i].available) / (Double(sold) / minutes) * 10).rounded() / 10 }
+            }
+        }
         cached = snapshot
         computedAt = DispatchTime.now().uptimeNanoseconds
         return snapshot

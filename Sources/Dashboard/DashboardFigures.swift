@@ -13,10 +13,10 @@ public struct DashboardConfiguration: Sendable {
     public var alertingDatabase: String
     /// Orders waiting longer than this are listed as beyond the SLA. Default 5 s.
     public var slaSeconds: Double
-    /// How often figures are recomputed and pushed to open pages. Default 2 s.
+    /// How often figures are recomputed and pushed to open pages. Default 5 s.
     public var refreshMilliseconds: Int
 
-    public init(dataDir: String, slaSeconds: Double = 5, refreshMilliseconds: Int = 2_000) {
+    public init(dataDir: String, slaSeconds: Double = 5, refreshMilliseconds: Int = 5_000) {
         self.dataDir = dataDir
         self.erpDatabase = "\(dataDir)/erp.sqlite"
         self.stockDatabase = "\(dataDir)/stock.sqlite"
@@ -36,8 +36,11 @@ public struct DashboardSnapshot: Sendable, Codable, Equatable {
         public var warehouse: String
         public var available: Int64
         public var soldLast5Min: Int64
-        /// nil when nothing sold in the last 5 minutes.
+        /// Units reserved over the last 5 minutes (from the stock store's counters, sampled each
+        /// refresh); minutes to sell-out at that rate, nil when nothing sold.
         public var minutesToSellOut: Double?
+        /// Units reserved so far (the stock store's counter the sales rate is derived from).
+        public var reserved: Int64 = 0
     }
     public struct Platform: Sendable, Codable, Equatable { public var platform: String; public var synced: Int; public var failed: Int; public var cancelled: Int }
     public struct Rejection: Sendable, Codable, Equatable { public var sku: String; public var lines: Int }
@@ -119,20 +122,27 @@ public enum DashboardFigures {
                 // Aggregated inside SQLite (no row reaches Swift): statuses per platform, sync times.
                 var platforms: [String: DashboardSnapshot.Platform] = [:]
                 var latencySum: Int64 = 0
+                let firstMinute = now / 60_000_000 - 59
+                var perMinute: [Int64: Int] = [:]
+                // One scan: per platform, status and minute of ingest.
                 for row in try Row.fetchAll(db, sql: """
-                    SELECT platform, status, COUNT(*), SUM(decided_at_us - ingested_at_us) FROM erp_orders GROUP BY platform, status
+                    SELECT platform, status, ingested_at_us / 60000000, COUNT(*), SUM(decided_at_us - ingested_at_us) FROM erp_orders GROUP BY 1, 2, 3
                     """) {
-                    let platform: String = row[0], status: String = row[1], n: Int = row[2]
+                    let platform: String = row[0], status: String = row[1], minute: Int64 = row[2], n: Int = row[3]
                     s.total += n
+                    if minute >= firstMinute { perMinute[minute, default: 0] += n }
                     var p = platforms[platform] ?? .init(platform: platform, synced: 0, failed: 0, cancelled: 0)
                     switch status {
-                    case "synced": s.synced += n; p.synced += n; latencySum += row[3]
+                    case "synced": s.synced += n; p.synced += n; latencySum += row[4]
                     case "out_of_stock": s.failed += n; p.failed += n
                     default: s.cancelled += n; p.cancelled += n
                     }
                     platforms[platform] = p
                 }
                 s.platforms = platforms.values.sorted { $0.platform < $1.platform }
+                if let first = perMinute.keys.min() {
+                    s.ordersPerMinute = (first...(now / 60_000_000)).map { .init(minute: $0, orders: perMinute[$0] ?? 0) }
+                }
                 if s.synced > 0 {
                     s.avgSyncMs = (Double(latencySum) / Double(s.synced) / 1_000 * 10).rounded() / 10
                     // Nearest-rank p99 over whole milliseconds (a histogram at 1 ms resolution).
@@ -144,14 +154,6 @@ public enum DashboardFigures {
                         seen += row[1] as Int
                         if seen >= rank { s.p99SyncMs = Double(row[0] as Int64); break }
                     }
-                }
-                let firstMinute = now / 60_000_000 - 59
-                var perMinute: [Int64: Int] = [:]
-                for row in try Row.fetchAll(db, sql: """
-                    SELECT ingested_at_us / 60000000, COUNT(*) FROM erp_orders WHERE ingested_at_us >= ? GROUP BY 1
-                    """, arguments: [firstMinute * 60_000_000]) { perMinute[row[0]] = row[1] }
-                if let first = perMinute.keys.min() {
-                    s.ordersPerMinute = (first...(now / 60_000_000)).map { .init(minute: $0, orders: perMinute[$0] ?? 0) }
                 }
                 if try db.tableExists("dispatch_pending_orders") {
                     s.waiting = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM dispatch_pending_orders") ?? 0
@@ -169,26 +171,12 @@ public enum DashboardFigures {
                 }
             }
         }
-        // Sold in the last 5 minutes, per SKU (for minutes to sell-out), from the ERP book.
-        var sold: [String: Int64] = [:]
-        if let erp = open(configuration.erpDatabase) {
-            try erp.read { db in
-                guard try db.tableExists("erp_orders") else { return }
-                for row in try Row.fetchAll(db, sql: """
-                    SELECT l.sku, l.warehouse, SUM(l.quantity) FROM erp_orders o JOIN erp_order_lines l ON l.order_id = o.order_id
-                    WHERE o.status = 'synced' AND o.decided_at_us >= ? GROUP BY l.sku, l.warehouse
-                    """, arguments: [now - 300_000_000]) { sold["\(row[0] as String)@\(row[1] as String)"] = row[2] }
-            }
-        }
         if let stock = open(configuration.stockDatabase) {
             try stock.read { db in
                 db.clearSchemaCache()
                 guard try db.tableExists("stock") else { return }
-                for row in try Row.fetchAll(db, sql: "SELECT sku, warehouse, on_hand - reserved FROM stock ORDER BY reserved DESC, sku LIMIT 10") {
-                    let sku: String = row[0], warehouse: String = row[1], available: Int64 = row[2]
-                    let units = sold["\(sku)@\(warehouse)"] ?? 0
-                    let minutes: Double? = units > 0 ? (Double(available) / (Double(units) / 5) * 10).rounded() / 10 : nil
-                    s.hotSkus.append(.init(sku: sku, warehouse: warehouse, available: available, soldLast5Min: units, minutesToSellOut: minutes))
+                for row in try Row.fetchAll(db, sql: "SELECT sku, warehouse, on_hand - reserved, reserved FROM stock ORDER BY reserved DESC, sku LIMIT 10") {
+                    s.hotSkus.append(.init(sku: row[0], warehouse: row[1], available: row[2], soldLast5Min: 0, minutesToSellOut: nil, reserved: row[3]))
                 }
             }
         }

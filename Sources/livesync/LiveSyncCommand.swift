@@ -452,7 +452,7 @@ extension LiveSyncCommand {
         @Option(help: "Listen address.") var host = "127.0.0.1"
         @Option(help: "Listen port (0: any free port).") var port = 8090
         @Option(help: "Seconds after which a waiting order is listed as beyond the SLA.") var slaSeconds = 5.0
-        @Option(help: "Refresh period of the figures, in milliseconds.") var refreshMs = 2_000
+        @Option(help: "Refresh period of the figures, in milliseconds.") var refreshMs = 5_000
 
         func run() async throws {
             ServiceRunner.bootstrapLogging()
