@@ -29,6 +29,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
         // librdkafka from the system (Debian: librdkafka-dev), including the mock cluster API.
@@ -57,11 +61,26 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        /// Metrics (swift-metrics bootstrapped with a Prometheus registry), `/metrics`,
+        /// `/healthz`, `/readyz`, and the process records `livesync status` reads.
+        .target(
+            name: "Telemetry",
+            dependencies: [
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         /// The batching consumer loop, SQLite state with offsets and outbox, service wiring.
         .target(
             name: "Worker",
             dependencies: [
-                "Kafka", "Model",
+                "Kafka", "Model", "Telemetry",
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
@@ -74,7 +93,7 @@ let package = Package(
         .target(
             name: "Inventory",
             dependencies: [
-                "Worker", "Model", "Kafka",
+                "Worker", "Model", "Kafka", "Telemetry", .product(name: "Metrics", package: "swift-metrics"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"), .product(name: "Logging", package: "swift-log"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
             ],
@@ -84,7 +103,7 @@ let package = Package(
         .target(
             name: "Ingest",
             dependencies: [
-                "Worker", "Model", "Kafka",
+                "Worker", "Model", "Kafka", "Telemetry", .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -124,9 +143,28 @@ let package = Package(
         .target(
             name: "Alerting",
             dependencies: [
-                "Worker", "Model", "Kafka",
+                "Worker", "Model", "Kafka", "Inspection", "Telemetry",
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "GRDB", package: "GRDB.swift"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        /// Consistency inspection (健康巡检): topics vs stock store vs ERP book.
+        .target(
+            name: "Inspection",
+            dependencies: ["Kafka", "Model", "Worker", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: swiftSettings
+        ),
+        /// The live dashboard: figures from the ERP book, stock and alert stores, pushed over SSE.
+        .target(
+            name: "Dashboard",
+            dependencies: [
+                "Worker", "Telemetry",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Hummingbird", package: "hummingbird"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -134,7 +172,7 @@ let package = Package(
         .target(
             name: "Cluster",
             dependencies: [
-                "Kafka", "Model", "Worker", "Ingest", "Fulfillment", "Inventory", "Connectors",
+                "Kafka", "Model", "Worker", "Ingest", "Fulfillment", "Inventory", "Connectors", "Dashboard", "Inspection", "Telemetry",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -149,7 +187,7 @@ let package = Package(
         .executableTarget(
             name: "livesync",
             dependencies: [
-                "Cluster", "Ingest", "Kafka", "Worker",
+                "Cluster", "Ingest", "Kafka", "Worker", "Inspection", "Telemetry", "Dashboard",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
@@ -157,7 +195,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "livesync-ingest",
-            dependencies: ["Ingest", "Connectors", "Worker", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            dependencies: ["Ingest", "Connectors", "Worker", "Telemetry", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "AsyncHTTPClient", package: "async-http-client"),
                            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
             swiftSettings: swiftSettings
         ),
@@ -178,7 +216,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "livesync-alerting",
-            dependencies: ["Alerting", "Worker", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Alerting", "Worker", "Inspection", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"), .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftSettings
         ),
 
@@ -192,6 +230,16 @@ let package = Package(
         // MARK: Tests
 
         .testTarget(name: "KafkaTests", dependencies: ["Kafka"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "TelemetryTests",
+            dependencies: [
+                "Telemetry",
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(name: "ModelTests", dependencies: ["Model", "Ingest", "Kafka", "Worker"], swiftSettings: swiftSettings),
         .testTarget(
             name: "InventoryTests",
@@ -206,7 +254,9 @@ let package = Package(
         .testTarget(
             name: "AlertingTests",
             dependencies: [
-                "Alerting", "Worker", "Model", "Kafka",
+                "Alerting", "Worker", "Model", "Kafka", "Telemetry",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Hummingbird", package: "hummingbird"),
             ],

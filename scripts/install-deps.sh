@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system libraries LiveSync builds against, when missing (Debian/Ubuntu):
-# librdkafka-dev (Kafka client + mock cluster), libsqlite3-dev, pkg-config, kcat (topic inspection, tests).
+# librdkafka-dev (Kafka client + mock cluster), libsqlite3-dev, pkg-config, kcat (topic inspection, tests),
+# chromium and fonts-wqy-zenhei (dashboard test).
 set -euo pipefail
 need=()
 pkg-config --exists rdkafka 2>/dev/null || need+=(librdkafka-dev)
@@ -8,6 +9,9 @@ pkg-config --exists rdkafka 2>/dev/null || need+=(librdkafka-dev)
 [ -f /usr/include/sqlite3.h ] || need+=(libsqlite3-dev)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 command -v kcat >/dev/null || need+=(kcat)
+# Headless Chromium and a CJK font for the dashboard test (screenshot, figures check).
+command -v chromium >/dev/null || need+=(chromium)
+[ -f /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc ] || need+=(fonts-wqy-zenhei)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

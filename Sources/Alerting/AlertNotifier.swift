@@ -1,31 +1,37 @@
-import AsyncHTTPClient
 import Foundation
 import GRDB
 import Logging
-import NIOCore
+import Metrics
 import ServiceLifecycle
+import Telemetry
 import Worker
 
-/// Finds orders not synced in time and delivers pending alerts to the log and the webhook.
+/// Evaluates the rules and delivers notifications, once per sweep (`alerting.sweepIntervalMs`).
 ///
-/// Delivery is at least once: an alert stays pending, retried with exponential backoff
-/// (1 s doubling to 5 min), until the webhook answers 2xx; it is never dropped.
+/// Per alert and channel: one notification when it opens, a reminder every `renotifyMinutes`
+/// while it stays open, one "resolved" when it ends. A notification stays in
+/// `alert_notifications` until its channel accepted it, retried with backoff from 1 s doubling
+/// to 5 min for as long as it takes: never dropped.
 public struct AlertNotifier: Service {
     let configuration: AlertingConfiguration
     let store: StateStore
     let logger: Logger
+    let channels: [String: any AlertChannel]
+    let rules: RuleEvaluator
 
-    public init(configuration: AlertingConfiguration, store: StateStore, logger: Logger) {
+    public init(configuration: AlertingConfiguration, store: StateStore, logger: Logger, channels: [any AlertChannel]? = nil) {
         self.configuration = configuration
         self.store = store
         self.logger = logger
+        let list = channels ?? configuration.rules.channels.map { $0.makeChannel() }
+        self.channels = Dictionary(list.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        self.rules = RuleEvaluator(configuration: configuration, store: store, logger: logger)
     }
 
     public func run() async throws {
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do {
-                try sweepUnsynced(now: Clock.nowMicros())
-                try await deliver(now: Clock.nowMicros())
+                try await sweep(now: Clock.nowMicros())
             } catch {
                 logger.error("alert sweep failed", metadata: ["error": "\(error)"])
             }
@@ -33,63 +39,102 @@ public struct AlertNotifier: Service {
         }
     }
 
-    /// Raises one alert per sweep for the orders that passed the SLA since the last one.
+    /// One round: rules, planning notifications, delivering what is due.
+    public func sweep(now: Int64) async throws {
+        try await rules.evaluate(now: now)
+        try plan(now: now)
+        try await deliver(now: now)
+    }
+
+    /// Kept for callers of the first version: the unsynced-order rule alone.
     public func sweepUnsynced(now: Int64) throws {
-        let cutoff = now - Int64(configuration.unsyncedAfterSeconds) * 1_000_000
+        try rules.evaluateUnsynced(seconds: configuration.unsyncedAfterSeconds, now: now)
+    }
+
+    /// Enqueues per channel: the start of new alerts, reminders of long ones, the end of resolved ones.
+    func plan(now: Int64) throws {
+        let names = channels.keys.sorted()
+        let renotify = Int64(configuration.rules.renotifySeconds) * 1_000_000
         try store.database.write { db in
-            let late = try String.fetchAll(db, sql: """
-                SELECT order_id FROM alert_orders WHERE decided = 0 AND alerted = 0 AND ingested_at_us < ?
-                ORDER BY ingested_at_us LIMIT 10000
-                """, arguments: [cutoff])
-            if !late.isEmpty {
-                for id in late { try db.execute(sql: "UPDATE alert_orders SET alerted = 1 WHERE order_id = ?", arguments: [id]) }
-                let sample = late.prefix(20).joined(separator: ", ")
-                try AlertStore.raise(db, key: "unsynced:\(now)", kind: "order_not_synced",
-                                     message: "\(late.count) order(s) not synced to the ERP within \(configuration.unsyncedAfterSeconds) s: \(sample)\(late.count > 20 ? ", …" : "")", now: now)
+            let insert = try db.cachedStatement(sql: "INSERT INTO alert_notifications (alert_id, channel, event, created_at_us) VALUES (?, ?, ?, ?)")
+            func enqueue(_ id: Int64, _ event: String) throws {
+                for name in names { try insert.execute(arguments: [id, name, event, now]) }
             }
-            // Decided orders older than an hour are no longer needed.
-            try db.execute(sql: "DELETE FROM alert_orders WHERE decided = 1 AND ingested_at_us < ?", arguments: [now - 3_600_000_000])
+            for row in try Row.fetchAll(db, sql: "SELECT id, kind, message FROM alerts WHERE notified_at_us IS NULL") {
+                logger.warning("ALERT \(row[1] as String): \(row[2] as String)")
+                try enqueue(row[0], AlertNotification.firing)
+                try db.execute(sql: "UPDATE alerts SET notified_at_us = ? WHERE id = ?", arguments: [now, row[0] as Int64])
+            }
+            for id in try Int64.fetchAll(db, sql: "SELECT id FROM alerts WHERE resolved_at_us IS NULL AND notified_at_us < ?", arguments: [now - renotify]) {
+                try enqueue(id, AlertNotification.reminder)
+                try db.execute(sql: "UPDATE alerts SET notified_at_us = ? WHERE id = ?", arguments: [now, id])
+            }
+            for row in try Row.fetchAll(db, sql: "SELECT id, kind, dedupe_key FROM alerts WHERE resolved_at_us IS NOT NULL AND resolved_notified = 0") {
+                logger.notice("RESOLVED \(row[1] as String)", metadata: ["key": "\(row[2] as String)"])
+                try enqueue(row[0], AlertNotification.resolved)
+                try db.execute(sql: "UPDATE alerts SET resolved_notified = 1 WHERE id = ?", arguments: [row[0] as Int64])
+            }
         }
     }
 
     func deliver(now: Int64) async throws {
         let due = try await store.database.read { db in
             try Row.fetchAll(db, sql: """
-                SELECT id, dedupe_key, kind, message, count, created_at_us, attempts FROM alerts
-                WHERE delivered_at_us IS NULL AND next_attempt_at_us <= ? ORDER BY id LIMIT 100
+                SELECT n.id, n.channel, n.event, n.attempts, a.dedupe_key, a.kind, a.message, a.created_at_us, a.count, a.resolved_at_us
+                FROM alert_notifications n JOIN alerts a ON a.id = n.alert_id
+                WHERE n.delivered_at_us IS NULL AND n.next_attempt_at_us <= ? ORDER BY n.id LIMIT 200
                 """, arguments: [now])
         }
+        struct Due: Sendable {
+            var id: Int64
+            var attempts: Int
+            var notification: AlertNotification
+        }
+        // Channels deliver concurrently; within a channel, in order.
+        var byChannel: [String: [Due]] = [:]
         for row in due {
-            let id: Int64 = row[0]
-            let alert = Alert(key: row[1], kind: row[2], message: row[3], createdAtUs: row[5], count: row[4])
-            let attempts: Int = row[6]
-            if attempts == 0 {
-                logger.warning("ALERT \(alert.kind): \(alert.message)", metadata: ["key": "\(alert.key)"])
-            }
-            var error: String?
-            if let url = configuration.webhookURL, !url.isEmpty {
-                do {
-                    var request = HTTPClientRequest(url: url)
-                    request.method = .POST
-                    request.headers.add(name: "Content-Type", value: "application/json")
-                    let body = try JSONEncoder().encode(alert)
-                    request.body = .bytes(ByteBuffer(bytes: body))
-                    let response = try await HTTPClient.shared.execute(request, timeout: .seconds(5))
-                    if !(200..<300).contains(response.status.code) { error = "webhook answered \(response.status.code)" }
-                } catch let e {
-                    error = "\(e)"
+            let notification = AlertNotification(
+                alert: Alert(key: row[4], kind: row[5], message: row[6], createdAtUs: row[7], count: row[8]),
+                event: row[2], resolvedAtUs: row[9])
+            byChannel[row[1], default: []].append(Due(id: row[0], attempts: row[3], notification: notification))
+        }
+        let results = await withTaskGroup(of: [(Int64, Int, String?)].self) { group in
+            for (name, items) in byChannel {
+                let channel = channels[name]
+                group.addTask {
+                    var out: [(Int64, Int, String?)] = []
+                    for item in items {
+                        var error: String?
+                        if let channel {
+                            do { try await channel.send(item.notification, now: Clock.nowMicros()) } catch let e { error = "\(e)" }
+                        } else {
+                            error = "channel '\(name)' is not configured any more; add it back to deliver this notification"
+                        }
+                        Counter(label: MetricNames.notifications, dimensions: [("channel", name), ("result", error == nil ? "delivered" : "failed")]).increment()
+                        out.append((item.id, item.attempts, error))
+                    }
+                    return out
                 }
             }
-            try await store.database.write { [error] db in
+            var all: [(Int64, Int, String?)] = []
+            for await part in group { all += part }
+            return all
+        }
+        guard !results.isEmpty else { return }
+        try await store.database.write { db in
+            for (id, attempts, error) in results {
                 if let error {
                     let backoff = min(300_000_000, 1_000_000 << min(attempts, 20))
-                    try db.execute(sql: "UPDATE alerts SET attempts = attempts + 1, next_attempt_at_us = ?, last_error = ? WHERE id = ?",
+                    try db.execute(sql: "UPDATE alert_notifications SET attempts = attempts + 1, next_attempt_at_us = ?, last_error = ? WHERE id = ?",
                                    arguments: [now + Int64(backoff), error, id])
                 } else {
-                    try db.execute(sql: "UPDATE alerts SET attempts = attempts + 1, delivered_at_us = ? WHERE id = ?", arguments: [now, id])
+                    try db.execute(sql: "UPDATE alert_notifications SET attempts = attempts + 1, delivered_at_us = ?, last_error = NULL WHERE id = ?",
+                                   arguments: [Clock.nowMicros(), id])
                 }
             }
-            if let error { logger.error("alert delivery failed; will retry", metadata: ["key": "\(alert.key)", "error": "\(error)"]) }
+        }
+        for (_, _, error) in results where error != nil {
+            logger.error("alert delivery failed; will retry", metadata: ["error": "\(error!)"])
         }
     }
 }

@@ -1,4 +1,5 @@
 import Dispatch
+import Dashboard
 import Foundation
 import Hummingbird
 import Logging
@@ -62,6 +63,8 @@ public enum AdminServer {
                 return text(500, #"{"error":"\#(error)"}"#)
             }
         }
+        // The live dashboard of this cluster at /dashboard.
+        DashboardApp.addRoutes(to: router, configuration: DashboardConfiguration(dataDir: cluster.configuration.dataDirectory))
         return Application(
             router: router,
             configuration: .init(address: .hostname("127.0.0.1", port: port), serverName: "livesync-dev"),
@@ -69,6 +72,7 @@ public enum AdminServer {
                 let url = "http://127.0.0.1:\(channel.localAddress?.port ?? port)"
                 try? cluster.writeInfo(adminURL: url)
                 say("admin:      \(url)  (GET /processes, POST /processes/NAME/restart|kill, /scale/KIND/N, /broker/down?seconds=N)")
+                say("dashboard:  \(url)/dashboard")
             },
             logger: logger)
     }

@@ -19,6 +19,8 @@ public struct DevClusterConfiguration: Sendable {
     public var sessionTimeoutMilliseconds = 6_000
     /// Alert webhook passed to livesync-alerting.
     public var alertWebhookURL: String?
+    /// Configuration file (alert rules and channels) passed to livesync-alerting as `--config`.
+    public var alertingConfigFile: String?
     /// `PRAGMA synchronous` of every state database.
     public var synchronous = "FULL"
     /// Run without the alerting process.
@@ -133,6 +135,7 @@ public final class DevCluster: Sendable {
         ingestEnv["LIVESYNC_INGEST_SHOPS"] = shops.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ";")
         ingestEnv["LIVESYNC_INGEST_PORT"] = env["LIVESYNC_INGEST_PORT"] ?? "0"
         ingestEnv["LIVESYNC_INGEST_ADDRESS_FILE"] = addressFile
+        ingestEnv["LIVESYNC_KAFKA_INSTANCE_ID"] = "ingest"
         // Ingest sends one small produce per webhook; the embedded broker scans every message set
         // it holds on each fetch, so fewer, larger sets keep it fast (adds up to this much latency).
         ingestEnv["LIVESYNC_KAFKA_LINGER_MS"] = env["LIVESYNC_KAFKA_LINGER_MS"] ?? String(configuration.ingestLingerMilliseconds)
@@ -148,7 +151,8 @@ public final class DevCluster: Sendable {
             var al = env
             al["LIVESYNC_KAFKA_INSTANCE_ID"] = "alerting-1"
             if let url = configuration.alertWebhookURL { al["LIVESYNC_ALERTING_WEBHOOK_URL"] = url }
-            try supervisor.start(ChildSpec(name: "alerting", executable: "\(bin)/livesync-alerting", environment: al))
+            try supervisor.start(ChildSpec(name: "alerting", executable: "\(bin)/livesync-alerting",
+                                           arguments: configuration.alertingConfigFile.map { ["--config", $0] } ?? [], environment: al))
         }
 
         // Wait for ingest to listen (it writes its URL once bound).

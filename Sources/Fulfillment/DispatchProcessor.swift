@@ -180,7 +180,11 @@ public final class DispatchProcessor: BatchProcessor {
             try s.settleRefunds.execute(arguments: [now, orderID])
         }
         output.emit(topic: Topics.orderOutcomes, key: orderID, value: outcome.bytes)
+        output.recordDuration(Self.latencyKeys[status] ?? .syncLatency(status: status), nanoseconds: max(0, now - order.ingestedAtUs) * 1_000)
     }
+
+    static let latencyKeys: [String: MetricKey] = Dictionary(uniqueKeysWithValues:
+        [ErpBook.Status.synced, ErpBook.Status.outOfStock, ErpBook.Status.cancelled].map { ($0, MetricKey.syncLatency(status: $0)) })
 
     /// A release of a line's reservation; its id is derived from the line so stock applies it once.
     public static func release(_ line: OrderLine, reason: String, now: Int64) -> StockAdjustment {

@@ -5,6 +5,7 @@ import Kafka
 import Logging
 import Model
 import NIOCore
+import Telemetry
 import Worker
 
 /// Settings of `livesync-ingest`.
@@ -59,19 +60,27 @@ public struct OrderPublisher: Sendable {
 
 /// The HTTP side of ingest.
 public enum IngestApp {
-    /// - Parameter extraRoutes: registers further routes (the platform connectors' webhooks) on the same server.
+    /// - Parameters:
+    ///   - extraRoutes: registers further routes (the platform connectors' webhooks) on the same server.
+    ///   - health: `/metrics`, `/healthz`, `/readyz` served beside the webhooks; nil: a plain `/healthz`.
+    ///   - metrics: counts orders received, published and refused per platform.
+    ///   - dataDir: where the process record for `livesync status` is written once listening.
     public static func make(
         configuration: IngestConfiguration, publisher: OrderPublisher, logger: Logger,
-        extraRoutes: (Router<BasicRequestContext>) -> Void = { _ in }
+        extraRoutes: (Router<BasicRequestContext>) -> Void = { _ in },
+        health: HealthEndpoints? = nil, metrics: IngestMetrics = IngestMetrics(), dataDir: String? = nil
     ) -> some ApplicationProtocol {
         let router = Router()
         extraRoutes(router)
-        router.get("/healthz") { _, _ in json(200, #"{"status":"ok"}"#) }
+        if let health { health.addRoutes(to: router) } else {
+            router.get("/healthz") { _, _ in json(200, #"{"status":"ok"}"#) }
+        }
         router.post("/webhooks/generic") { request, _ in
-            await handle(request, configuration: configuration, logger: logger) { body, authenticate, now in
+            await handle(request, configuration: configuration, logger: logger, metrics: (metrics, "generic")) { body, authenticate, now in
                 let json = try GenericWebhook.decode(GenericWebhook.OrderJSON.self, body)
                 let order = try GenericWebhook.order(from: json, shop: try authenticate(json.shop_id), now: now)
                 do { try await publisher.publish(order) } catch { throw IngestError.unavailable("\(error)") }
+                metrics.published(platform: "generic")
                 return #"{"status":"accepted","order_id":"\#(order.orderID)","lines":\#(order.lines.count)}"#
             }
         }
@@ -93,6 +102,7 @@ public enum IngestApp {
                 let address = "http://\(configuration.host):\(port)"
                 logger.info("ingest listening", metadata: ["url": "\(address)"])
                 if let addressFile { try? address.write(toFile: addressFile, atomically: true, encoding: .utf8) }
+                if let health { TelemetryServer.registerListening(process: health.process, url: address, dataDir: dataDir, logger: logger) }
             },
             logger: logger)
     }
@@ -103,9 +113,11 @@ public enum IngestApp {
     /// Every refusal is a JSON error; nothing is published for a refused request.
     static func handle(
         _ request: Request, configuration: IngestConfiguration, logger: Logger,
+        metrics: (IngestMetrics, platform: String)? = nil,
         accept: (_ body: [UInt8], _ authenticate: (String) throws(IngestError) -> ShopCredentials, _ now: Int64) async throws -> String
     ) async -> Response {
         var request = request
+        metrics.map { $0.0.received(platform: $0.platform) }
         do {
             let buffer: ByteBuffer
             do { buffer = try await request.collectBody(upTo: configuration.maxBodyBytes) } catch {
@@ -130,9 +142,11 @@ public enum IngestApp {
             }
             return json(200, try await accept(body, authenticate, Clock.nowMicros()))
         } catch let error as IngestError {
+            metrics.map { $0.0.refused(platform: $0.platform, reason: error.reason) }
             if error.status >= 500 { logger.error("request failed", metadata: ["error": "\(error)"]) }
             return json(error.status, error.jsonBody)
         } catch {
+            metrics.map { $0.0.refused(platform: $0.platform, reason: "internal") }
             logger.error("request failed", metadata: ["error": "\(error)"])
             return json(500, #"{"error":"internal"}"#)
         }

@@ -228,6 +228,10 @@ public final class StockProcessor: ChangelogProcessor {
         }
 
         if let h = hot { levels[h.key] = h.level }
+        var reservedCount = 0
+        for r in reservations where r.status == .reserved { reservedCount += 1 }
+        output.count(.linesReserved, by: reservedCount)
+        output.count(.linesRejected, by: reservations.count - reservedCount)
         // Encoding is pure too.
         let encoded = ParallelMap.map(reservations) { $0.bytes }
         for (r, bytes) in zip(reservations, encoded) {

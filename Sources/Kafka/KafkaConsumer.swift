@@ -131,6 +131,14 @@ public final class KafkaConsumer {
         return KafkaMessage(topic: topic, partition: m.partition, offset: m.offset, key: key, value: value)
     }
 
+    /// The partition's high watermark as of the last fetch response (librdkafka's cache: no
+    /// broker round trip), or nil when none has been seen yet. For lag figures.
+    public func cachedHighWatermark(_ tp: TopicPartition) -> Int64? {
+        var low: Int64 = -1, high: Int64 = -1
+        let err = rd_kafka_get_watermark_offsets(handle, tp.topic, tp.partition, &low, &high)
+        return err == RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0 ? high : nil
+    }
+
     /// Commits offsets to the group without waiting (for lag tools only: the truth is in SQLite).
     public func commitAsync(_ offsets: [TopicPartition: Int64]) {
         guard !offsets.isEmpty, let list = rd_kafka_topic_partition_list_new(Int32(offsets.count)) else { return }

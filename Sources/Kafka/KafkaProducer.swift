@@ -225,6 +225,15 @@ public final class KafkaProducer: @unchecked Sendable {
     }
 
     /// Flushes outstanding messages (bounded by `timeoutMilliseconds`) and stops the poll thread.
+    /// Whether a broker answers a metadata request within the timeout (readiness checks).
+    /// Thread-safe; costs one round trip.
+    public func brokerReachable(timeoutMilliseconds: Int32 = 2_000) -> Bool {
+        var metadata: UnsafePointer<rd_kafka_metadata>?
+        let err = rd_kafka_metadata(handle, 0, nil, &metadata, timeoutMilliseconds)
+        if let metadata { rd_kafka_metadata_destroy(metadata) }
+        return err == RD_KAFKA_RESP_ERR_NO_ERROR
+    }
+
     public func close(timeoutMilliseconds: Int32 = 10_000) {
         guard closed.set() else { return }
         let err = rd_kafka_flush(handle, timeoutMilliseconds)

@@ -42,6 +42,10 @@ public struct BatchStatistics: Sendable {
     public var messages = 0
     public var deadLetters = 0
     public var lastBatchAtUs: Int64 = 0
+    /// Owned partitions with their next offset and high watermark (refreshed about once a second).
+    public var partitions: [TopicPartition: PartitionPosition] = [:]
+    /// Messages behind the high watermarks, over the owned partitions.
+    public var lag: Int64 { partitions.values.reduce(0) { $0 + $1.lag } }
 }
 
 /// A consumer-group member that applies messages in batches, one SQLite transaction per batch,
@@ -60,6 +64,7 @@ public final class BatchConsumerService: Service, Sendable {
     private let logger: Logger
     private let stop = StopFlag()
     private let stats = Mutex<BatchStatistics>(BatchStatistics())
+    private let metrics: ConsumerMetrics
 
     public init(
         configuration: BatchConsumerConfiguration,
@@ -73,6 +78,7 @@ public final class BatchConsumerService: Service, Sendable {
         self.producer = producer
         self.logger = logger
         self.makeProcessor = makeProcessor
+        self.metrics = ConsumerMetrics(group: configuration.groupID)
     }
 
     public var statistics: BatchStatistics { stats.withLock { $0 } }
@@ -173,6 +179,7 @@ public final class BatchConsumerService: Service, Sendable {
                 } else if batch.isEmpty {
                     try retireDelivered()
                 }
+                publishPositions(force: false)
             }
             try flush()
             consumer.close()
@@ -192,6 +199,7 @@ public final class BatchConsumerService: Service, Sendable {
             }
             let stored = try service.store.offsets(group: group, for: partitions)
             for tp in partitions { next[tp] = stored[tp] ?? 0 }
+            publishPositions(force: true)
             log.info("start offsets loaded from SQLite", metadata: ["offsets": "\(stored.map { "\($0.key)=\($0.value)" }.sorted().joined(separator: ","))"])
             return stored
         }
@@ -214,6 +222,7 @@ public final class BatchConsumerService: Service, Sendable {
             for tp in partitions { next[tp] = nil }
             let held = Set(next.keys.map(\.partition))
             for p in Set(partitions.map(\.partition)) where !held.contains(p) { heads[p] = nil }
+            publishPositions(force: true)
         }
 
         // MARK: Changelog
@@ -335,6 +344,19 @@ public final class BatchConsumerService: Service, Sendable {
             return newHeads
         }
 
+        /// Publishes each owned partition's position and lag (statistics and metrics), at most
+        /// once a second unless forced: librdkafka's cached watermarks, no broker round trip.
+        var positionsPublishedAt: UInt64 = 0
+        func publishPositions(force: Bool) {
+            let now = DispatchTime.now().uptimeNanoseconds
+            guard force || now &- positionsPublishedAt >= 1_000_000_000 else { return }
+            positionsPublishedAt = now
+            var positions: [TopicPartition: PartitionPosition] = [:]
+            for (tp, n) in next { positions[tp] = PartitionPosition(next: n, highWatermark: consumer?.cachedHighWatermark(tp)) }
+            service.stats.withLock { $0.partitions = positions }
+            service.metrics.positions(positions)
+        }
+
         // MARK: Batches
 
         func flush() throws {
@@ -392,12 +414,14 @@ public final class BatchConsumerService: Service, Sendable {
                         let (first, rest) = stages(output.messages)
                         inFlight.append(Flight(group: service.producer.enqueueInBackground(rest, after: first), seq: seq, first: first, messages: rest))
                     }
+                    let committedAt = Clock.nowMicros()
                     service.stats.withLock {
                         $0.batches += 1
                         $0.messages += messages.count
                         $0.deadLetters += output.deadLetters
-                        $0.lastBatchAtUs = Clock.nowMicros()
+                        $0.lastBatchAtUs = committedAt
                     }
+                    service.metrics.batchCommitted(messages: messages.count, output: output, commitNanoseconds: t2 - t1, at: committedAt)
                     return
                 } catch let error as DatabaseError where attempt < 20 && (error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED) {
                     attempt += 1

@@ -13,7 +13,22 @@ public struct BatchOutput: Sendable {
     public internal(set) var deadLetters = 0
     /// Each source partition's state delta of this batch (see `ChangelogProcessor`).
     public internal(set) var changelog: [Int32: [UInt8]] = [:]
+    /// Counter increments to record once the batch commits (see `count`).
+    public internal(set) var counts: [MetricKey: Int] = [:]
+    /// Duration samples in nanoseconds to record once the batch commits (see `recordDuration`).
+    public internal(set) var durations: [MetricKey: [Int64]] = [:]
     let group: String
+
+    /// Adds `n` to a counter metric, recorded only if this batch commits. Call once per batch
+    /// with a total rather than once per message.
+    public mutating func count(_ key: MetricKey, by n: Int) {
+        counts[key, default: 0] += n
+    }
+
+    /// Adds a duration sample (nanoseconds) to a histogram metric, recorded only if the batch commits.
+    public mutating func recordDuration(_ key: MetricKey, nanoseconds: Int64) {
+        durations[key, default: []].append(nanoseconds)
+    }
 
     public init(group: String) { self.group = group }
 

@@ -4,6 +4,7 @@ import Kafka
 import Logging
 import ServiceLifecycle
 import SystemPackage
+import Telemetry
 
 /// Where every LiveSync executable reads its configuration: environment variables first
 /// (`LIVESYNC_KAFKA_BOOTSTRAP`), then an optional JSON file (`{"livesync": {"kafka": {"bootstrap": …}}}`),
@@ -139,6 +140,7 @@ public enum ConsumerMain {
         makeProcessor: @escaping @Sendable (LiveSyncConfig) throws -> any BatchProcessor
     ) async throws {
         ServiceRunner.bootstrapLogging()
+        Telemetry.bootstrap()
         let logger = Logger(label: "livesync.\(name)")
         let config = try await LiveSyncConfig(file: configFile)
         let store = try StateStore(try config.stateStore(database ?? name))
@@ -149,7 +151,8 @@ public enum ConsumerMain {
             store: store, producer: producer, logger: logger,
             makeProcessor: { try makeProcessor(config) })
         logger.info("starting", metadata: ["bootstrap": "\(kafka.bootstrapServers)", "db": "\(store.configuration.path)"])
-        try await ServiceRunner.run([service] + extraServices(config, store, logger), logger: logger)
+        let telemetry = telemetryService(name: name, config: config, store: store, producer: producer, service: service, logger: logger)
+        try await ServiceRunner.run([service, telemetry] + extraServices(config, store, logger), logger: logger)
         producer.close()
     }
 }

@@ -5,6 +5,7 @@ import Ingest
 import Kafka
 import Logging
 import ServiceLifecycle
+import Telemetry
 import Worker
 
 /// Webhook ingest: verifies, normalises and publishes orders by SKU.
@@ -19,6 +20,7 @@ struct IngestCommand: AsyncParsableCommand {
 
     func run() async throws {
         ServiceRunner.bootstrapLogging()
+        Telemetry.bootstrap()
         let logger = Logger(label: "livesync.ingest")
         let settings = try await LiveSyncConfig(file: config)
         let shops = try ShopCredentials.parseList(settings.string("ingest.shops", default: ""))
@@ -44,10 +46,13 @@ struct IngestCommand: AsyncParsableCommand {
             publisher: publisher, logger: logger,
             extraRoutes: { router in
                 ConnectorRoutes.register(on: router, platforms: connectors.platforms, pipeline: pipeline, maxBodyBytes: maxBody)
-            })
+            },
+            health: HealthEndpoints(process: settings.processName("ingest"), checks: [StandardChecks.brokerReachable(producer)]),
+            dataDir: settings.telemetry.dataDir)
         var services: [any Service] = [app]
         if !pollers.isEmpty { services.append(PollerService(pollers: pollers, interval: connectors.poll.interval)) }
         try await ServiceRunner.run(services, logger: logger)
+        if let dataDir = settings.telemetry.dataDir { ProcessRecord.remove(name: settings.processName("ingest"), dataDir: dataDir) }
         producer.close()
     }
 }

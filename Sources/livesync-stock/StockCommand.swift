@@ -15,7 +15,10 @@ struct StockCommand: AsyncParsableCommand {
     func run() async throws {
         try await ConsumerMain.run(
             name: "stock", group: "livesync-stock",
-            topics: [Topics.orderLines], companionTopics: [Topics.stockAdjustments], configFile: config
+            topics: [Topics.orderLines], companionTopics: [Topics.stockAdjustments], configFile: config,
+            extraServices: { settings, store, logger in
+                [HotSkuGauges(store: store, count: settings.int("metrics.hotSkus", default: 10), logger: logger)]
+            }
         ) { _ in StockProcessor() }
     }
 }

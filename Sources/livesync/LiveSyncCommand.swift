@@ -1,8 +1,11 @@
 import ArgumentParser
 import AsyncHTTPClient
 import Cluster
+import Dashboard
 import Foundation
 import Ingest
+import Inspection
+import Telemetry
 import Kafka
 import Logging
 import Worker
@@ -12,7 +15,7 @@ struct LiveSyncCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "livesync",
         abstract: "LiveSync operator CLI: run the embedded cluster, replay live sessions, run the demo.",
-        subcommands: [Dev.self, Demo.self, Chaos.self, Replay.self, Restart.self, Kill.self, Scale.self, Dlq.self, CreateTopics.self, Bench.self])
+        subcommands: [Dev.self, Demo.self, Chaos.self, Replay.self, Restart.self, Kill.self, Scale.self, Dlq.self, CreateTopics.self, Bench.self, Status.self, Inspect.self, DashboardCommand.self])
 }
 
 struct SessionOptions: ParsableArguments {
@@ -55,6 +58,7 @@ extension LiveSyncCommand {
         @Option(help: "livesync-dispatch instances.") var dispatchInstances = 1
         @Option(help: "Admin port on 127.0.0.1 (0: any free port).") var adminPort = 0
         @Option(help: "Alert webhook URL for livesync-alerting.") var alertWebhook: String?
+        @Option(help: "Configuration file for livesync-alerting (alert rules and channels).") var alertingConfig: String?
 
         func run() async throws {
             ServiceRunner.bootstrapLogging()
@@ -63,6 +67,7 @@ extension LiveSyncCommand {
             config.stockInstances = stockInstances
             config.dispatchInstances = dispatchInstances
             config.alertWebhookURL = alertWebhook
+            config.alertingConfigFile = alertingConfig
             let cluster = try await DevCluster(configuration: config, logger: logger)
             say("bootstrap:  \(cluster.bootstrap)")
             say("ingest:     \(cluster.ingestURL)/webhooks/generic")
@@ -389,4 +394,81 @@ func admin(_ clusterFile: String, _ path: String) async throws {
     let body = try await response.body.collect(upTo: 1 << 16)
     print(String(buffer: body))
     if response.status.code != 200 { throw ExitCode(1) }
+}
+
+extension LiveSyncCommand {
+    struct Status: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Every running process (from <data-dir>/processes): health, partitions, lag, last batch. Exits 1 unless all are ready.")
+        @Option(help: "Data directory of the cluster (`livesync dev`: var/dev; production: dataDir).") var dataDir = "var/dev"
+        @Flag(help: "Print the rows as JSON.") var json = false
+
+        func run() async throws {
+            let rows = await ProcessStatus.collect(dataDir: dataDir)
+            if json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+                print(String(decoding: try encoder.encode(rows), as: UTF8.self))
+            } else {
+                print(ProcessStatus.render(rows, now: Clock.nowMicros()))
+            }
+            if rows.isEmpty || rows.contains(where: { !$0.isReady }) { throw ExitCode(1) }
+        }
+    }
+}
+
+extension LiveSyncCommand {
+    struct Inspect: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Consistency inspection: topics vs stock store vs ERP book (placed orders booked, stock conserved per SKU, no offset gap). Exits 1 on a mismatch.")
+        @Option(help: "Data directory of the cluster (its cluster.json gives the bootstrap for `livesync dev`). Default: dataDir of --config, else var/dev.") var dataDir: String?
+        @Option(help: "JSON configuration file of the cluster (kafka.*, dataDir, db.*).") var config: String?
+        @Option(help: "Kafka bootstrap servers (overrides cluster.json and the configuration).") var bootstrap: String?
+        @Option(help: "Seconds of recent activity treated as in flight rather than as a mismatch.") var grace = 30.0
+        @Flag(help: "Print the report as JSON.") var json = false
+
+        func run() async throws {
+            let settings = try await LiveSyncConfig(file: config)
+            var kafka = try settings.kafka()
+            let dir = dataDir ?? settings.optionalString("dataDir") ?? "var/dev"
+            if let bootstrap {
+                kafka.bootstrapServers = bootstrap
+            } else if let info = try? ClusterInfo.load("\(dir)/cluster.json") {
+                kafka.bootstrapServers = info.bootstrap
+            }
+            func path(_ name: String) -> String { settings.optionalString("db.\(name)") ?? "\(dir)/\(name).sqlite" }
+            let report = try Inspector.run(InspectionConfiguration(
+                kafka: kafka, stockDatabase: path("stock"), erpDatabase: path("erp"), alertingDatabase: path("alerting"), graceSeconds: grace))
+            if json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+                print(String(decoding: try encoder.encode(report), as: UTF8.self))
+            } else {
+                print(report.render())
+            }
+            if !report.passed { throw ExitCode(1) }
+        }
+    }
+}
+
+extension LiveSyncCommand {
+    struct DashboardCommand: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "dashboard",
+            abstract: "Serve the live dashboard (orders, sync times, stock, rejections, lag, alerts) for a cluster's data directory.")
+        @Option(help: "Data directory of the cluster (ERP book, stock and alert stores, process records).") var dataDir = "var/dev"
+        @Option(help: "Listen address.") var host = "127.0.0.1"
+        @Option(help: "Listen port (0: any free port).") var port = 8090
+        @Option(help: "Seconds after which a waiting order is listed as beyond the SLA.") var slaSeconds = 5.0
+        @Option(help: "Refresh period of the figures, in milliseconds.") var refreshMs = 5_000
+
+        func run() async throws {
+            ServiceRunner.bootstrapLogging()
+            let logger = Logger(label: "livesync.dashboard")
+            let app = DashboardApp.make(
+                configuration: DashboardConfiguration(dataDir: dataDir, slaSeconds: slaSeconds, refreshMilliseconds: refreshMs),
+                host: host, port: port, logger: logger)
+            try await ServiceRunner.run([app], logger: logger)
+        }
+    }
 }

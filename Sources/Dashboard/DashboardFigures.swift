@@ -1,0 +1,214 @@
+import Dispatch
+import Foundation
+import GRDB
+import Telemetry
+import Worker
+
+/// Settings of the live dashboard.
+public struct DashboardConfiguration: Sendable {
+    /// Data directory of the cluster: the ERP book, stock store, alert store and process records.
+    public var dataDir: String
+    public var erpDatabase: String
+    public var stockDatabase: String
+    public var alertingDatabase: String
+    /// Orders waiting longer than this are listed as beyond the SLA. Default 5 s.
+    public var slaSeconds: Double
+    /// How often figures are recomputed and pushed to open pages. Default 5 s.
+    public var refreshMilliseconds: Int
+
+    public init(dataDir: String, slaSeconds: Double = 5, refreshMilliseconds: Int = 5_000) {
+        self.dataDir = dataDir
+        self.erpDatabase = "\(dataDir)/erp.sqlite"
+        self.stockDatabase = "\(dataDir)/stock.sqlite"
+        self.alertingDatabase = "\(dataDir)/alerting.sqlite"
+        self.slaSeconds = slaSeconds
+        self.refreshMilliseconds = refreshMilliseconds
+    }
+}
+
+/// Everything the page shows, computed from the ERP book (orders, sync times, platforms,
+/// rejections), the stock store (remaining stock), the alert store (waiting orders, alerts)
+/// and the processes' `/readyz` (lag). Buyer data is masked before it leaves this type.
+public struct DashboardSnapshot: Sendable, Codable, Equatable {
+    public struct Minute: Sendable, Codable, Equatable { public var minute: Int64; public var orders: Int }
+    public struct HotSku: Sendable, Codable, Equatable {
+        public var sku: String
+        public var warehouse: String
+        public var available: Int64
+        public var soldLast5Min: Int64
+        /// Units reserved over the last 5 minutes (from the stock store's counters, sampled each
+        /// refresh); minutes to sell-out at that rate, nil when nothing sold.
+        public var minutesToSellOut: Double?
+        /// Units reserved so far (the stock store's counter the sales rate is derived from).
+        public var reserved: Int64 = 0
+    }
+    public struct Platform: Sendable, Codable, Equatable { public var platform: String; public var synced: Int; public var failed: Int; public var cancelled: Int }
+    public struct Rejection: Sendable, Codable, Equatable { public var sku: String; public var lines: Int }
+    public struct Consumer: Sendable, Codable, Equatable { public var process: String; public var health: String; public var partitions: Int?; public var lag: Int64?; public var lastBatchAtUs: Int64? }
+    public struct AlertRow: Sendable, Codable, Equatable { public var kind: String; public var message: String; public var createdAtUs: Int64; public var resolvedAtUs: Int64? }
+    public struct RecentOrder: Sendable, Codable, Equatable {
+        public var orderID: String
+        public var platform: String
+        public var status: String
+        public var totalFen: Int64
+        public var buyer: String
+        public var phone: String
+        public var syncMs: Double
+    }
+
+    public var generatedAtUs: Int64 = 0
+    public var ordersPerMinute: [Minute] = []
+    public var total = 0
+    public var synced = 0
+    public var failed = 0
+    public var cancelled = 0
+    public var waiting = 0
+    public var avgSyncMs = 0.0
+    public var p99SyncMs = 0.0
+    public var unsyncedBeyondSla = 0
+    public var unsyncedIDs: [String] = []
+    public var hotSkus: [HotSku] = []
+    public var rejectedLines = 0
+    public var rejections: [Rejection] = []
+    public var platforms: [Platform] = []
+    public var consumers: [Consumer] = []
+    public var alerts: [AlertRow] = []
+    public var recentOrders: [RecentOrder] = []
+}
+
+/// Buyer data never leaves the dashboard unmasked.
+public enum PIIMask {
+    /// 王芳 → 王*, Alice Wong → A*********
+    public static func name(_ name: String) -> String {
+        guard let first = name.first else { return "" }
+        return String(first) + String(repeating: "*", count: max(1, name.count - 1))
+    }
+    /// 13900001111 → 139****1111; short numbers keep at most their last 2 digits.
+    public static func phone(_ phone: String) -> String {
+        let chars = Array(phone)
+        guard chars.count >= 7 else { return String(repeating: "*", count: max(0, chars.count - 2)) + String(chars.suffix(2)) }
+        return String(chars.prefix(3)) + String(repeating: "*", count: chars.count - 7) + String(chars.suffix(4))
+    }
+}
+
+public enum DashboardFigures {
+    static func open(_ path: String) -> DatabaseQueue? {
+        guard FileManager.default.fileExists(atPath: path) else { return nil }
+        var config = Configuration()
+        config.readonly = true
+        config.busyMode = .timeout(5)
+        return try? DatabaseQueue(path: path, configuration: config)
+    }
+
+    public static func compute(_ configuration: DashboardConfiguration, now: Int64 = Clock.nowMicros()) async throws -> DashboardSnapshot {
+        // Blocking SQLite reads: off the cooperative pool.
+        var s = try await withCheckedThrowingContinuation { (c: CheckedContinuation<DashboardSnapshot, any Error>) in
+            DispatchQueue.global(qos: .utility).async { c.resume(with: Result { try stored(configuration, now: now) }) }
+        }
+        s.consumers = await ProcessStatus.collect(dataDir: configuration.dataDir, timeout: .seconds(2)).map {
+            .init(process: $0.process, health: $0.health, partitions: $0.partitions, lag: $0.lag, lastBatchAtUs: $0.lastBatchAtUs)
+        }
+        return s
+    }
+
+    /// The figures that come from the databases.
+    public static func stored(_ configuration: DashboardConfiguration, now: Int64) throws -> DashboardSnapshot {
+        var s = DashboardSnapshot()
+        s.generatedAtUs = now
+        if let erp = open(configuration.erpDatabase) {
+            try erp.read { db in
+                db.clearSchemaCache()
+                guard try db.tableExists("erp_orders") else { return }
+                // Aggregated inside SQLite (no row reaches Swift): statuses per platform, sync times.
+                var platforms: [String: DashboardSnapshot.Platform] = [:]
+                var latencySum: Int64 = 0
+                let firstMinute = now / 60_000_000 - 59
+                var perMinute: [Int64: Int] = [:]
+                // One scan: per platform, status and minute of ingest.
+                for row in try Row.fetchAll(db, sql: """
+                    SELECT platform, status, ingested_at_us / 60000000, COUNT(*), SUM(decided_at_us - ingested_at_us) FROM erp_orders GROUP BY 1, 2, 3
+                    """) {
+                    let platform: String = row[0], status: String = row[1], minute: Int64 = row[2], n: Int = row[3]
+                    s.total += n
+                    if minute >= firstMinute { perMinute[minute, default: 0] += n }
+                    var p = platforms[platform] ?? .init(platform: platform, synced: 0, failed: 0, cancelled: 0)
+                    switch status {
+                    case "synced": s.synced += n; p.synced += n; latencySum += row[4]
+                    case "out_of_stock": s.failed += n; p.failed += n
+                    default: s.cancelled += n; p.cancelled += n
+                    }
+                    platforms[platform] = p
+                }
+                s.platforms = platforms.values.sorted { $0.platform < $1.platform }
+                if let first = perMinute.keys.min() {
+                    s.ordersPerMinute = (first...(now / 60_000_000)).map { .init(minute: $0, orders: perMinute[$0] ?? 0) }
+                }
+                if s.synced > 0 {
+                    s.avgSyncMs = (Double(latencySum) / Double(s.synced) / 1_000 * 10).rounded() / 10
+                    // Nearest-rank p99 over whole milliseconds (a histogram at 1 ms resolution).
+                    let rank = Int((0.99 * Double(s.synced)).rounded(.up))
+                    var seen = 0
+                    for row in try Row.fetchAll(db, sql: """
+                        SELECT (decided_at_us - ingested_at_us) / 1000, COUNT(*) FROM erp_orders WHERE status = 'synced' GROUP BY 1 ORDER BY 1
+                        """) {
+                        seen += row[1] as Int
+                        if seen >= rank { s.p99SyncMs = Double(row[0] as Int64); break }
+                    }
+                }
+                if try db.tableExists("dispatch_pending_orders") {
+                    s.waiting = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM dispatch_pending_orders") ?? 0
+                }
+                for row in try Row.fetchAll(db, sql: """
+                    SELECT sku, COUNT(*) FROM erp_order_lines WHERE reservation = 'rejected' GROUP BY sku ORDER BY COUNT(*) DESC, sku LIMIT 5
+                    """) { s.rejections.append(.init(sku: row[0], lines: row[1])) }
+                s.rejectedLines = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM erp_order_lines WHERE reservation = 'rejected'") ?? 0
+                for row in try Row.fetchAll(db, sql: """
+                    SELECT order_id, platform, status, total_fen, buyer_name, buyer_phone, decided_at_us - ingested_at_us
+                    FROM erp_orders ORDER BY decided_at_us DESC, order_id LIMIT 10
+                    """) {
+                    s.recentOrders.append(.init(orderID: row[0], platform: row[1], status: row[2], totalFen: row[3],
+                                                buyer: PIIMask.name(row[4]), phone: PIIMask.phone(row[5]), syncMs: Double(row[6] as Int64) / 1_000))
+                }
+            }
+        }
+        if let stock = open(configuration.stockDatabase) {
+            try stock.read { db in
+                db.clearSchemaCache()
+                guard try db.tableExists("stock") else { return }
+                for row in try Row.fetchAll(db, sql: "SELECT sku, warehouse, on_hand - reserved, reserved FROM stock ORDER BY reserved DESC, sku LIMIT 10") {
+                    s.hotSkus.append(.init(sku: row[0], warehouse: row[1], available: row[2], soldLast5Min: 0, minutesToSellOut: nil, reserved: row[3]))
+                }
+            }
+        }
+        if let alerting = open(configuration.alertingDatabase) {
+            try alerting.read { db in
+                db.clearSchemaCache()
+                if try db.tableExists("alert_orders") {
+                    let waiting = try String.fetchAll(db, sql: """
+                        SELECT order_id FROM alert_orders WHERE decided = 0 AND ingested_at_us < ? ORDER BY ingested_at_us LIMIT 1000
+                        """, arguments: [now - Int64(configuration.slaSeconds * 1e6)])
+                    let booked = try booked(waiting, configuration)
+                    let late = waiting.filter { !booked.contains($0) }
+                    s.unsyncedBeyondSla = late.count
+                    s.unsyncedIDs = Array(late.prefix(20))
+                }
+                if try db.tableExists("alerts") {
+                    for row in try Row.fetchAll(db, sql: "SELECT kind, message, created_at_us, resolved_at_us FROM alerts ORDER BY id DESC LIMIT 15") {
+                        s.alerts.append(.init(kind: row[0], message: row[1], createdAtUs: row[2], resolvedAtUs: row[3]))
+                    }
+                }
+            }
+        }
+        return s
+    }
+
+    /// Which of `ids` the ERP book holds (the alert store may not have seen their outcome yet).
+    static func booked(_ ids: [String], _ configuration: DashboardConfiguration) throws -> Set<String> {
+        guard !ids.isEmpty, let erp = open(configuration.erpDatabase) else { return [] }
+        return try erp.read { db in
+            guard try db.tableExists("erp_orders") else { return [] }
+            let statement = try db.makeStatement(sql: "SELECT 1 FROM erp_orders WHERE order_id = ?")
+            return Set(try ids.filter { try Bool.fetchOne(statement, arguments: [$0]) == true })
+        }
+    }
+}

@@ -1,0 +1,70 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Metrics
+import Testing
+
+@testable import Telemetry
+
+@Suite struct TelemetryTests {
+    func app(_ endpoints: HealthEndpoints) -> some ApplicationProtocol {
+        let router = Router()
+        endpoints.addRoutes(to: router)
+        return Application(router: router)
+    }
+
+    @Test func readyzAnswers503AndNamesTheFailingCheck() async throws {
+        let endpoints = HealthEndpoints(process: "stock-1", checks: [
+            HealthCheck("broker_reachable") { .pass() },
+            HealthCheck("sqlite_writable") { .fail("/data/stock.sqlite: attempt to write a readonly database") },
+        ], consumption: { ConsumptionSnapshot(partitions: 3, lag: 12, lastBatchAtUs: 5) })
+        try await app(endpoints).test(.router) { client in
+            try await client.execute(uri: "/readyz", method: .get) { response in
+                #expect(response.status == .serviceUnavailable)
+                let report = try JSONDecoder().decode(ReadinessReport.self, from: Data(buffer: response.body))
+                #expect(report.failed == ["sqlite_writable"])
+                #expect(report.status == "not_ready")
+                #expect(report.checks["sqlite_writable"]?.detail.contains("readonly") == true)
+                #expect(report.checks["broker_reachable"]?.ok == true)
+                #expect(report.consumption == ConsumptionSnapshot(partitions: 3, lag: 12, lastBatchAtUs: 5))
+            }
+            try await client.execute(uri: "/healthz", method: .get) { response in
+                #expect(response.status == .ok)
+            }
+        }
+    }
+
+    @Test func readyzAnswers200WhenEveryCheckPasses() async throws {
+        let endpoints = HealthEndpoints(process: "ingest", checks: [HealthCheck("broker_reachable") { .pass() }])
+        try await app(endpoints).test(.router) { client in
+            try await client.execute(uri: "/readyz", method: .get) { response in
+                #expect(response.status == .ok)
+                let report = try JSONDecoder().decode(ReadinessReport.self, from: Data(buffer: response.body))
+                #expect(report.ready && report.failed.isEmpty && report.process == "ingest")
+            }
+        }
+    }
+
+    @Test func metricsRecordedThroughSwiftMetricsAppearInThePrometheusExposition() async throws {
+        Telemetry.bootstrap()
+        Counter(label: "livesync_test_events_total", dimensions: [("platform", "douyin")]).increment(by: 3)
+        Metrics.Timer(label: MetricNames.syncLatency, dimensions: [("status", "synced")]).recordMilliseconds(40)
+        try await app(HealthEndpoints(process: "t", checks: [])).test(.router) { client in
+            try await client.execute(uri: "/metrics", method: .get) { response in
+                let text = String(buffer: response.body)
+                #expect(text.contains(#"livesync_test_events_total{platform="douyin"} 3"#))
+                #expect(text.contains(#"livesync_sync_latency_seconds_bucket{status="synced",le="0.05"} 1"#))
+                #expect(response.headers[.contentType]?.hasPrefix("text/plain") == true)
+            }
+        }
+    }
+
+    @Test func processRecordsAreWrittenReadAndRemoved() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("records-\(UUID().uuidString)").path
+        try ProcessRecord(name: "stock-1", url: "http://127.0.0.1:1", startedAtUs: 1).write(dataDir: dir)
+        try ProcessRecord(name: "ingest", url: "http://127.0.0.1:2", startedAtUs: 2).write(dataDir: dir)
+        #expect(ProcessRecord.all(dataDir: dir).map(\.name) == ["ingest", "stock-1"])
+        ProcessRecord.remove(name: "stock-1", dataDir: dir)
+        #expect(ProcessRecord.all(dataDir: dir).map(\.url) == ["http://127.0.0.1:2"])
+    }
+}
