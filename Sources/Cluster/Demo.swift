@@ -97,9 +97,14 @@ public enum Demo {
     }
 
     public static func waitForStockLoad(_ cluster: DevCluster, expected: Int, timeout: Double) async throws {
+        try await waitForStockLoad(databases: { cluster.stockDatabases }, expected: expected, timeout: timeout)
+    }
+
+    /// Waits until the stock store (each partition from its owner's database) applied `expected` `load:` adjustments.
+    public static func waitForStockLoad(databases: @Sendable () -> [String], expected: Int, timeout: Double) async throws {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
-            if let view = try? StockStoreView.read(cluster.stockDatabases),
+            if let view = try? StockStoreView.read(databases()),
                view.adjustmentIDs.filter({ $0.hasPrefix("load:") }).count >= expected {
                 return
             }

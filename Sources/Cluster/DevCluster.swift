@@ -79,7 +79,7 @@ public final class DevCluster: Sendable {
     }
     /// Every stock database present (instances that ran, running or not).
     public var stockDatabases: [String] {
-        (1...9).map { stockDatabase(instance: $0) }.filter { FileManager.default.fileExists(atPath: $0) }
+        StockStoreView.databases(in: configuration.dataDirectory)
     }
     public var erpDatabase: String { "\(configuration.dataDirectory)/erp.sqlite" }
     public var clusterFile: String { "\(configuration.dataDirectory)/cluster.json" }

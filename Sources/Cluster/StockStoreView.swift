@@ -22,6 +22,11 @@ public struct StockStoreView: Sendable {
     /// Which database each partition was read from.
     public var owners: [Int32: String] = [:]
 
+    /// The stock databases of a dev cluster's data directory (`stock.sqlite`, `stock-2.sqlite`, …).
+    public static func databases(in directory: String) -> [String] {
+        (1...9).map { "\(directory)/\($0 == 1 ? "stock" : "stock-\($0)").sqlite" }.filter { FileManager.default.fileExists(atPath: $0) }
+    }
+
     public static func read(_ paths: [String], group: String = "livesync-stock") throws -> StockStoreView {
         var best: [Int32: (seq: Int64, path: String)] = [:]
         var queues: [String: DatabaseQueue] = [:]

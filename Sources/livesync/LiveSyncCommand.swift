@@ -218,7 +218,15 @@ extension LiveSyncCommand {
             var sender = ReplaySender(target: target, producer: producer, logger: logger)
             sender.concurrency = concurrency
             sender.platformAPIURL = platformAPIURL ?? info?.platformAPIURL
-            if !noStock { _ = try await sender.publishStock(records, sessionID: "replay-\(session.seed)") }
+            if !noStock {
+                let loaded = try await sender.publishStock(records, sessionID: "replay-\(session.seed)")
+                // A live session starts once the shelves are stocked: on `livesync dev`, wait until stock
+                // applied the load, or the first orders would race it and be rejected.
+                if let info, bootstrap == info.bootstrap {
+                    let devCluster = info.dataDirectory
+                    try await Cluster.Demo.waitForStockLoad(databases: { StockStoreView.databases(in: devCluster) }, expected: loaded.count, timeout: 60)
+                }
+            }
             let result = try await sender.send(records)
             let seconds = result.finishedAt.timeIntervalSince(result.startedAt)
             print("accepted \(result.accepted.count) orders and \(result.refundsAccepted) refunds in \(String(format: "%.1f", seconds)) s (\(Int(Double(result.accepted.count) / max(seconds, 0.001))) orders/s); refused \(result.refused), failed \(result.failed)")
