@@ -13,6 +13,9 @@ public enum Topics {
     public static let stockReservations = "stock.reservations"
     /// Shipments written to the ERP book, key = order id. Producer: dispatch.
     public static let shipments = "fulfillment.shipments"
+    /// Shipments handed to the carrier (carrier, tracking number), key = order id. Producer: ingest
+    /// (`POST /erp/shipments/{id}/shipped`). Consumers: channels (platform write-back), dispatch (ERP book).
+    public static let shipmentsShipped = "fulfillment.shipped"
     /// Refund requests, key = order id. Producer: ingest. Consumer: after-sales.
     public static let refundRequests = "aftersales.requests"
     /// Terminal order states, key = order id. Producers: dispatch, after-sales. Consumer: alerting.
@@ -34,7 +37,7 @@ public enum Topics {
 
     /// Every topic with its partition count.
     public static func all(partitions: Int32 = Topics.partitions, replicationFactor: Int32 = 1) -> [TopicSpecification] {
-        [orderLines, stockAdjustments, ordersPlaced, stockReservations, shipments, refundRequests, orderOutcomes]
+        [orderLines, stockAdjustments, ordersPlaced, stockReservations, shipments, shipmentsShipped, refundRequests, orderOutcomes]
             .map { TopicSpecification(name: $0, partitions: partitions, replicationFactor: replicationFactor) }
             + [TopicSpecification(name: stockChangelog, partitions: partitions, replicationFactor: replicationFactor, config: changelogConfig),
                TopicSpecification(name: deadLetter, partitions: 4, replicationFactor: replicationFactor)]

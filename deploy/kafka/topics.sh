@@ -32,6 +32,7 @@ TOPICS=(
   "orders.placed $KEYED_PARTITIONS"          # key order id; ingest -> dispatch, alerting
   "stock.reservations $KEYED_PARTITIONS"     # key order id; stock -> dispatch, alerting
   "fulfillment.shipments $KEYED_PARTITIONS"  # key order id; dispatch -> warehouse/ERP
+  "fulfillment.shipped $KEYED_PARTITIONS"    # key order id; ingest (warehouse/ERP) -> channels, dispatch
   "aftersales.requests $KEYED_PARTITIONS"    # key order id; ingest -> after-sales
   "orders.outcomes $KEYED_PARTITIONS"        # key order id; dispatch, after-sales -> alerting
   "deadletter $DEADLETTER_PARTITIONS"        # key of the failed message; -> alerting

@@ -476,6 +476,37 @@ public nonisolated struct Livesync_V1_Shipment: Sendable {
   public init() {}
 }
 
+/// A shipment handed to the carrier, as the merchant's warehouse/ERP reports it (ingest's
+/// `POST /erp/shipments/{id}/shipped`). Topic `fulfillment.shipped`, key = order_id.
+/// Consumers: channels (platform write-back, once per shipment_id), dispatch (ERP book).
+public nonisolated struct Livesync_V1_ShipmentShipped: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var shipmentID: String = String()
+
+  public var orderID: String = String()
+
+  public var platform: Livesync_V1_Platform = .unspecified
+
+  public var shopID: String = String()
+
+  public var platformOrderID: String = String()
+
+  public var carrier: String = String()
+
+  public var trackingNo: String = String()
+
+  public var shippedAtUs: Int64 = 0
+
+  public var receivedAtUs: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 /// A buyer's refund request. Topic `aftersales.requests`, key = order_id.
 public nonisolated struct Livesync_V1_RefundRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
@@ -1120,6 +1151,76 @@ nonisolated extension Livesync_V1_Shipment: SwiftProtobuf.Message, SwiftProtobuf
     if lhs.warehouse != rhs.warehouse {return false}
     if lhs.lines != rhs.lines {return false}
     if lhs.createdAtUs != rhs.createdAtUs {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Livesync_V1_ShipmentShipped: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ShipmentShipped"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}shipment_id\0\u{3}order_id\0\u{1}platform\0\u{3}shop_id\0\u{3}platform_order_id\0\u{1}carrier\0\u{3}tracking_no\0\u{3}shipped_at_us\0\u{3}received_at_us\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.shipmentID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.orderID) }()
+      case 3: try { try decoder.decodeSingularEnumField(value: &self.platform) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.shopID) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.platformOrderID) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.carrier) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.trackingNo) }()
+      case 8: try { try decoder.decodeSingularInt64Field(value: &self.shippedAtUs) }()
+      case 9: try { try decoder.decodeSingularInt64Field(value: &self.receivedAtUs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.shipmentID.isEmpty {
+      try visitor.visitSingularStringField(value: self.shipmentID, fieldNumber: 1)
+    }
+    if !self.orderID.isEmpty {
+      try visitor.visitSingularStringField(value: self.orderID, fieldNumber: 2)
+    }
+    if self.platform != .unspecified {
+      try visitor.visitSingularEnumField(value: self.platform, fieldNumber: 3)
+    }
+    if !self.shopID.isEmpty {
+      try visitor.visitSingularStringField(value: self.shopID, fieldNumber: 4)
+    }
+    if !self.platformOrderID.isEmpty {
+      try visitor.visitSingularStringField(value: self.platformOrderID, fieldNumber: 5)
+    }
+    if !self.carrier.isEmpty {
+      try visitor.visitSingularStringField(value: self.carrier, fieldNumber: 6)
+    }
+    if !self.trackingNo.isEmpty {
+      try visitor.visitSingularStringField(value: self.trackingNo, fieldNumber: 7)
+    }
+    if self.shippedAtUs != 0 {
+      try visitor.visitSingularInt64Field(value: self.shippedAtUs, fieldNumber: 8)
+    }
+    if self.receivedAtUs != 0 {
+      try visitor.visitSingularInt64Field(value: self.receivedAtUs, fieldNumber: 9)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Livesync_V1_ShipmentShipped, rhs: Livesync_V1_ShipmentShipped) -> Bool {
+    if lhs.shipmentID != rhs.shipmentID {return false}
+    if lhs.orderID != rhs.orderID {return false}
+    if lhs.platform != rhs.platform {return false}
+    if lhs.shopID != rhs.shopID {return false}
+    if lhs.platformOrderID != rhs.platformOrderID {return false}
+    if lhs.carrier != rhs.carrier {return false}
+    if lhs.trackingNo != rhs.trackingNo {return false}
+    if lhs.shippedAtUs != rhs.shippedAtUs {return false}
+    if lhs.receivedAtUs != rhs.receivedAtUs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
