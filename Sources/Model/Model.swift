@@ -12,6 +12,7 @@ public typealias Reservation = Livesync_V1_Reservation
 public typealias ReservationStatus = Livesync_V1_ReservationStatus
 public typealias Shipment = Livesync_V1_Shipment
 public typealias ShipmentLine = Livesync_V1_ShipmentLine
+public typealias ShipmentShipped = Livesync_V1_ShipmentShipped
 public typealias RefundRequest = Livesync_V1_RefundRequest
 public typealias OrderOutcome = Livesync_V1_OrderOutcome
 public typealias OutcomeKind = Livesync_V1_OutcomeKind

@@ -36,6 +36,9 @@ struct IngestCommand: AsyncParsableCommand {
         let maxBody = settings.int("ingest.maxBodyBytes", default: 1 << 20)
         logger.info("platform connectors", metadata: ["platforms": "\(connectors.platforms.map(\.connector.platform.slug))",
                                                       "pii_sealing": "\(connectors.sealer != nil)"])
+        // The warehouse/ERP's shipment reports (POST /erp/shipments/{id}/shipped), when it has a secret.
+        let erpSecret = settings.optionalString("erp.secret")
+        let erpBook = try settings.stateStore("erp").path
         let app = IngestApp.make(
             configuration: IngestConfiguration(
                 host: settings.string("ingest.host", default: "127.0.0.1"),
@@ -46,6 +49,10 @@ struct IngestCommand: AsyncParsableCommand {
             publisher: publisher, logger: logger,
             extraRoutes: { router in
                 ConnectorRoutes.register(on: router, platforms: connectors.platforms, pipeline: pipeline, maxBodyBytes: maxBody)
+                if let secret = erpSecret {
+                    ShipmentShippedRoute.register(on: router, configuration: ShipmentShippedConfiguration(
+                        secret: secret, erpBookPath: erpBook, maxBodyBytes: settings.int("erp.maxBodyBytes", default: 16 << 10)), producer: producer, logger: logger)
+                }
             },
             health: HealthEndpoints(process: settings.processName("ingest"), checks: [StandardChecks.brokerReachable(producer)]),
             dataDir: settings.telemetry.dataDir)
