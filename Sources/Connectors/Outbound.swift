@@ -116,13 +116,18 @@ public final class OutboundQueue: Sendable {
 
     /// Queues a shipment write-back (one per order and tracking number).
     public func enqueueShipment(_ channel: Channel, platformOrderID: String, carrier: String, trackingNumber: String, now: Int64 = Worker.Clock.nowMicros()) throws {
-        let payload = JSON.encode(["carrier": carrier, "tracking": trackingNumber])
         try database.write { db in
-            try db.execute(sql: """
-                INSERT INTO outbound_jobs (channel, kind, job_key, payload, next_attempt_us, updated_at_us) VALUES (?, 'shipment', ?, ?, ?, ?)
-                ON CONFLICT (channel, kind, job_key) WHERE status = 'pending' DO UPDATE SET payload = excluded.payload
-                """, arguments: [channel.key, platformOrderID + "|" + trackingNumber, payload, now, now])
+            try Self.enqueueShipment(db, channel, platformOrderID: platformOrderID, carrier: carrier, trackingNumber: trackingNumber, now: now)
         }
+    }
+
+    /// The same inside the caller's transaction.
+    public static func enqueueShipment(_ db: Database, _ channel: Channel, platformOrderID: String, carrier: String, trackingNumber: String, now: Int64 = Worker.Clock.nowMicros()) throws {
+        let payload = JSON.encode(["carrier": carrier, "tracking": trackingNumber])
+        try db.execute(sql: """
+            INSERT INTO outbound_jobs (channel, kind, job_key, payload, next_attempt_us, updated_at_us) VALUES (?, 'shipment', ?, ?, ?, ?)
+            ON CONFLICT (channel, kind, job_key) WHERE status = 'pending' DO UPDATE SET payload = excluded.payload
+            """, arguments: [channel.key, platformOrderID + "|" + trackingNumber, payload, now, now])
     }
 
     public struct Job: Sendable {
@@ -362,7 +367,8 @@ public struct TaobaoChannelClient: ChannelClient {
 
 /// The channel-stock consumer: reads `stock.reservations`, keeps each SKU's latest available
 /// level per warehouse, and queues every channel's quantity for the SKUs whose total changed —
-/// in the batch's transaction, with the consumed offsets.
+/// in the batch's transaction, with the consumed offsets. It also reads `fulfillment.shipped`
+/// and queues each shipment's write-back once (`ShipmentWriteBack`).
 public final class ChannelStockProcessor: BatchProcessor {
     public let fanout: [Channel: ChannelAllocation]
     public let skuMap: [Channel: [String: String]]
@@ -374,6 +380,7 @@ public final class ChannelStockProcessor: BatchProcessor {
 
     public func prepare(_ db: Database) throws {
         try OutboundQueue.createSchema(db)
+        try ShipmentWriteBack.createSchema(db)
         try db.execute(sql: """
             CREATE TABLE IF NOT EXISTS channel_levels (
                 sku TEXT NOT NULL, warehouse TEXT NOT NULL, available INTEGER NOT NULL,
@@ -384,6 +391,10 @@ public final class ChannelStockProcessor: BatchProcessor {
     public func apply(_ messages: [KafkaMessage], db: Database, output: inout BatchOutput) throws {
         var latest: [String: [String: Int64]] = [:]
         for message in messages {
+            if message.topic == Topics.shipmentsShipped {
+                try ShipmentWriteBack.apply(message, db: db, output: &output, now: Worker.Clock.nowMicros())
+                continue
+            }
             guard message.topic == Topics.stockReservations, let r = try? Reservation(serializedBytes: message.value), !r.sku.isEmpty else {
                 output.deadLetter(message, error: "not a Reservation on \(Topics.stockReservations)")
                 continue

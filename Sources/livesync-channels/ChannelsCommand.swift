@@ -10,14 +10,14 @@ import Worker
 struct ChannelsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "livesync-channels",
-        abstract: "Pushes stock levels to each channel's SKUs (allocation, safety stock, coalesced, rate-limited) with retries and dead letters.")
+        abstract: "Pushes stock levels to each channel's SKUs (allocation, safety stock, coalesced, rate-limited) and writes shipments back, with retries and dead letters.")
 
     @Option(help: "JSON configuration file (environment variables LIVESYNC_* take precedence).")
     var config: String?
 
     func run() async throws {
         try await ConsumerMain.run(
-            name: "channels", group: "livesync-channels", topics: [Topics.stockReservations], configFile: config,
+            name: "channels", group: "livesync-channels", topics: [Topics.stockReservations], companionTopics: [Topics.shipmentsShipped], configFile: config,
             extraServices: { settings, store, logger in
                 var clients: [Platform: any ChannelClient] = [:]
                 if let key = settings.optionalString("connectors.douyin.appKey"), let secret = settings.optionalString("connectors.douyin.appSecret") {
