@@ -11,6 +11,7 @@ import Worker
 /// `fulfillment.shipments`. Any line rejected: the reserved lines are released through
 /// `stock.adjustments` and the order is booked out of stock. A refund that arrived first
 /// cancels it instead. Duplicates (by order id, by line event id) change nothing.
+/// `fulfillment.shipped` (the warehouse's reports) marks the booked shipments `shipped`.
 public final class DispatchProcessor: BatchProcessor {
     public init() {}
 
@@ -61,6 +62,12 @@ public final class DispatchProcessor: BatchProcessor {
                     pending[r.orderID, default: Pending()].statusByLine[r.lineNo] = r.status.rawValue
                     pending[r.orderID, default: Pending()].newReservations.append((r.eventID, r.lineNo, r.status.rawValue))
                 }
+            case Topics.shipmentsShipped:
+                guard let shipped = try? ShipmentShipped(serializedBytes: message.value), !shipped.shipmentID.isEmpty else {
+                    output.deadLetter(message, error: "not a valid ShipmentShipped (needs shipment_id)")
+                    continue
+                }
+                try ErpBook.markShipped(db, shipped)
             default:
                 output.deadLetter(message, error: "dispatch does not consume topic \(message.topic)")
             }

@@ -1,4 +1,6 @@
 import GRDB
+import Model
+import Worker
 
 /// The embedded ERP book: the orders, shipments and refunds as the merchant's ERP holds them.
 ///
@@ -32,11 +34,24 @@ public enum ErpBook {
             CREATE TABLE IF NOT EXISTS erp_shipment_lines (
                 shipment_id TEXT NOT NULL, sku TEXT NOT NULL, quantity INTEGER NOT NULL,
                 PRIMARY KEY (shipment_id, sku)) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS erp_shipment_tracking (
+                shipment_id TEXT PRIMARY KEY, carrier TEXT NOT NULL, tracking_no TEXT NOT NULL,
+                shipped_at_us INTEGER NOT NULL, recorded_at_us INTEGER NOT NULL) WITHOUT ROWID;
             CREATE TABLE IF NOT EXISTS erp_refunds (
                 refund_id TEXT PRIMARY KEY, order_id TEXT NOT NULL, amount_fen INTEGER NOT NULL,
                 reason TEXT NOT NULL, status TEXT NOT NULL, requested_at_us INTEGER NOT NULL,
                 booked_at_us INTEGER) WITHOUT ROWID;
             CREATE INDEX IF NOT EXISTS erp_refunds_order ON erp_refunds (order_id);
             """)
+    }
+
+    /// Records a warehouse's "handed to the carrier" report: a `pending` shipment becomes
+    /// `shipped` and its first carrier and tracking number are kept. A repeat, or a report for a
+    /// shipment already cancelled by a refund, changes nothing (the tracking row still records it).
+    public static func markShipped(_ db: Database, _ shipped: ShipmentShipped, now: Int64 = Clock.nowMicros()) throws {
+        try db.execute(sql: "UPDATE erp_shipments SET status = 'shipped' WHERE shipment_id = ? AND status = 'pending'", arguments: [shipped.shipmentID])
+        try db.execute(sql: """
+            INSERT OR IGNORE INTO erp_shipment_tracking (shipment_id, carrier, tracking_no, shipped_at_us, recorded_at_us) VALUES (?, ?, ?, ?, ?)
+            """, arguments: [shipped.shipmentID, shipped.carrier, shipped.trackingNo, shipped.shippedAtUs, now])
     }
 }

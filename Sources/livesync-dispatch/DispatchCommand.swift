@@ -15,7 +15,7 @@ struct DispatchCommand: AsyncParsableCommand {
     func run() async throws {
         try await ConsumerMain.run(
             name: "dispatch", group: "livesync-dispatch",
-            topics: [Topics.ordersPlaced], companionTopics: [Topics.stockReservations], database: "erp", configFile: config
+            topics: [Topics.ordersPlaced], companionTopics: [Topics.stockReservations, Topics.shipmentsShipped], database: "erp", configFile: config
         ) { _ in DispatchProcessor() }
     }
 }
