@@ -195,6 +195,19 @@ public final class FakePlatformAPI: Sendable {
     public let wechatAppSecret = "dev-wechat-secret"
     public let tokensIssued = Atomic<Int>(0)
 
+    /// A shipment write-back the fake accepted (Douyin `order.logisticsAdd`).
+    public struct WriteBack: Sendable, Equatable {
+        public var platformOrderID: String
+        public var carrier: String
+        public var trackingNumber: String
+    }
+    private let writeBackLog = Mutex<[WriteBack]>([])
+    private let stockLevels = Mutex<[String: Int64]>([:])
+    /// Every write-back accepted, in arrival order (repeats included: tests assert exactly once).
+    public var writeBacks: [WriteBack] { writeBackLog.withLock { $0 } }
+    /// The latest stock pushed per Douyin merchant code (`sku.syncStock`).
+    public var stock: [String: Int64] { stockLevels.withLock { $0 } }
+
     public init(credentials: PlatformCredentials = .development, accessToken: String = "dev-access-token") {
         self.credentials = credentials
         self.accessToken = accessToken
@@ -235,6 +248,30 @@ public final class FakePlatformAPI: Sendable {
             }
             let id = (try? JSON.object(Array(pj.utf8))).flatMap { JSON.string($0["shop_order_id"]) } ?? ""
             return self.serve(self.lookup(.douyin, id), missing: #"{"code":50002,"msg":"order not found"}"#)
+        }
+        // Douyin outbound: stock push and shipment write-back, signed as every Douyin call.
+        for method in ["sku.syncStock", "order.logisticsAdd"] {
+            router.get(RouterPath(stringLiteral: "/" + method.replacingOccurrences(of: ".", with: "/"))) { request, _ in
+                let q = Self.query(request)
+                guard q["access_token"] == self.accessToken, q["method"] == method, let pj = q["param_json"], let ts = q["timestamp"],
+                      q["sign"] == APISigning.douyin(appKey: c.douyinAppKey, appSecret: c.douyinAppSecret, method: method, paramJSON: pj, timestamp: ts),
+                      let p = try? JSON.object(Array(pj.utf8)) else {
+                    return self.refuse(#"{"code":40004,"msg":"sign or access_token invalid"}"#)
+                }
+                if method == "sku.syncStock" {
+                    guard let code = JSON.string(p["code"]), let n = JSON.int(p["stock_num"]), n >= 0 else {
+                        return Self.json(#"{"code":40001,"msg":"code and stock_num >= 0 required"}"#)
+                    }
+                    self.stockLevels.withLock { $0[code] = n }
+                } else {
+                    guard let order = JSON.string(p["order_id"]), let company = JSON.string(p["company_code"]), let tracking = JSON.string(p["logistics_code"]),
+                          !order.isEmpty, !company.isEmpty, !tracking.isEmpty else {
+                        return Self.json(#"{"code":40001,"msg":"order_id, company_code and logistics_code required"}"#)
+                    }
+                    self.writeBackLog.withLock { $0.append(WriteBack(platformOrderID: order, carrier: company, trackingNumber: tracking)) }
+                }
+                return Self.json(#"{"code":10000,"msg":"success","data":{}}"#)
+            }
         }
         router.get("/open/order/detail") { request, _ in
             let q = Self.query(request)
