@@ -27,6 +27,11 @@ public struct DevClusterConfiguration: Sendable {
     public var withAlerting = true
     /// Ingest's `linger.ms` on the embedded broker (see `kafka.lingerMs`).
     public var ingestLingerMilliseconds = 20
+    /// Run `livesync-channels` (stock push and shipment write-back to the fake platform API).
+    public var withChannels = true
+    /// Channels whose stock `livesync-channels` pushes to the fake platform (`channels.list`).
+    /// Default `douyin:dev-shop`: every SKU's level is pushed to one Douyin shop.
+    public var channelsList = "douyin:dev-shop"
 
     public init(dataDirectory: String, binDirectory: String = DevClusterConfiguration.defaultBinDirectory) {
         self.dataDirectory = dataDirectory
@@ -48,6 +53,8 @@ public struct ClusterInfo: Codable, Sendable {
     public var adminURL: String?
     /// The fake platform API (order details for the platforms' webhooks), when dev runs one.
     public var platformAPIURL: String?
+    /// The secret the warehouse/ERP signs `POST /erp/shipments/{id}/shipped` with (`erp.secret`).
+    public var erpSecret: String?
 
     public static func load(_ path: String) throws -> ClusterInfo {
         guard let data = FileManager.default.contents(atPath: path) else {
@@ -66,6 +73,10 @@ public final class DevCluster: Sendable {
     public let ingestURL: String
     /// The local fake of the platforms' order-detail APIs ingest's connectors call (dev credentials).
     public let platformAPIURL: String
+    /// The fake platform itself: what it was told (stock pushes, shipment write-backs).
+    public let platformAPI: FakePlatformAPI
+    /// The secret the warehouse/ERP signs its shipment reports with (ingest's `erp.secret`).
+    public let erpSecret: String
     let platformAPITask: Task<Void, Error>
     let logger: Logger
     let environment: [String: String]
@@ -89,7 +100,7 @@ public final class DevCluster: Sendable {
         self.logger = logger
         let fm = FileManager.default
         let dir = configuration.dataDirectory
-        for binary in ["livesync-ingest", "livesync-stock", "livesync-dispatch", "livesync-aftersales", "livesync-alerting"] {
+        for binary in ["livesync-ingest", "livesync-stock", "livesync-dispatch", "livesync-aftersales", "livesync-alerting"] + (configuration.withChannels ? ["livesync-channels"] : []) {
             guard fm.isExecutableFile(atPath: "\(configuration.binDirectory)/\(binary)") else {
                 throw ConfigurationError("\(binary) not found in \(configuration.binDirectory): build the package first (swift build -c release)")
             }
@@ -120,7 +131,9 @@ public final class DevCluster: Sendable {
         var ingestEnv = env
         // Every platform connector, with development credentials, against a local fake of the
         // platforms' order-detail APIs (replay registers its orders' details there).
-        let (apiURL, apiTask) = try await FakePlatformAPI().serve()
+        let fake = FakePlatformAPI()
+        let (apiURL, apiTask) = try await fake.serve()
+        platformAPI = fake
         platformAPIURL = apiURL
         platformAPITask = apiTask
         ingestEnv.merge(ConnectorsConfiguration.developmentEnvironment(apiBase: apiURL)) { current, _ in current }
@@ -133,6 +146,8 @@ public final class DevCluster: Sendable {
             ingestEnv["LIVESYNC_PII_KEY_FILE"] = keyFile
         }
         ingestEnv["LIVESYNC_INGEST_SHOPS"] = shops.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ";")
+        erpSecret = env["LIVESYNC_ERP_SECRET"] ?? SymmetricKey(size: .bits256).withUnsafeBytes { Data($0).map { String(format: "%02x", $0) }.joined() }
+        ingestEnv["LIVESYNC_ERP_SECRET"] = erpSecret
         ingestEnv["LIVESYNC_INGEST_PORT"] = env["LIVESYNC_INGEST_PORT"] ?? "0"
         ingestEnv["LIVESYNC_INGEST_ADDRESS_FILE"] = addressFile
         ingestEnv["LIVESYNC_KAFKA_INSTANCE_ID"] = "ingest"
@@ -153,6 +168,16 @@ public final class DevCluster: Sendable {
             if let url = configuration.alertWebhookURL { al["LIVESYNC_ALERTING_WEBHOOK_URL"] = url }
             try supervisor.start(ChildSpec(name: "alerting", executable: "\(bin)/livesync-alerting",
                                            arguments: configuration.alertingConfigFile.map { ["--config", $0] } ?? [], environment: al))
+        }
+        if configuration.withChannels {
+            // Stock pushes and shipment write-backs go to the same fake platform, with the
+            // development Douyin app and access token it accepts.
+            var ch = env
+            ch.merge(ConnectorsConfiguration.developmentEnvironment(apiBase: apiURL)) { current, _ in current }
+            ch["LIVESYNC_KAFKA_INSTANCE_ID"] = "channels-1"
+            ch["LIVESYNC_CHANNELS_LIST"] = env["LIVESYNC_CHANNELS_LIST"] ?? configuration.channelsList
+            ch["LIVESYNC_CHANNELS_TOKENS"] = env["LIVESYNC_CHANNELS_TOKENS"] ?? "douyin:*=\(fake.accessToken)"
+            try supervisor.start(ChildSpec(name: "channels", executable: "\(bin)/livesync-channels", environment: ch))
         }
 
         // Wait for ingest to listen (it writes its URL once bound).
@@ -175,6 +200,7 @@ public final class DevCluster: Sendable {
     public func writeInfo(adminURL: String?) throws {
         var info = ClusterInfo(bootstrap: bootstrap, ingestURL: ingestURL, shops: shops, dataDirectory: configuration.dataDirectory, adminURL: adminURL)
         info.platformAPIURL = platformAPIURL
+        info.erpSecret = erpSecret
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try encoder.encode(info).write(to: URL(fileURLWithPath: clusterFile))

@@ -200,6 +200,11 @@ public final class FakePlatformAPI: Sendable {
         public var platformOrderID: String
         public var carrier: String
         public var trackingNumber: String
+        public init(platformOrderID: String, carrier: String, trackingNumber: String) {
+            self.platformOrderID = platformOrderID
+            self.carrier = carrier
+            self.trackingNumber = trackingNumber
+        }
     }
     private let writeBackLog = Mutex<[WriteBack]>([])
     private let stockLevels = Mutex<[String: Int64]>([:])

@@ -1,0 +1,73 @@
+import AsyncHTTPClient
+import Cluster
+import Connectors
+import Foundation
+import GRDB
+import Ingest
+import Logging
+import NIOCore
+import Testing
+import Worker
+
+/// The warehouse's shipment report on a `livesync dev` cluster: ingest checks the signature and
+/// the ERP book, channels writes the shipment back to the (fake) platform once per shipment id
+/// however often it is reported, and dispatch marks the ERP book's shipment shipped.
+@Test func aShipmentReportedTwiceIsWrittenBackToThePlatformOnceAndBadReportsAreRefused() async throws {
+    let dir = temporaryDirectory("shipped")
+    var config = DevClusterConfiguration(dataDirectory: dir, binDirectory: binDirectory)
+    config.withAlerting = false
+    let cluster = try await DevCluster(configuration: config, logger: Logger(label: "test"))
+    defer { cluster.stop() }
+
+    // A Douyin order as dispatch books it (dispatch creates the schema when it starts).
+    let book = try openDatabase(cluster.erpDatabase)
+    for _ in 0..<300 {
+        if try await book.read({ try $0.tableExists("erp_shipments") }) { break }
+        try await Task.sleep(for: .milliseconds(100))
+    }
+    let orderID = "douyin:dev-shop:DY1001"
+    let shipmentID = "\(orderID)/main"
+    try await book.write { db in
+        try db.execute(sql: """
+            INSERT INTO erp_orders (order_id, platform, shop_id, platform_order_id, status, currency, total_fen, buyer_name, buyer_phone,
+                buyer_address, remark, line_count, paid_at_us, ingested_at_us, decided_at_us) VALUES (?, 'douyin', 'dev-shop', 'DY1001', 'synced', 'CNY', 100, '', '', '', '', 1, 1, 1, 1)
+            """, arguments: [orderID])
+        try db.execute(sql: "INSERT INTO erp_shipments (shipment_id, order_id, warehouse, status, created_at_us) VALUES (?, ?, 'main', 'pending', 1)", arguments: [shipmentID, orderID])
+    }
+
+    func report(_ path: String, _ body: String, secret: String) async throws -> (Int, String) {
+        var request = HTTPClientRequest(url: cluster.ingestURL + path)
+        request.method = .POST
+        request.headers.add(name: GenericWebhook.signatureHeader, value: GenericWebhook.sign(Array(body.utf8), secret: secret))
+        request.body = .bytes(ByteBuffer(string: body))
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+        return (Int(response.status.code), String(buffer: try await response.body.collect(upTo: 1 << 16)))
+    }
+    let body = #"{"carrier":"SF","tracking_no":"SF1234567890","shipped_at":"2026-11-24T10:00:00+08:00"}"#
+    // Refused: wrong secret, unknown shipment, missing tracking number; nothing is written back for them.
+    #expect(try await report("/erp/shipments/\(shipmentID)/shipped", body, secret: "not-the-secret").0 == 401)
+    let unknown = try await report("/erp/shipments/douyin:dev-shop:NOPE%2Fmain/shipped", body, secret: cluster.erpSecret)
+    #expect(unknown.0 == 404 && unknown.1.contains("unknown_shipment"))
+    #expect(try await report("/erp/shipments/\(shipmentID)/shipped", #"{"carrier":"SF"}"#, secret: cluster.erpSecret).0 == 400)
+    // Accepted twice: raw and percent-encoded id, as a retrying warehouse system would send it.
+    let first = try await report("/erp/shipments/\(shipmentID)/shipped", body, secret: cluster.erpSecret)
+    #expect(first.0 == 202, "\(first.1)")
+    let second = try await report("/erp/shipments/douyin:dev-shop:DY1001%2Fmain/shipped", body, secret: cluster.erpSecret)
+    #expect(second.0 == 202, "\(second.1)")
+
+    let deadline = Date().addingTimeInterval(20)
+    while Date() < deadline, cluster.platformAPI.writeBacks.isEmpty { try await Task.sleep(for: .milliseconds(100)) }
+    try await Task.sleep(for: .seconds(2))  // four dispatcher passes: a second write-back would have gone out by now
+    #expect(cluster.platformAPI.writeBacks == [.init(platformOrderID: "DY1001", carrier: "SF", trackingNumber: "SF1234567890")])
+    #expect(cluster.platformAPI.refused.load(ordering: .relaxed) == 0)
+
+    var status = ""
+    for _ in 0..<100 {
+        status = try await book.read { try String.fetchOne($0, sql: "SELECT status FROM erp_shipments WHERE shipment_id = ?", arguments: [shipmentID]) } ?? ""
+        if status == "shipped" { break }
+        try await Task.sleep(for: .milliseconds(100))
+    }
+    #expect(status == "shipped")
+    let tracking = try await book.read { try String.fetchOne($0, sql: "SELECT tracking_no FROM erp_shipment_tracking WHERE shipment_id = ?", arguments: [shipmentID]) }
+    #expect(tracking == "SF1234567890")
+}
