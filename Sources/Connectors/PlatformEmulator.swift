@@ -181,7 +181,8 @@ public struct PlatformCredentials: Sendable {
         tiktokAppKey: "6devtiktokkey", tiktokAppSecret: "dev-tiktok-secret")
 }
 
-/// A local fake of the four platforms' order-detail APIs, built from their documentation: it
+/// A local fake of the four platforms' order-detail APIs (and Douyin's stock push and shipment
+/// write-back), built from their documentation: it
 /// checks each request's signature exactly as the platform does and serves the orders
 /// registered with `put`. Listens on 127.0.0.1 only.
 public final class FakePlatformAPI: Sendable {
