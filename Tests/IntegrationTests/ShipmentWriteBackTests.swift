@@ -4,6 +4,7 @@ import Connectors
 import Foundation
 import GRDB
 import Ingest
+import Kafka
 import Logging
 import NIOCore
 import Testing
@@ -11,7 +12,8 @@ import Worker
 
 /// The warehouse's shipment report on a `livesync dev` cluster: ingest checks the signature and
 /// the ERP book, channels writes the shipment back to the (fake) platform once per shipment id
-/// however often it is reported, and dispatch marks the ERP book's shipment shipped.
+/// however often it is reported, and dispatch marks the ERP book's shipment shipped; and the
+/// session's stock levels reach the fake platform's stock push.
 @Test func aShipmentReportedTwiceIsWrittenBackToThePlatformOnceAndBadReportsAreRefused() async throws {
     let dir = temporaryDirectory("shipped")
     var config = DevClusterConfiguration(dataDirectory: dir, binDirectory: binDirectory)
@@ -70,4 +72,24 @@ import Worker
     #expect(status == "shipped")
     let tracking = try await book.read { try String.fetchOne($0, sql: "SELECT tracking_no FROM erp_shipment_tracking WHERE shipment_id = ?", arguments: [shipmentID]) }
     #expect(tracking == "SF1234567890")
+
+    // The same dev session pushes stock: 5 on hand, an order of 2 → the Douyin channel shows 3.
+    let producer = try KafkaProducer(configuration: KafkaConfiguration(bootstrapServers: cluster.bootstrap))
+    defer { producer.close() }
+    var sender = ReplaySender(target: .kafka, producer: producer, logger: Logger(label: "test"))
+    sender.concurrency = 1
+    _ = try await sender.publishStock([ReplayRecord(type: "stock", at: 0, stock: .init(sku: "SKU-W1", warehouse: "main", available: 5))], sessionID: "w")
+    let stock = try openDatabase(cluster.stockDatabase)
+    for _ in 0..<200 {
+        if try await stock.read({ try $0.tableExists("stock") && Int64.fetchOne($0, sql: "SELECT on_hand FROM stock WHERE sku = 'SKU-W1'") == 5 }) { break }
+        try await Task.sleep(for: .milliseconds(100))
+    }
+    let order = #"{"shop_id":"shop-1","order_id":"W1","currency":"CNY","buyer":{"name":"王芳","phone":"13900001111","address":"上海"},"lines":[{"sku":"SKU-W1","quantity":2,"unit_price_fen":990}]}"#
+    var request = HTTPClientRequest(url: cluster.ingestURL + "/webhooks/generic")
+    request.method = .POST
+    request.headers.add(name: GenericWebhook.signatureHeader, value: GenericWebhook.sign(Array(order.utf8), secret: cluster.shops["shop-1"]!))
+    request.body = .bytes(ByteBuffer(string: order))
+    #expect(try await HTTPClient.shared.execute(request, timeout: .seconds(30)).status.code == 200)
+    for _ in 0..<200 where cluster.platformAPI.stock["SKU-W1"] != 3 { try await Task.sleep(for: .milliseconds(100)) }
+    #expect(cluster.platformAPI.stock["SKU-W1"] == 3)
 }
