@@ -232,10 +232,13 @@ public struct OutboundDispatcher: Sendable {
         public init() {}
     }
 
-    /// Sends every job due now (one pass). Returns what happened.
+    /// Sends every job due now (one pass). Returns what happened. Stops between jobs when the
+    /// process shuts down (a pass can take minutes under the per-shop rate limit); the jobs left
+    /// stay pending in SQLite for the next start.
     public func runOnce(limit: Int = 500) async throws -> RunResult {
         var result = RunResult()
         for job in try queue.due(now: Worker.Clock.nowMicros(), limit: limit) {
+            if Task.isShuttingDownGracefully || Task.isCancelled { break }
             let parts = job.channel.split(separator: ":", maxSplits: 1).map(String.init)
             guard parts.count == 2, let platform = Platform.allCases.first(where: { $0.slug == parts[0] }), let client = clients[platform] else {
                 try await deadLetter(job, error: "no client configured for channel \(job.channel)")
