@@ -94,9 +94,9 @@ func metricSum(_ text: String, _ name: String) -> Double {
             dev.waitUntilExit()
         }
         let livesync = binDirectory + "/livesync"
-        try await waitFor("five processes ready in livesync status") {
+        try await waitFor("six processes ready in livesync status") {
             let r = try runCommand(livesync, ["status", "--data-dir", dir])
-            return r.status == 0 && r.stdout.split(separator: "\n").count == 6
+            return r.status == 0 && r.stdout.split(separator: "\n").count == 7
         }
 
         let replay = try runCommand(livesync, ["replay", "--cluster", dir + "/cluster.json", "--orders", "3000", "--seed", "5"])
@@ -109,7 +109,7 @@ func metricSum(_ text: String, _ name: String) -> Double {
             let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(dir)/processes/\(file)"))) as! [String: Any]
             urls[json["name"] as! String] = json["url"] as? String
         }
-        #expect(Set(urls.keys) == ["ingest", "stock-1", "dispatch-1", "aftersales-1", "alerting-1"])
+        #expect(Set(urls.keys) == ["ingest", "stock-1", "dispatch-1", "aftersales-1", "alerting-1", "channels-1"])
         try await waitFor("dispatch to book the session") {
             let (_, text) = try await httpGet(urls["dispatch-1"]! + "/metrics")
             return metricSum(text, "livesync_sync_latency_seconds_count") >= 3000
@@ -121,7 +121,7 @@ func metricSum(_ text: String, _ name: String) -> Double {
         #expect(metricSum(stock, "livesync_stock_lines_total") > 3000)
         #expect(metricSum(stock, "livesync_consumer_batches_total") > 0)
         #expect(stock.contains(#"livesync_stock_available_units{sku="SKU-0000",warehouse="main"} 0.0"#), "the sold-out hot SKU's gauge")
-        for name in ["aftersales-1", "alerting-1"] {
+        for name in ["aftersales-1", "alerting-1", "channels-1"] {
             let (_, text) = try await httpGet(urls[name]! + "/metrics")
             #expect(metricSum(text, "livesync_consumer_messages_total") > 0, "\(name) consumed nothing")
         }
