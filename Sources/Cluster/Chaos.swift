@@ -334,7 +334,7 @@ final class ChaosMonkey: Sendable {
         case restock
     }
 
-    static let killOrder = ["stock", "dispatch", "aftersales", "alerting", "stock"]
+    static let killOrder = ["stock", "dispatch", "aftersales", "alerting", "channels"]
 
     struct Counts: Sendable {
         var kills = 0, scaleChanges = 0, brokerFaults = 0, disksLost = 0, restocks = 0
