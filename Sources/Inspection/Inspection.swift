@@ -77,7 +77,7 @@ public enum Inspector {
         }
         let stock = try open(configuration.stockDatabase)
         let erp = try open(configuration.erpDatabase)
-        let reader = try TopicReader(configuration: configuration.kafka)
+        let reader = try KafkaPartitionReader(configuration: configuration.kafka)
         let cutoff = now - Int64(configuration.graceSeconds * 1e6)
         var checks: [InspectionCheck] = []
         checks.append(try placedOrdersBooked(reader: reader, erp: erp, cutoff: cutoff, max: configuration.maxListed))
@@ -101,7 +101,7 @@ public enum Inspector {
         InspectionCheck(name: name, passed: problems.isEmpty, summary: summary, problemCount: problems.count, problems: Array(problems.prefix(max)))
     }
 
-    static func placedOrdersBooked(reader: TopicReader, erp: DatabaseQueue, cutoff: Int64, max: Int) throws -> InspectionCheck {
+    static func placedOrdersBooked(reader: KafkaPartitionReader, erp: DatabaseQueue, cutoff: Int64, max: Int) throws -> InspectionCheck {
         var placed: [String: Int64] = [:]
         var undecodable = 0
         let partitions = (0..<Topics.partitions).map { TopicPartition(Topics.ordersPlaced, $0) }
@@ -181,7 +181,7 @@ public enum Inspector {
         return check("stock_conserved", "\(keys.count) SKUs compared (\(busy) with activity in the grace period compared with the store only)", problems, max: max)
     }
 
-    static func noOffsetGap(reader: TopicReader, databases: [(String, DatabaseQueue)], max: Int) throws -> InspectionCheck {
+    static func noOffsetGap(reader: KafkaPartitionReader, databases: [(String, DatabaseQueue)], max: Int) throws -> InspectionCheck {
         var problems: [String] = []
         var positions = 0
         var watermarks: [TopicPartition: (low: Int64, high: Int64)] = [:]

@@ -97,4 +97,46 @@ public final class KafkaPartitionReader {
         }
         return (low, high)
     }
+
+    /// Calls `body` with every message of `partitions` (read together, interleaved) between the low
+    /// watermark and the high watermark as of the call, for inspections. Throws if the broker stops answering for `timeoutMilliseconds`.
+    public func readAll(_ partitions: [TopicPartition], timeoutMilliseconds: Int = 30_000, _ body: (KafkaMessage) throws -> Void) throws {
+        var end: [TopicPartition: Int64] = [:]
+        guard let list = rd_kafka_topic_partition_list_new(Int32(partitions.count)) else { throw KafkaError.configuration("cannot allocate a partition list") }
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        for tp in partitions {
+            let (low, high) = try watermarks(tp)
+            guard high > low else { continue }
+            end[tp] = high
+            rd_kafka_topic_partition_list_add(list, tp.topic, tp.partition).pointee.offset = low
+        }
+        guard !end.isEmpty else { return }
+        let err = rd_kafka_assign(handle, list)
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, context: "assigning \(partitions.count) partitions") }
+        defer { _ = rd_kafka_assign(handle, nil) }
+        var lastProgress = DispatchTime.now().uptimeNanoseconds
+        while !end.isEmpty {
+            guard let raw = rd_kafka_consumer_poll(handle, 200) else {
+                if DispatchTime.now().uptimeNanoseconds - lastProgress > UInt64(timeoutMilliseconds) * 1_000_000 {
+                    throw KafkaError(code: RD_KAFKA_RESP_ERR__TIMED_OUT.rawValue, message: "no progress reading \(end.keys.map(\.description).sorted().joined(separator: ","))", context: "reading topics")
+                }
+                continue
+            }
+            defer { rd_kafka_message_destroy(raw) }
+            lastProgress = DispatchTime.now().uptimeNanoseconds
+            let m = raw.pointee
+            let topic = m.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? ""
+            let tp = TopicPartition(topic, m.partition)
+            if m.err == RD_KAFKA_RESP_ERR__PARTITION_EOF {
+                end[tp] = nil
+                continue
+            }
+            if m.err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(m.err, context: "reading \(tp)") }
+            guard let stop = end[tp], m.offset < stop else { continue }
+            let key: [UInt8] = m.key.map { Array(UnsafeRawBufferPointer(start: $0, count: m.key_len)) } ?? []
+            let value: [UInt8] = m.payload.map { Array(UnsafeRawBufferPointer(start: $0, count: m.len)) } ?? []
+            try body(KafkaMessage(topic: topic, partition: m.partition, offset: m.offset, key: key, value: value))
+            if m.offset + 1 >= stop { end[tp] = nil }
+        }
+    }
 }
