@@ -18,6 +18,9 @@ actor SnapshotHub {
     func latest() async throws -> DashboardSnapshot {
         let now = DispatchTime.now().uptimeNanoseconds
         if let cached, now - computedAt < UInt64(configuration.refreshMilliseconds) * 500_000 { return cached }
+        // Aged from when the reads began: a cached snapshot is never older than half a refresh,
+        // however long the computation took.
+        let started = now
         var snapshot = try await DashboardFigures.compute(configuration)
         let current = Dictionary(snapshot.hotSkus.map { ("\($0.sku)@\($0.warehouse)", $0.reserved) }, uniquingKeysWith: { a, _ in a })
         samples.append((snapshot.generatedAtUs, current))
@@ -32,7 +35,7 @@ actor SnapshotHub {
             }
         }
         cached = snapshot
-        computedAt = DispatchTime.now().uptimeNanoseconds
+        computedAt = started
         return snapshot
     }
 }
