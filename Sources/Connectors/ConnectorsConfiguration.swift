@@ -15,7 +15,9 @@ import Worker
 ///   renewed with `stable_token`) or a fixed `.accessToken`, `.allowPlaintext` (default false),
 ///   `.apiBase` (default `https://api.weixin.qq.com`)
 /// - `connectors.tiktok.appKey`, `.appSecret`, `.shopCiphers` (`shop=cipher;…`), `.apiBase` (default `https://open-api.tiktokglobalshop.com`)
-/// - per platform: `.accessTokens` (`shop=token;…`, `*=token` for all), `.warehouse` (default `main`),
+/// - per platform: `.accessTokens` (`shop=accessToken[:refreshToken];…`, `*=…` for all; with a refresh token an
+///   expired access token is refreshed — Kuaishou also needs `.appSecret`, TikTok's token service is `.authBase`,
+///   default `https://auth.tiktok-shops.com`), `.warehouse` (default `main`),
 ///   `.mapping.<field>` (see `FieldMapping`)
 /// - polling (`connectors.poll.<platform>.*` for taobao, jd, pinduoduo, douyin): `.appKey`, `.appSecret`
 ///   (Pinduoduo: client id and secret), `.gateway` (the API base), `.shops` (`shop=accessToken:refreshToken;…`),
@@ -29,6 +31,8 @@ public struct ConnectorsConfiguration: Sendable {
     /// Order-search pollers to run: the API, its shops with their tokens, the default warehouse.
     public var polls: [(api: any OrderPollAPI, shops: [String: ShopTokens], warehouse: String, mapping: FieldMapping)] = []
     public var poll = PollerConfiguration()
+    /// The push connectors' per-shop tokens: `attach` them to the ledger so refreshed pairs persist.
+    public var tokenBooks: [ShopTokenBook] = []
 
     public init(platforms: [PlatformWiring], ledgerPath: String, sealer: PIISealer?) {
         self.platforms = platforms
@@ -55,13 +59,18 @@ public struct ConnectorsConfiguration: Sendable {
             FieldMapping.defaults(for: platform).overridden { s("\(platform.slug).mapping.\($0)") }
         }
         func warehouse(_ p: String) -> String { s("\(p).warehouse") ?? "main" }
-        func tokens(_ p: String) -> AccessTokens { AccessTokens.parse(s("\(p).accessTokens") ?? "") }
+        var books: [ShopTokenBook] = []
+        func tokens(_ platform: Platform) -> ShopTokenBook {
+            let book = ShopTokenBook.parse(platform: platform, s("\(platform.slug).accessTokens") ?? "")
+            books.append(book)
+            return book
+        }
         var wirings: [PlatformWiring] = []
         if let key = s("douyin.appKey"), let secret = s("douyin.appSecret") {
             wirings.append(PlatformWiring(
                 connector: DouyinConnector(appKey: key, appSecret: secret),
                 details: DouyinOrderAPI(baseURL: s("douyin.apiBase") ?? "https://openapi-fxg.jinritemai.com", appKey: key, appSecret: secret,
-                                        tokens: tokens("douyin"), client: client),
+                                        tokens: tokens(.douyin), client: client),
                 mapping: mapping(.douyin), defaultWarehouse: warehouse("douyin")))
         }
         if let key = s("kuaishou.appKey"), let msg = s("kuaishou.messageSecret") {
@@ -69,7 +78,7 @@ public struct ConnectorsConfiguration: Sendable {
             wirings.append(PlatformWiring(
                 connector: try KuaishouConnector(appKey: key, messageSecret: msg),
                 details: KuaishouOrderAPI(baseURL: s("kuaishou.apiBase") ?? "https://openapi.kwaixiaodian.com", appKey: key, signSecret: sign,
-                                          tokens: tokens("kuaishou"), client: client),
+                                          appSecret: s("kuaishou.appSecret") ?? "", tokens: tokens(.kuaishou), client: client),
                 mapping: mapping(.kuaishou), defaultWarehouse: warehouse("kuaishou")))
         }
         if let token = s("wechat.token"), let aes = s("wechat.encodingAesKey") {
@@ -89,8 +98,9 @@ public struct ConnectorsConfiguration: Sendable {
         if let key = s("tiktok.appKey"), let secret = s("tiktok.appSecret") {
             wirings.append(PlatformWiring(
                 connector: TikTokShopConnector(appKey: key, appSecret: secret),
-                details: TikTokOrderAPI(baseURL: s("tiktok.apiBase") ?? "https://open-api.tiktokglobalshop.com", appKey: key, appSecret: secret,
-                                        tokens: tokens("tiktok"), shopCiphers: AccessTokens.parse(s("tiktok.shopCiphers") ?? ""), client: client),
+                details: TikTokOrderAPI(baseURL: s("tiktok.apiBase") ?? "https://open-api.tiktokglobalshop.com",
+                                        authBaseURL: s("tiktok.authBase") ?? "https://auth.tiktok-shops.com", appKey: key, appSecret: secret,
+                                        tokens: tokens(.tiktokShop), shopCiphers: AccessTokens.parse(s("tiktok.shopCiphers") ?? ""), client: client),
                 mapping: mapping(.tiktokShop), defaultWarehouse: warehouse("tiktok")))
         }
         let sealer = try PIISealer.load(base64: settings.optionalString("pii.key"), file: settings.optionalString("pii.keyFile"),
@@ -127,6 +137,7 @@ public struct ConnectorsConfiguration: Sendable {
         var result = ConnectorsConfiguration(platforms: wirings, ledgerPath: ledger, sealer: sealer)
         result.polls = polls
         result.poll = poll
+        result.tokenBooks = books
         return result
     }
 

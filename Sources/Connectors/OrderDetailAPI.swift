@@ -142,53 +142,82 @@ struct DouyinGateway: Sendable {
         if let accessToken { params["access_token"] = accessToken }
         let obj = try await http.call("\(baseURL)/\(method.replacingOccurrences(of: ".", with: "/"))?\(PlatformHTTP.query(params))")
         let code = JSON.int(obj["code"]) ?? -1
-        return (code, "Douyin \(method) \(code): \(JSON.string(obj["msg"]) ?? "") \(JSON.string(obj["sub_msg"]) ?? "")", obj)
+        return (code, "Douyin \(method) \(code): \(JSON.string(obj["msg"]) ?? "") \(JSON.string(obj["sub_code"]) ?? "") \(JSON.string(obj["sub_msg"]) ?? "")", obj)
+    }
+
+    /// Whether an answer says the access token expired or no longer exists (code 40003 with
+    /// sub-code `isv.access-token-expired` or `isv.access-token-no-existed`): refresh it.
+    static func tokenExpired(_ body: [String: Any]) -> Bool {
+        ["isv.access-token-expired", "isv.access-token-no-existed"].contains(JSON.string(body["sub_code"]) ?? "")
     }
 }
 
-/// Douyin shop `order.orderDetail` (`GET {base}/order/orderDetail`).
+/// Douyin shop `order.orderDetail` (`GET {base}/order/orderDetail`); an expired access token
+/// (code 40003, `isv.access-token-expired` / `isv.access-token-no-existed`) is refreshed once
+/// with `token.refresh` and the call repeated.
 public struct DouyinOrderAPI: OrderDetailSource {
-    public var tokens: AccessTokens
+    public var tokens: ShopTokenBook
     let gateway: DouyinGateway
 
-    public init(baseURL: String, appKey: String, appSecret: String, tokens: AccessTokens, client: HTTPClient) {
+    public init(baseURL: String, appKey: String, appSecret: String, tokens: ShopTokenBook, client: HTTPClient) {
         self.tokens = tokens
         self.gateway = DouyinGateway(baseURL: baseURL, appKey: appKey, appSecret: appSecret, http: PlatformHTTP(client: client))
     }
 
     public func orderDetail(shopID: String, platformOrderID: String) async throws(ConnectorError) -> Any {
-        let r = try await gateway.call("order.orderDetail", ["shop_order_id": platformOrderID], accessToken: try tokens.token(shopID))
-        guard r.code == 10000 else { throw .retryLater(r.text) }
-        return r.body
+        var token = try tokens.accessToken(shopID)
+        for attempt in 0..<2 {
+            let r = try await gateway.call("order.orderDetail", ["shop_order_id": platformOrderID], accessToken: token)
+            if r.code == 10000 { return r.body }
+            guard attempt == 0, DouyinGateway.tokenExpired(r.body) else { throw .retryLater(r.text) }
+            token = try await tokens.renew(shopID, rejected: token, using: DouyinTokenRefresher(gateway: gateway))
+        }
+        throw .retryLater("Douyin order.orderDetail: access token rejected after refresh")
     }
 }
 
-/// Kuaishou `open.order.detail` (`GET {base}/open/order/detail`).
+/// Kuaishou `open.order.detail` (`GET {base}/open/order/detail`); an expired access token is
+/// refreshed once with `oauth2/refresh_token` and the call repeated.
 public struct KuaishouOrderAPI: OrderDetailSource {
     public var baseURL: String
     public var appKey: String
     public var signSecret: String
-    public var tokens: AccessTokens
+    public var tokens: ShopTokenBook
+    let refresher: KuaishouTokenRefresher
     let http: PlatformHTTP
 
-    public init(baseURL: String, appKey: String, signSecret: String, tokens: AccessTokens, client: HTTPClient) {
+    /// - Parameter appSecret: the app secret (for token refresh; not the sign secret).
+    public init(baseURL: String, appKey: String, signSecret: String, appSecret: String = "", tokens: ShopTokenBook, client: HTTPClient) {
         self.baseURL = baseURL
         self.appKey = appKey
         self.signSecret = signSecret
         self.tokens = tokens
         self.http = PlatformHTTP(client: client)
+        self.refresher = KuaishouTokenRefresher(baseURL: baseURL, appKey: appKey, appSecret: appSecret, http: http)
+    }
+
+    /// Kuaishou answers an expired or invalid token with result 24 or 28 and an `error_msg`
+    /// naming the access token.
+    static func tokenExpired(_ obj: [String: Any]) -> Bool {
+        let message = (JSON.string(obj["error_msg"]) ?? "").lowercased()
+        return message.contains("access_token") || ([24, 28].contains(JSON.int(obj["result"]) ?? 0) && message.contains("token"))
     }
 
     public func orderDetail(shopID: String, platformOrderID: String) async throws(ConnectorError) -> Any {
-        var params = ["appkey": appKey, "method": "open.order.detail", "version": "1", "access_token": try tokens.token(shopID),
-                      "param": JSON.encode(["oid": Int64(platformOrderID) as Any? ?? platformOrderID]),
-                      "timestamp": String(Int64(Date().timeIntervalSince1970 * 1000)), "signMethod": "MD5"]
-        params["sign"] = APISigning.kuaishou(params: params, signSecret: signSecret)
-        let obj = try await http.call("\(baseURL)/open/order/detail?\(PlatformHTTP.query(params))")
-        guard JSON.int(obj["result"]) == 1 else {
-            throw .retryLater("Kuaishou open.order.detail error \(JSON.string(obj["result"]) ?? "?"): \(JSON.string(obj["error_msg"]) ?? "")")
+        var token = try tokens.accessToken(shopID)
+        for attempt in 0..<2 {
+            var params = ["appkey": appKey, "method": "open.order.detail", "version": "1", "access_token": token,
+                          "param": JSON.encode(["oid": Int64(platformOrderID) as Any? ?? platformOrderID]),
+                          "timestamp": String(Int64(Date().timeIntervalSince1970 * 1000)), "signMethod": "MD5"]
+            params["sign"] = APISigning.kuaishou(params: params, signSecret: signSecret)
+            let obj = try await http.call("\(baseURL)/open/order/detail?\(PlatformHTTP.query(params))")
+            if JSON.int(obj["result"]) == 1 { return obj }
+            guard attempt == 0, Self.tokenExpired(obj), !refresher.appSecret.isEmpty else {
+                throw .retryLater("Kuaishou open.order.detail error \(JSON.string(obj["result"]) ?? "?"): \(JSON.string(obj["error_msg"]) ?? "")")
+            }
+            token = try await tokens.renew(shopID, rejected: token, using: refresher)
         }
-        return obj
+        throw .retryLater("Kuaishou open.order.detail: access token rejected after refresh")
     }
 }
 
@@ -269,34 +298,47 @@ final class WeChatAccessToken: Sendable {
     }
 }
 
-/// TikTok Shop `GET {base}/order/202309/orders?ids=…`.
+/// TikTok Shop `GET {base}/order/202309/orders?ids=…`; an expired access token (code 105002)
+/// is refreshed once at the auth service (`/api/v2/token/refresh`) and the call repeated.
 public struct TikTokOrderAPI: OrderDetailSource {
     public var baseURL: String
     public var appKey: String
     public var appSecret: String
-    public var tokens: AccessTokens
+    public var tokens: ShopTokenBook
     /// Per-shop `shop_cipher` from Get Authorized Shops.
     public var shopCiphers: AccessTokens
+    let refresher: TikTokTokenRefresher
     let http: PlatformHTTP
 
-    public init(baseURL: String, appKey: String, appSecret: String, tokens: AccessTokens, shopCiphers: AccessTokens, client: HTTPClient) {
+    /// - Parameter authBaseURL: the token service (default `https://auth.tiktok-shops.com`).
+    public init(baseURL: String, authBaseURL: String = "https://auth.tiktok-shops.com", appKey: String, appSecret: String,
+                tokens: ShopTokenBook, shopCiphers: AccessTokens, client: HTTPClient) {
         self.baseURL = baseURL
         self.appKey = appKey
         self.appSecret = appSecret
         self.tokens = tokens
         self.shopCiphers = shopCiphers
         self.http = PlatformHTTP(client: client)
+        self.refresher = TikTokTokenRefresher(authBaseURL: authBaseURL, appKey: appKey, appSecret: appSecret, http: http)
     }
+
+    /// 105002: expired credentials (105001 invalid credentials is not cured by a refresh).
+    static let expiredToken: Int64 = 105002
 
     public func orderDetail(shopID: String, platformOrderID: String) async throws(ConnectorError) -> Any {
         let path = "/order/202309/orders"
-        var params = ["app_key": appKey, "timestamp": String(Int64(Date().timeIntervalSince1970)), "ids": platformOrderID,
-                      "shop_cipher": (try? shopCiphers.token(shopID)) ?? ""]
-        params["sign"] = APISigning.tiktok(path: path, params: params, body: "", appSecret: appSecret)
-        let obj = try await http.call("\(baseURL)\(path)?\(PlatformHTTP.query(params))", headers: [("x-tts-access-token", try tokens.token(shopID))])
-        guard JSON.int(obj["code"]) == 0 else {
-            throw .retryLater("TikTok Shop Get Order Detail error \(JSON.string(obj["code"]) ?? "?"): \(JSON.string(obj["message"]) ?? "")")
+        var token = try tokens.accessToken(shopID)
+        for attempt in 0..<2 {
+            var params = ["app_key": appKey, "timestamp": String(Int64(Date().timeIntervalSince1970)), "ids": platformOrderID,
+                          "shop_cipher": (try? shopCiphers.token(shopID)) ?? ""]
+            params["sign"] = APISigning.tiktok(path: path, params: params, body: "", appSecret: appSecret)
+            let obj = try await http.call("\(baseURL)\(path)?\(PlatformHTTP.query(params))", headers: [("x-tts-access-token", token)])
+            if JSON.int(obj["code"]) == 0 { return obj }
+            guard attempt == 0, JSON.int(obj["code"]) == Self.expiredToken else {
+                throw .retryLater("TikTok Shop Get Order Detail error \(JSON.string(obj["code"]) ?? "?"): \(JSON.string(obj["message"]) ?? "")")
+            }
+            token = try await tokens.renew(shopID, rejected: token, using: refresher)
         }
-        return obj
+        throw .retryLater("TikTok Shop Get Order Detail: access token rejected after refresh")
     }
 }

@@ -187,7 +187,16 @@ public struct PlatformCredentials: Sendable {
 /// registered with `put`. Listens on 127.0.0.1 only.
 public final class FakePlatformAPI: Sendable {
     public let credentials: PlatformCredentials
-    public let accessToken: String
+    /// The access token the fake accepts now (for every shop and platform); see `expireAccessToken`.
+    public var accessToken: String { tokenState.withLock { $0.valid ?? "" } }
+    /// The refresh token that renews it now.
+    public var refreshToken: String { tokenState.withLock { $0.refresh } }
+    let tokenState: Mutex<(valid: String?, refresh: String, retired: Set<String>, generation: Int)>
+    /// Token refreshes the fake granted, and calls it answered "access token expired".
+    public let refreshes = Atomic<Int>(0)
+    public let expiredAnswers = Atomic<Int>(0)
+    /// Kuaishou app secret the fake's `oauth2/refresh_token` accepts.
+    public let kuaishouAppSecret = "dev-kuaishou-app-secret"
     private let orders = Mutex<[String: [UInt8]]>([:])
     /// Requests refused for a bad signature or token (tests assert it stays 0).
     public let refused = Atomic<Int>(0)
@@ -216,7 +225,7 @@ public final class FakePlatformAPI: Sendable {
 
     public init(credentials: PlatformCredentials = .development, accessToken: String = "dev-access-token") {
         self.credentials = credentials
-        self.accessToken = accessToken
+        self.tokenState = Mutex((accessToken, "dev-refresh-token", [], 0))
     }
 
     /// Registers the detail response for an order.
@@ -234,6 +243,7 @@ public final class FakePlatformAPI: Sendable {
     /// The fake's routes on `router` (mount it on its own Application).
     public func routes(_ router: Router<BasicRequestContext>) {
         let c = credentials
+        tokenRoutes(router)
         router.post(RouterPath(stringLiteral: Self.registrationPath)) { request, _ in
             let body = try await request.body.collect(upTo: 256 << 20)
             guard let entries = try? JSON.array(Array(body.readableBytesView)) else { return Self.status(.badRequest, "body must be a JSON array") }
@@ -248,6 +258,7 @@ public final class FakePlatformAPI: Sendable {
         }
         router.get("/order/orderDetail") { request, _ in
             let q = Self.query(request)
+            if self.retired(q["access_token"]) { return self.expired(.douyin) }
             guard q["access_token"] == self.accessToken, let pj = q["param_json"], let ts = q["timestamp"], let method = q["method"],
                   q["sign"] == APISigning.douyin(appKey: c.douyinAppKey, appSecret: c.douyinAppSecret, method: method, paramJSON: pj, timestamp: ts) else {
                 return self.refuse(#"{"code":40004,"msg":"sign or access_token invalid"}"#)
@@ -281,6 +292,7 @@ public final class FakePlatformAPI: Sendable {
         }
         router.get("/open/order/detail") { request, _ in
             let q = Self.query(request)
+            if self.retired(q["access_token"]) { return self.expired(.kuaishou) }
             guard q["access_token"] == self.accessToken, let sign = q["sign"], sign == APISigning.kuaishou(params: q, signSecret: c.kuaishouSignSecret) else {
                 return self.refuse(#"{"result":28,"error_msg":"sign invalid"}"#)
             }
@@ -306,6 +318,7 @@ public final class FakePlatformAPI: Sendable {
         }
         router.get("/order/202309/orders") { request, _ in
             let q = Self.query(request)
+            if self.retired(request.headers[HTTPField.Name("x-tts-access-token")!]) { return self.expired(.tiktokShop) }
             guard request.headers[HTTPField.Name("x-tts-access-token")!] == self.accessToken, let sign = q["sign"],
                   sign == APISigning.tiktok(path: "/order/202309/orders", params: q, body: "", appSecret: c.tiktokAppSecret) else {
                 return self.refuse(#"{"code":106001,"message":"Invalid signature"}"#)

@@ -31,6 +31,7 @@ struct IngestCommand: AsyncParsableCommand {
         let producer = try KafkaProducer(configuration: settings.producerKafka(), logger: logger)
         let publisher = OrderPublisher(producer: producer, sealer: connectors.sealer)
         let ledger = try MessageLedger(path: connectors.ledgerPath)
+        for book in connectors.tokenBooks { try book.attach(ledger.database) }
         let pipeline = ConnectorPipeline(publisher: publisher, ledger: ledger, logger: logger)
         let pollers = connectors.pollers(publisher: publisher, ledger: ledger, logger: logger)
         let maxBody = settings.int("ingest.maxBodyBytes", default: 1 << 20)

@@ -32,17 +32,19 @@ struct Harness: @unchecked Sendable {  // used from one test task at a time
         ledger = try MessageLedger(path: ":memory:")
         self.fake = fake
         let c = PlatformCredentials.development
-        let tokens = AccessTokens(["*": fake.accessToken])
+        func tokens(_ platform: Platform) -> ShopTokenBook {
+            ShopTokenBook(platform: platform, tokens: ["*": ShopTokens(accessToken: fake.accessToken, refreshToken: "")])
+        }
         let client = HTTPClient.shared
         let wechat = WeChatChannelsConnector(crypto: try WeChatMessageCrypto(token: c.wechatToken, encodingAESKey: c.wechatEncodingAESKey, appID: c.wechatAppID), shopID: "wx-shop-1")
         wirings = [
             .douyin: PlatformWiring(connector: DouyinConnector(appKey: c.douyinAppKey, appSecret: c.douyinAppSecret),
-                                    details: DouyinOrderAPI(baseURL: apiBase, appKey: c.douyinAppKey, appSecret: c.douyinAppSecret, tokens: tokens, client: client)),
+                                    details: DouyinOrderAPI(baseURL: apiBase, appKey: c.douyinAppKey, appSecret: c.douyinAppSecret, tokens: tokens(.douyin), client: client)),
             .kuaishou: PlatformWiring(connector: try KuaishouConnector(appKey: c.kuaishouAppKey, messageSecret: c.kuaishouMessageSecret),
-                                      details: KuaishouOrderAPI(baseURL: apiBase, appKey: c.kuaishouAppKey, signSecret: c.kuaishouSignSecret, tokens: tokens, client: client)),
+                                      details: KuaishouOrderAPI(baseURL: apiBase, appKey: c.kuaishouAppKey, signSecret: c.kuaishouSignSecret, tokens: tokens(.kuaishou), client: client)),
             .wechatChannels: PlatformWiring(connector: wechat, details: WeChatOrderAPI(baseURL: apiBase, accessToken: fake.accessToken, client: client)),
             .tiktokShop: PlatformWiring(connector: TikTokShopConnector(appKey: c.tiktokAppKey, appSecret: c.tiktokAppSecret),
-                                        details: TikTokOrderAPI(baseURL: apiBase, appKey: c.tiktokAppKey, appSecret: c.tiktokAppSecret, tokens: tokens,
+                                        details: TikTokOrderAPI(baseURL: apiBase, appKey: c.tiktokAppKey, appSecret: c.tiktokAppSecret, tokens: tokens(.tiktokShop),
                                                                 shopCiphers: AccessTokens([:]), client: client)),
         ]
         var logger = Logger(label: "test")
