@@ -143,18 +143,21 @@ public struct ConnectorsConfiguration: Sendable {
 
     /// Settings (as environment variables) that enable every connector with the development
     /// credentials against a fake platform API at `apiBase` — what `livesync dev` and the tests use.
-    public static func developmentEnvironment(apiBase: String, credentials c: PlatformCredentials = .development, accessToken: String = "dev-access-token") -> [String: String] {
+    public static func developmentEnvironment(apiBase: String, credentials c: PlatformCredentials = .development, accessToken: String = "dev-access-token",
+                                              refreshToken: String = "dev-refresh-token") -> [String: String] {
         [
             "LIVESYNC_CONNECTORS_DOUYIN_APP_KEY": c.douyinAppKey, "LIVESYNC_CONNECTORS_DOUYIN_APP_SECRET": c.douyinAppSecret,
-            "LIVESYNC_CONNECTORS_DOUYIN_API_BASE": apiBase, "LIVESYNC_CONNECTORS_DOUYIN_ACCESS_TOKENS": "*=\(accessToken)",
+            "LIVESYNC_CONNECTORS_DOUYIN_API_BASE": apiBase, "LIVESYNC_CONNECTORS_DOUYIN_ACCESS_TOKENS": "*=\(accessToken):\(refreshToken)",
             "LIVESYNC_CONNECTORS_KUAISHOU_APP_KEY": c.kuaishouAppKey, "LIVESYNC_CONNECTORS_KUAISHOU_SIGN_SECRET": c.kuaishouSignSecret,
             "LIVESYNC_CONNECTORS_KUAISHOU_MESSAGE_SECRET": c.kuaishouMessageSecret, "LIVESYNC_CONNECTORS_KUAISHOU_API_BASE": apiBase,
-            "LIVESYNC_CONNECTORS_KUAISHOU_ACCESS_TOKENS": "*=\(accessToken)",
+            "LIVESYNC_CONNECTORS_KUAISHOU_ACCESS_TOKENS": "*=\(accessToken):\(refreshToken)",
+            "LIVESYNC_CONNECTORS_KUAISHOU_APP_SECRET": "dev-kuaishou-app-secret",
             "LIVESYNC_CONNECTORS_WECHAT_TOKEN": c.wechatToken, "LIVESYNC_CONNECTORS_WECHAT_ENCODING_AES_KEY": c.wechatEncodingAESKey,
             "LIVESYNC_CONNECTORS_WECHAT_APP_ID": c.wechatAppID, "LIVESYNC_CONNECTORS_WECHAT_SHOP_ID": "wx-shop-1",
             "LIVESYNC_CONNECTORS_WECHAT_ACCESS_TOKEN": accessToken, "LIVESYNC_CONNECTORS_WECHAT_API_BASE": apiBase,
             "LIVESYNC_CONNECTORS_TIKTOK_APP_KEY": c.tiktokAppKey, "LIVESYNC_CONNECTORS_TIKTOK_APP_SECRET": c.tiktokAppSecret,
-            "LIVESYNC_CONNECTORS_TIKTOK_API_BASE": apiBase, "LIVESYNC_CONNECTORS_TIKTOK_ACCESS_TOKENS": "*=\(accessToken)",
+            "LIVESYNC_CONNECTORS_TIKTOK_API_BASE": apiBase, "LIVESYNC_CONNECTORS_TIKTOK_AUTH_BASE": apiBase,
+            "LIVESYNC_CONNECTORS_TIKTOK_ACCESS_TOKENS": "*=\(accessToken):\(refreshToken)",
         ]
     }
 }
