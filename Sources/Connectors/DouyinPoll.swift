@@ -14,13 +14,23 @@ public struct DouyinPollAPI: OrderPollAPI {
         self.gateway = DouyinGateway(baseURL: baseURL, appKey: appKey, appSecret: appSecret, http: PlatformHTTP(client: client))
     }
 
+    /// `sub_code`s of code 40003 that a refreshed access token cures (Douyin's platform error
+    /// catalogue, op.jinritemai.com/docs/guide-docs/212/1427, as the public SDKs quote it).
+    static let expiredTokenSubCodes: Set<String> = ["isv.access-token-expired", "isv.access-token-no-existed"]
+
+    /// Sorts a non-success answer: an expired token is refreshed, code 60000
+    /// (`isv.traffic-limited`) is waited out, everything else fails the cycle.
+    static func classify(code: Int64, subCode: String, text: String) -> PollError {
+        if expiredTokenSubCodes.contains(subCode) { return .tokenExpired(text) }
+        if code == 60000 || subCode == "isv.traffic-limited" { return .rateLimited(text) }
+        return .failed(text)
+    }
+
     func call(_ method: String, param: [String: Any], accessToken: String?) async throws(PollError) -> [String: Any] {
         let r: (code: Int64, text: String, body: [String: Any])
         do { r = try await gateway.call(method, param, accessToken: accessToken) } catch { throw .failed("\(error)") }
         guard r.code == 10000 else {
-            if r.text.contains("access_token") { throw .tokenExpired(r.text) }
-            if r.code == 50002 || r.text.contains("限流") { throw .rateLimited(r.text) }
-            throw .failed(r.text)
+            throw Self.classify(code: r.code, subCode: JSON.string(r.body["sub_code"]) ?? "", text: "\(r.text) [\(JSON.string(r.body["sub_code"]) ?? "")]")
         }
         return r.body
     }

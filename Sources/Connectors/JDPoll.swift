@@ -33,8 +33,10 @@ public struct JDPollAPI: OrderPollAPI {
         if let err = obj["error_response"] as? [String: Any] {
             let code = JSON.string(err["code"]) ?? ""
             let text = "\(code) \(JSON.string(err["zh_desc"]) ?? JSON.string(err["en_desc"]) ?? "")"
-            if ["19", "20"].contains(code) { throw .tokenExpired(text) }  // invalid / expired access_token
-            if code == "37" || text.contains("频") { throw .rateLimited(text) }
+            // JOS gateway codes: 19 "Invalid access_token" (expired or revoked: refresh), 2 "App Call
+            // Limited". 37 is kept as a rate limit although no published table was found for it.
+            if code == "19" { throw .tokenExpired(text) }
+            if code == "2" || code == "37" || text.contains("频") { throw .rateLimited(text) }
             throw .failed("JOS error \(text)")
         }
         guard let result = ((obj["jingdong_pop_order_search_responce"] as? [String: Any])?["searchorderinfo_result"] as? [String: Any]) else {

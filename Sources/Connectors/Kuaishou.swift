@@ -9,7 +9,7 @@ import _CryptoExtras
 ///   `{"eventId", "msgId", "bizId", "userId", "openId", "appKey", "event", "info": "<JSON string>", "createTime", "test"}`.
 ///   Kuaishou signs nothing else: a body that does not decrypt under the app's message secret to
 ///   a message naming this app's `appKey` is refused.
-/// - Acknowledgement: `{"result":1}`; anything else makes Kuaishou redeliver.
+/// - Acknowledgement: `{"result":1}` (as Kuaishou's own push-receiver demo answers); anything else makes Kuaishou redeliver.
 public struct KuaishouConnector: WebhookConnector {
     public let platform: Platform = .kuaishou
     public var appKey: String
@@ -30,9 +30,10 @@ public struct KuaishouConnector: WebhookConnector {
         WebhookReply(status: error.status, body: JSON.encode(["result": 0, "error_msg": "\(error)"]))
     }
 
-    /// After-sale `status` codes of `kwaishop_aftersales_updateRefund` LiveSync acts on:
-    /// 11 buyer returned the goods, 60 refund succeeded (see docs/connectors.md).
-    static let refundKinds: [Int64: EventKind] = [11: .returnShipped, 60: .refundApproved]
+    /// After-sale `status` codes of `kwaishop_aftersales_updateRefund` LiveSync acts on (Kuaishou's
+    /// refund status enum: 10 仅退款申请, 11 退货退款申请, … 40 商品回寄信息待卖家确认, 50 退款执行中,
+    /// 60 退款成功, 70 退款失败): 40 the buyer has sent the goods back, 60 refund succeeded.
+    static let refundKinds: [Int64: EventKind] = [40: .returnShipped, 60: .refundApproved]
 
     static let zeroIV = [UInt8](repeating: 0, count: 16)
 

@@ -28,8 +28,10 @@ public struct PinduoduoPollAPI: OrderPollAPI {
         if let err = obj["error_response"] as? [String: Any] {
             let code = JSON.int(err["error_code"]) ?? 0
             let text = "\(code) \(JSON.string(err["error_msg"]) ?? "") \(JSON.string(err["sub_msg"]) ?? "")"
-            if code == 10019 { throw .tokenExpired(text) }           // access_token expired
-            if [70031, 70032, 70033].contains(code) { throw .rateLimited(text) }  // call frequency limits
+            // 10019/10035 "access_token已过期"; 70031/70032 "调用过于频繁", 70033 "接口因系统维护暂时下线，请稍后再试",
+            // 52101 "当前接口被限流，请稍后重试": all waited out.
+            if code == 10019 || code == 10035 { throw .tokenExpired(text) }
+            if [70031, 70032, 70033, 52101].contains(code) { throw .rateLimited(text) }
             throw .failed("Pinduoduo error \(text)")
         }
         return obj

@@ -4,7 +4,8 @@ import Model
 /// TikTok Shop webhooks.
 ///
 /// - Header `Authorization` = lower-case hex `HMAC-SHA256(key: app_secret, message: app_key + raw body)`.
-/// - Body: `{"type": 1, "tts_notification_id": "…", "shop_id": "…", "timestamp": …, "data": {…}}`.
+/// - Body: `{"type": 1, "tts_notification_id": "…", "shop_id": "…", "timestamp": …, "data": {…}}`
+///   (the partner doc's type 3 example carries no `tts_notification_id`: see `notificationID`).
 /// - Types: 1 ORDER_STATUS_CHANGE, 3 RECIPIENT_ADDRESS_UPDATE, 11 CANCELLATION_STATUS_CHANGE,
 ///   12 RETURN_STATUS_CHANGE; the rest are acknowledged and ignored.
 /// - Acknowledgement: HTTP 200 (TikTok Shop retries anything else).
@@ -28,6 +29,17 @@ public struct TikTokShopConnector: WebhookConnector {
         WebhookReply(status: error.status, body: JSON.encode(["code": error.status, "message": "\(error)"]))
     }
 
+    /// `tts_notification_id`, or — for a notification published without one (the partner doc's
+    /// type 3 example has none) — type, order and the event's `update_time` (else `timestamp`),
+    /// which a redelivery repeats.
+    static func notificationID(_ msg: [String: Any], type: Int64, order: String, data: [String: Any]) throws(ConnectorError) -> String {
+        if let id = JSON.string(msg["tts_notification_id"]), !id.isEmpty { return id }
+        guard let at = JSON.string(data["update_time"]) ?? JSON.string(msg["timestamp"]) else {
+            throw .malformed("tts_notification_id is required (or data.update_time / timestamp to identify the notification)")
+        }
+        return "\(type):\(order):\(at)"
+    }
+
     public func parse(_ request: WebhookRequest) throws(ConnectorError) -> WebhookParse {
         guard let given = request.header("authorization") else { throw .badSignature("Authorization header is missing") }
         guard Digests.equal(Self.sign(body: request.body, appKey: appKey, appSecret: appSecret), given) else {
@@ -35,16 +47,16 @@ public struct TikTokShopConnector: WebhookConnector {
         }
         let msg = try JSON.object(request.body)
         guard let type = JSON.int(msg["type"]) else { throw .malformed("type is required") }
-        let id = try JSON.require(msg, "tts_notification_id", in: "body")
         let shop = try JSON.require(msg, "shop_id", in: "body")
         let data = msg["data"] as? [String: Any] ?? [:]
         let order = JSON.string(data["order_id"]) ?? ""
+        let id = try Self.notificationID(msg, type: type, order: order, data: data)
         let kind: EventKind
         switch type {
         case 1:
             kind = switch JSON.string(data["order_status"]) ?? "" {
             case "AWAITING_SHIPMENT": .paid
-            case "CANCELLED": .cancelled
+            case "CANCEL", "CANCELLED": .cancelled  // the webhook doc lists CANCEL; the order API says CANCELLED
             default: .ignored
             }
         case 3: kind = .addressChanged

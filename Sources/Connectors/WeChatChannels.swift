@@ -134,6 +134,11 @@ public struct WeChatChannelsConnector: WebhookConnector {
         return .events(try events(from: try JSON.object(plaintext)))
     }
 
+    /// `order_info.type` values of `channels_ec_order_ext_info_update` after which the order ships to
+    /// a new address: 2 商家主动地址修改或通过用户修改地址申请, 16 买家已同意修改，请按新地址发货,
+    /// 19 买家已主动修改地址，请按新地址发货. (3 is a merchant remark change, 4 only a buyer's request.)
+    static let addressChangedTypes: Set<Int64> = [2, 16, 19]
+
     /// Maps one decrypted event. WeChat events carry no message id; WeChat's guidance is to
     /// de-duplicate on sender + creation time, so the id is event, order and CreateTime (plus the
     /// after-sale id and status for after-sale updates).
@@ -151,7 +156,7 @@ public struct WeChatChannelsConnector: WebhookConnector {
             let kind: EventKind = switch event {
             case "channels_ec_order_pay": .paid
             case "channels_ec_order_cancel": .cancelled
-            default: (JSON.int(info["type"]) == 3 ? .addressChanged : .ignored) // type 3: 收货地址变更
+            default: Self.addressChangedTypes.contains(JSON.int(info["type"]) ?? 0) ? .addressChanged : .ignored
             }
             return [make(kind, order: order)]
         case "channels_ec_aftersale_update":

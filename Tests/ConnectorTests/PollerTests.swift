@@ -19,6 +19,8 @@ final class FakeSearchAPI: Sendable {
     let token = Mutex("token-1")
     let rateLimitsToAnswer = Mutex(0)
     let expireNext = Mutex(false)
+    /// Error bodies answered (one per call, after the signature check) before anything else.
+    let scripted = Mutex<[String]>([])
     let badSignatures = Atomic<Int>(0)
     let calls = Atomic<Int>(0)
 
@@ -54,6 +56,10 @@ final class FakeSearchAPI: Sendable {
     /// Orders of `p` updated in [from, to], in update order.
     func window(_ p: Platform, _ from: Int64, _ to: Int64) -> [Stored] {
         orders.withLock { $0.filter { $0.platform == p && $0.updatedAt >= from && $0.updatedAt <= to }.sorted { $0.updatedAt < $1.updatedAt } }
+    }
+
+    func nextScripted() -> Response? {
+        scripted.withLock { $0.isEmpty ? nil : Self.json($0.removeFirst()) }
     }
 
     func gate() -> String? {
@@ -93,6 +99,7 @@ final class FakeSearchAPI: Sendable {
                 self.token.withLock { $0 = "token-2" }
                 return Self.json(#"{"top_auth_token_refresh_response":{"token_result":"{\"access_token\":\"token-2\",\"refresh_token\":\"refresh-2\"}"}}"#)
             }
+            if let r = self.nextScripted() { return r }
             if self.gate() != nil { return Self.json(#"{"error_response":{"code":7,"msg":"App Call Limited","sub_code":"accesscontrol.limited-by-app-access-count"}}"#) }
             guard q["session"] == self.token.withLock({ $0 }) else { return Self.json(#"{"error_response":{"code":27,"msg":"Invalid session"}}"#) }
             let from = FieldMappingFixtures.parse(q["start_modified"]!), to = FieldMappingFixtures.parse(q["end_modified"]!)
@@ -105,8 +112,9 @@ final class FakeSearchAPI: Sendable {
                 self.badSignatures.add(1, ordering: .relaxed)
                 return Self.json(#"{"error_response":{"code":"17","zh_desc":"签名错误"}}"#)
             }
-            if self.gate() != nil { return Self.json(#"{"error_response":{"code":"37","zh_desc":"调用频率超限"}}"#) }
-            guard q["access_token"] == self.token.withLock({ $0 }) else { return Self.json(#"{"error_response":{"code":"19","zh_desc":"token过期"}}"#) }
+            if let r = self.nextScripted() { return r }
+            if self.gate() != nil { return Self.json(#"{"error_response":{"code":"2","zh_desc":"限制时间内调用失败次数","en_desc":"App Call Limited"}}"#) }
+            guard q["access_token"] == self.token.withLock({ $0 }) else { return Self.json(#"{"error_response":{"code":"19","zh_desc":"无效access_token","en_desc":"Invalid access_token"}}"#) }
             let p = try JSONSerialization.jsonObject(with: Data(q["360buy_param_json"]!.utf8)) as! [String: String]
             let list = self.window(.jd, FieldMappingFixtures.parse(p["start_date"]!), FieldMappingFixtures.parse(p["end_date"]!))
             let (items, _) = self.page(list, Int(p["page"]!)!, Int(p["page_size"]!)!)
@@ -128,7 +136,8 @@ final class FakeSearchAPI: Sendable {
                 self.token.withLock { $0 = "token-2" }
                 return Self.json(#"{"pop_auth_token_refresh_response":{"access_token":"token-2","refresh_token":"refresh-2"}}"#)
             }
-            if self.gate() != nil { return Self.json(#"{"error_response":{"error_code":70031,"error_msg":"调用过于频繁"}}"#) }
+            if let r = self.nextScripted() { return r }
+            if self.gate() != nil { return Self.json(#"{"error_response":{"error_code":70031,"error_msg":"调用过于频繁，请调整调用频率"}}"#) }
             guard q["access_token"] == self.token.withLock({ $0 }) else { return Self.json(#"{"error_response":{"error_code":10019,"error_msg":"access_token已过期"}}"#) }
             let (items, more) = self.page(self.window(.pinduoduo, Int64(q["start_updated_at"]!)!, Int64(q["end_updated_at"]!)!), Int(q["page"]!)!, Int(q["page_size"]!)!)
             return Self.json(#"{"order_sn_increment_get_response":{"has_next":\#(more),"order_sn_list":[\#(items.joined(separator: ","))]}}"#)
@@ -140,8 +149,11 @@ final class FakeSearchAPI: Sendable {
                 self.badSignatures.add(1, ordering: .relaxed)
                 return Self.json(#"{"code":40004,"msg":"sign invalid"}"#)
             }
-            if self.gate() != nil { return Self.json(#"{"code":50002,"msg":"限流"}"#) }
-            guard q["access_token"] == self.token.withLock({ $0 }) else { return Self.json(#"{"code":30002,"msg":"access_token已过期"}"#) }
+            if let r = self.nextScripted() { return r }
+            if self.gate() != nil { return Self.json(#"{"code":60000,"msg":"触发限流，请稍后重试","sub_code":"isv.traffic-limited","sub_msg":"请求太频繁，请稍后重试"}"#) }
+            guard q["access_token"] == self.token.withLock({ $0 }) else {
+                return Self.json(#"{"code":40003,"msg":"非法的参数","sub_code":"isv.access-token-expired","sub_msg":"access_token已过期"}"#)
+            }
             let p = try JSONSerialization.jsonObject(with: Data(pj.utf8)) as! [String: Any]
             let list = self.window(.douyin, (p["update_time_start"] as! NSNumber).int64Value, (p["update_time_end"] as! NSNumber).int64Value)
             let (items, _) = self.page(list, (p["page"] as! NSNumber).intValue + 1, (p["size"] as! NSNumber).intValue)
@@ -289,6 +301,48 @@ enum FieldMappingFixtures {
                 #expect(late.status == 200)
                 #expect(try h.published(Topics.ordersPlaced) == 2)
             }
+        }
+    }
+
+    enum Outcome: Equatable { case rateLimited, tokenExpired, failed }
+
+    /// Each platform's published error bodies (docs/connectors.md, "Verified against") and how the
+    /// poller must treat them: wait out, refresh the token, or fail the cycle at once.
+    static let documentedErrors: [(Platform, String, Outcome)] = [
+        (.taobao, #"{"error_response":{"code":7,"msg":"App Call Limited","sub_code":"accesscontrol.limited-by-api-access-count"}}"#, .rateLimited),
+        (.taobao, #"{"error_response":{"code":27,"msg":"Invalid session","sub_code":"session-expired"}}"#, .tokenExpired),
+        (.taobao, #"{"error_response":{"code":25,"msg":"Invalid signature"}}"#, .failed),
+        (.jd, #"{"error_response":{"code":"2","zh_desc":"限制时间内调用失败次数","en_desc":"App Call Limited"}}"#, .rateLimited),
+        (.jd, #"{"error_response":{"code":"19","zh_desc":"无效access_token","en_desc":"Invalid access_token"}}"#, .tokenExpired),
+        (.jd, #"{"error_response":{"code":"20","zh_desc":"缺少app_key参数","en_desc":"Missing app_key"}}"#, .failed),
+        (.pinduoduo, #"{"error_response":{"error_code":70031,"error_msg":"调用过于频繁，请调整调用频率"}}"#, .rateLimited),
+        (.pinduoduo, #"{"error_response":{"error_code":70032,"error_msg":"调用过于频繁，请调整调用频率"}}"#, .rateLimited),
+        (.pinduoduo, #"{"error_response":{"error_code":10019,"error_msg":"access_token已过期"}}"#, .tokenExpired),
+        (.pinduoduo, #"{"error_response":{"error_code":10035,"error_msg":"access_token已过期"}}"#, .tokenExpired),
+        (.pinduoduo, #"{"error_response":{"error_code":20004,"error_msg":"签名sign校验失败"}}"#, .failed),
+        (.douyin, #"{"code":60000,"msg":"触发限流，请稍后重试","sub_code":"isv.traffic-limited","sub_msg":"请求太频繁，请稍后重试"}"#, .rateLimited),
+        (.douyin, #"{"code":40003,"msg":"非法的参数","sub_code":"isv.access-token-expired","sub_msg":"access_token已过期"}"#, .tokenExpired),
+        (.douyin, #"{"code":40003,"msg":"非法的参数","sub_code":"isv.access-token-no-existed","sub_msg":"access_token不存在，请使用最新的access_token访问"}"#, .tokenExpired),
+        (.douyin, #"{"code":40001,"msg":"缺少必选参数","sub_code":"isv.access-token-missing","sub_msg":"认证失败，access_token不能为空"}"#, .failed),
+        (.douyin, #"{"code":50002,"msg":"系统繁忙"}"#, .failed),
+    ]
+
+    @Test func documentedErrorCodesAreWaitedOutRefreshedOrFailedAsThePlatformsPublishThem() async throws {
+        try await withSearchAPI { base, fake in
+            let now: Int64 = 1_780_000_000
+            for (p, body, expected) in Self.documentedErrors {
+                fake.scripted.withLock { $0 = [body] }
+                var outcome: Outcome?
+                do {
+                    _ = try await api(p, base, fake).page(from: now - 600, to: now, page: 1, pageSize: 2, accessToken: "token-1")
+                } catch let error as PollError {
+                    outcome = switch error { case .rateLimited: .rateLimited; case .tokenExpired: .tokenExpired; case .failed: .failed }
+                } catch {
+                    Issue.record("\(p.slug): not a PollError: \(error)")
+                }
+                #expect(outcome == expected, "\(p.slug) \(body)")
+            }
+            #expect(fake.badSignatures.load(ordering: .relaxed) == 0)
         }
     }
 }
