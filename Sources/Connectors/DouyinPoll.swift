@@ -30,7 +30,7 @@ public struct DouyinPollAPI: OrderPollAPI {
         let r: (code: Int64, text: String, body: [String: Any])
         do { r = try await gateway.call(method, param, accessToken: accessToken) } catch { throw .failed("\(error)") }
         guard r.code == 10000 else {
-            throw Self.classify(code: r.code, subCode: JSON.string(r.body["sub_code"]) ?? "", text: "\(r.text) [\(JSON.string(r.body["sub_code"]) ?? "")]")
+            throw Self.classify(code: r.code, subCode: JSON.string(r.body["sub_code"]) ?? "", text: r.text)
         }
         return r.body
     }

@@ -148,7 +148,7 @@ struct DouyinGateway: Sendable {
     /// Whether an answer says the access token expired or no longer exists (code 40003 with
     /// sub-code `isv.access-token-expired` or `isv.access-token-no-existed`): refresh it.
     static func tokenExpired(_ body: [String: Any]) -> Bool {
-        ["isv.access-token-expired", "isv.access-token-no-existed"].contains(JSON.string(body["sub_code"]) ?? "")
+        DouyinPollAPI.expiredTokenSubCodes.contains(JSON.string(body["sub_code"]) ?? "")
     }
 }
 
