@@ -44,7 +44,7 @@ public struct PlatformEmulator: Sendable {
             case .addressChanged: ("kwaishop_order_addressChange", 30)
             case .refundRequested: ("kwaishop_aftersales_addRefund", 10)
             case .refundApproved: ("kwaishop_aftersales_updateRefund", 60)
-            case .returnShipped: ("kwaishop_aftersales_updateRefund", 11)
+            case .returnShipped: ("kwaishop_aftersales_updateRefund", 40)
             case .ignored: ("kwaishop_order_delivering", 40)
             }
             var info: [String: Any] = ["oid": Int64(platformOrderID) as Any? ?? platformOrderID, "sellerId": Int64(shopID) as Any? ?? shopID,
@@ -59,7 +59,7 @@ public struct PlatformEmulator: Sendable {
             switch kind {
             case .paid: msg["Event"] = "channels_ec_order_pay"; msg["order_info"] = ["order_id": platformOrderID, "pay_time": timestamp]
             case .cancelled: msg["Event"] = "channels_ec_order_cancel"; msg["order_info"] = ["order_id": platformOrderID, "cancel_type": 1]
-            case .addressChanged: msg["Event"] = "channels_ec_order_ext_info_update"; msg["order_info"] = ["order_id": platformOrderID, "type": 3]
+            case .addressChanged: msg["Event"] = "channels_ec_order_ext_info_update"; msg["order_info"] = ["order_id": platformOrderID, "type": 2]
             case .refundRequested, .refundApproved, .returnShipped, .ignored:
                 let status = switch kind {
                 case .refundRequested: "MERCHANT_PROCESSING"
@@ -82,7 +82,7 @@ public struct PlatformEmulator: Sendable {
         default:
             let (type, data): (Int, [String: Any]) = switch kind {
             case .paid: (1, ["order_id": platformOrderID, "order_status": "AWAITING_SHIPMENT", "update_time": timestamp])
-            case .cancelled: (1, ["order_id": platformOrderID, "order_status": "CANCELLED", "update_time": timestamp])
+            case .cancelled: (1, ["order_id": platformOrderID, "order_status": "CANCEL", "update_time": timestamp])
             case .addressChanged: (3, ["order_id": platformOrderID, "update_time": timestamp])
             case .refundRequested: (12, ["order_id": platformOrderID, "return_id": refundID ?? "R\(platformOrderID)", "return_status": "RETURN_OR_REFUND_REQUEST_PENDING"])
             case .refundApproved: (12, ["order_id": platformOrderID, "return_id": refundID ?? "R\(platformOrderID)", "return_status": "RETURN_OR_REFUND_REQUEST_COMPLETE"])

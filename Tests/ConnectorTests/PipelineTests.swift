@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Connectors
 import Foundation
+import GRDB
 import Hummingbird
 import HummingbirdTesting
 import Ingest
@@ -171,6 +172,18 @@ let pushPlatforms: [Platform] = [.douyin, .kuaishou, .wechatChannels, .tiktokSho
             }
             #expect(try h.published(Topics.orderLines) == 0)
             #expect(try h.ledger.count() == 20)
+            // Each push was understood as the event the platform meant (the ledger keeps the kind).
+            // (WeChat events carry no message id: the ledger keys them by event, order and time, so
+            // they are matched by order id.)
+            let kinds = try await h.ledger.database.read { db in
+                try Row.fetchAll(db, sql: "SELECT platform, order_id, kind FROM platform_messages").map { "\($0[0] as String) \($0[1] as String) \($0[2] as String)" }
+            }
+            for p in pushPlatforms {
+                for (i, kind) in [EventKind.cancelled, .refundApproved, .refundRequested, .returnShipped, .addressChanged].enumerated() {
+                    let orderID = Identifiers.orderID(platform: p, shop: h.shop(p), platformOrderID: "77\(i)")
+                    #expect(kinds.contains("\(p.slug) \(orderID) \(kind.rawValue)"), "\(p.slug) \(kind): \(kinds.filter { $0.contains(orderID) })")
+                }
+            }
         }
     }
 
