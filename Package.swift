@@ -267,6 +267,8 @@ let package = Package(
             name: "ConnectorTests",
             dependencies: [
                 "Connectors", "Ingest", "Model", "Kafka", "Worker",
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
