@@ -115,7 +115,8 @@ let package = Package(
         .target(
             name: "Connectors",
             dependencies: [
-                "Ingest", "Model", "Worker", "Kafka",
+                "Ingest", "Model", "Worker", "Kafka", "Telemetry",
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -266,6 +267,8 @@ let package = Package(
             name: "ConnectorTests",
             dependencies: [
                 "Connectors", "Ingest", "Model", "Kafka", "Worker",
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),

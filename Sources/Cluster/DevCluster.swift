@@ -171,12 +171,19 @@ public final class DevCluster: Sendable {
         }
         if configuration.withChannels {
             // Stock pushes and shipment write-backs go to the same fake platform, with the
-            // development Douyin app and access token it accepts.
+            // development apps and the access token it accepts (every platform's client is
+            // configured; `channelsList` decides which channels get stock).
             var ch = env
             ch.merge(ConnectorsConfiguration.developmentEnvironment(apiBase: apiURL)) { current, _ in current }
+            let c = PlatformCredentials.development
+            ch.merge(["LIVESYNC_CONNECTORS_POLL_JD_APP_KEY": c.jdAppKey, "LIVESYNC_CONNECTORS_POLL_JD_APP_SECRET": c.jdAppSecret,
+                      "LIVESYNC_CONNECTORS_POLL_JD_GATEWAY": apiURL + "/routerjson",
+                      "LIVESYNC_CONNECTORS_POLL_PINDUODUO_APP_KEY": c.pinduoduoClientID, "LIVESYNC_CONNECTORS_POLL_PINDUODUO_APP_SECRET": c.pinduoduoClientSecret,
+                      "LIVESYNC_CONNECTORS_POLL_PINDUODUO_GATEWAY": apiURL + "/api/router"]) { current, _ in current }
             ch["LIVESYNC_KAFKA_INSTANCE_ID"] = "channels-1"
             ch["LIVESYNC_CHANNELS_LIST"] = env["LIVESYNC_CHANNELS_LIST"] ?? configuration.channelsList
-            ch["LIVESYNC_CHANNELS_TOKENS"] = env["LIVESYNC_CHANNELS_TOKENS"] ?? "douyin:*=\(fake.accessToken)"
+            ch["LIVESYNC_CHANNELS_TOKENS"] = env["LIVESYNC_CHANNELS_TOKENS"]
+                ?? ["douyin", "kuaishou", "wechat", "tiktok", "jd", "pinduoduo"].map { "\($0):*=\(fake.accessToken)" }.joined(separator: ";")
             try supervisor.start(ChildSpec(name: "channels", executable: "\(bin)/livesync-channels", environment: ch))
         }
 

@@ -22,12 +22,12 @@ public struct JDPollAPI: OrderPollAPI {
         self.http = PlatformHTTP(client: client)
     }
 
-    public func page(from: Int64, to: Int64, page: Int, pageSize: Int, accessToken: String) async throws(PollError) -> PolledPage {
-        let paramJSON = JSON.encode(["start_date": TaobaoPollAPI.time(from), "end_date": TaobaoPollAPI.time(to), "order_state": "WAIT_SELLER_STOCK_OUT",
-                                     "page": String(page), "page_size": String(pageSize), "dateType": "0",
-                                     "optional_fields": "orderId,modified,itemInfoList,consigneeInfo,orderRemark,paymentConfirmTime,sellerDiscount"])
-        var params = ["method": "jingdong.pop.order.search", "app_key": appKey, "access_token": accessToken,
-                      "timestamp": TaobaoPollAPI.time(Int64(Date().timeIntervalSince1970)), "v": "2.0", "360buy_param_json": paramJSON]
+    /// One signed JOS call through `/routerjson`: the method's parameters go in `360buy_param_json`.
+    /// Code 19 (invalid or expired token) is `tokenExpired`, 2, 37 or a frequency message `rateLimited`,
+    /// other `error_response`s `failed("JOS error …")`.
+    func call(_ method: String, _ param: [String: Any], accessToken: String) async throws(PollError) -> [String: Any] {
+        var params = ["method": method, "app_key": appKey, "access_token": accessToken,
+                      "timestamp": TaobaoPollAPI.time(Int64(Date().timeIntervalSince1970)), "v": "2.0", "360buy_param_json": JSON.encode(param)]
         params["sign"] = APISigning.md5Wrapped(params: params, secret: appSecret)
         let obj = try await http.form(gateway, params)
         if let err = obj["error_response"] as? [String: Any] {
@@ -39,6 +39,14 @@ public struct JDPollAPI: OrderPollAPI {
             if code == "2" || code == "37" || text.contains("频") { throw .rateLimited(text) }
             throw .failed("JOS error \(text)")
         }
+        return obj
+    }
+
+    public func page(from: Int64, to: Int64, page: Int, pageSize: Int, accessToken: String) async throws(PollError) -> PolledPage {
+        let obj = try await call("jingdong.pop.order.search", [
+            "start_date": TaobaoPollAPI.time(from), "end_date": TaobaoPollAPI.time(to), "order_state": "WAIT_SELLER_STOCK_OUT",
+            "page": String(page), "page_size": String(pageSize), "dateType": "0",
+            "optional_fields": "orderId,modified,itemInfoList,consigneeInfo,orderRemark,paymentConfirmTime,sellerDiscount"], accessToken: accessToken)
         guard let result = ((obj["jingdong_pop_order_search_responce"] as? [String: Any])?["searchorderinfo_result"] as? [String: Any]) else {
             throw .failed("no jingdong_pop_order_search_responce.searchorderinfo_result")
         }

@@ -3,7 +3,10 @@ import Foundation
 import GRDB
 import Kafka
 import Logging
+import Metrics
 import Model
+import Synchronization
+import Telemetry
 import ServiceLifecycle
 import Worker
 
@@ -203,6 +206,31 @@ public struct StockFanout: Sendable {
     }
 }
 
+/// `livesync_outbound_calls_total{platform, kind, outcome}`: every job the dispatcher finished a
+/// pass on, by platform (`douyin`, …), kind (`stock`, `shipment`) and outcome (`ok` sent, `retry`
+/// failed and rescheduled, `dead` refused, out of attempts or without a client). Counters are
+/// created once per label set and cached; an increment is an atomic add.
+public final class OutboundMetrics: Sendable {
+    private let factory: (any MetricsFactory)?
+    private let counters = Mutex<[String: Counter]>([:])
+
+    /// Counters of the process's metrics system (`MetricsSystem.bootstrap`), or of `factory`.
+    public init(factory: (any MetricsFactory)? = nil) { self.factory = factory }
+
+    public func record(platform: String, kind: String, outcome: String) {
+        let key = "\(platform)|\(kind)|\(outcome)"
+        let counter = counters.withLock { c in
+            if let counter = c[key] { return counter }
+            let dimensions = [("platform", platform), ("kind", kind), ("outcome", outcome)]
+            let counter = factory.map { Counter(label: MetricNames.outboundCalls, dimensions: dimensions, factory: $0) }
+                ?? Counter(label: MetricNames.outboundCalls, dimensions: dimensions)
+            c[key] = counter
+            return counter
+        }
+        counter.increment()
+    }
+}
+
 /// Sends due jobs to the platforms: per-shop rate limit, retries with exponential backoff, and
 /// dead letters carrying the platform's error once a job is refused or out of attempts.
 public struct OutboundDispatcher: Sendable {
@@ -213,15 +241,17 @@ public struct OutboundDispatcher: Sendable {
     public var configuration: OutboundConfiguration
     public var deadLetterProducer: KafkaProducer?
     public var logger: Logger
+    public var metrics: OutboundMetrics
     let limiter = RateLimiter()
 
     public init(queue: OutboundQueue, clients: [Platform: any ChannelClient], tokens: [String: String], configuration: OutboundConfiguration = .init(),
-                deadLetterProducer: KafkaProducer? = nil, logger: Logger) {
+                deadLetterProducer: KafkaProducer? = nil, metrics: OutboundMetrics = OutboundMetrics(), logger: Logger) {
         self.queue = queue
         self.clients = clients
         self.tokens = tokens
         self.configuration = configuration
         self.deadLetterProducer = deadLetterProducer
+        self.metrics = metrics
         self.logger = logger
     }
 
@@ -243,6 +273,7 @@ public struct OutboundDispatcher: Sendable {
             guard parts.count == 2, let platform = Platform.allCases.first(where: { $0.slug == parts[0] }), let client = clients[platform] else {
                 try await deadLetter(job, error: "no client configured for channel \(job.channel)")
                 result.dead += 1
+                metrics.record(platform: parts[0], kind: job.kind, outcome: "dead")
                 continue
             }
             await limiter.wait(job.channel, perSecond: configuration.callsPerSecondPerShop)
@@ -266,15 +297,18 @@ public struct OutboundDispatcher: Sendable {
             case nil:
                 try queue.finish(job.id, status: "done", now: now)
                 result.sent += 1
+                metrics.record(platform: platform.slug, kind: job.kind, outcome: "ok")
             case .retryable(let m)? where job.attempts + 1 < configuration.maxAttempts:
                 let attempts = job.attempts + 1
                 let backoff = min(configuration.maxBackoff, configuration.initialBackoff * (1 << min(attempts - 1, 20)))
                 let (s, atto) = backoff.components
                 try queue.retry(job.id, attempts: attempts, at: now + s * 1_000_000 + atto / 1_000_000_000_000, error: m, now: now)
                 result.retried += 1
+                metrics.record(platform: platform.slug, kind: job.kind, outcome: "retry")
             case .retryable(let m)?, .permanent(let m)?:
                 try await deadLetter(job, error: m)
                 result.dead += 1
+                metrics.record(platform: platform.slug, kind: job.kind, outcome: "dead")
             }
         }
         return result
@@ -322,8 +356,13 @@ public struct DouyinChannelClient: ChannelClient {
     func call(_ method: String, _ param: [String: Any], token: String) async throws(OutboundError) {
         let r: (code: Int64, text: String, body: [String: Any])
         do { r = try await gateway.call(method, param, accessToken: token) } catch { throw .retryable("\(error)") }
-        // 50000-range codes are the platform's own failures and throttling; the rest are the request's.
-        guard r.code == 10000 else { throw (50000..<60000).contains(r.code) ? .retryable(r.text) : .permanent(r.text) }
+        // Douyin's error catalogue: 20000 service unavailable, 20001 internal timeout and 60000
+        // (`isv.traffic-limited`) throttling are worth retrying; 4xxxx (parameters, signature, token),
+        // 3xxxx (permissions) and 5xxxx (the platform refused the business operation) are not.
+        guard r.code == 10000 else {
+            let retry = [20000, 20001, 60000].contains(r.code) || JSON.string(r.body["sub_code"]) == "isv.traffic-limited"
+            throw retry ? .retryable(r.text) : .permanent(r.text)
+        }
     }
 
     public func pushStock(shopID: String, sku: String, quantity: Int64, accessToken: String) async throws(OutboundError) {
@@ -459,6 +498,24 @@ public enum ChannelList {
                 allocation = ChannelAllocation(share: share, safetyStock: parts.count > 1 ? Int64(parts[1])! : 0)
             }
             result[Channel(platform: platform, shopID: ps[1])] = allocation
+        }
+        return result
+    }
+}
+
+/// The channel SKU map from `channels.skuMap`: `taobao:tb-1:SKU-1=6001:42;kuaishou:ks-1:SKU-1=5100:88`
+/// (platform:shop:LiveSync SKU=channel SKU). The LiveSync SKU is everything after the second `:`.
+public enum ChannelSKUMap {
+    public static func parse(_ text: String) throws -> [Channel: [String: String]] {
+        var result: [Channel: [String: String]] = [:]
+        for entry in text.split(separator: ";").map({ $0.trimmingCharacters(in: .whitespaces) }) where !entry.isEmpty {
+            let kv = entry.split(separator: "=", maxSplits: 1).map(String.init)
+            let left = kv[0].split(separator: ":", maxSplits: 2).map(String.init)
+            guard kv.count == 2, !kv[1].isEmpty, left.count == 3, !left[1].isEmpty, !left[2].isEmpty,
+                  let platform = Platform.allCases.first(where: { $0.slug == left[0] }) else {
+                throw ConfigurationError("channels.skuMap entry '\(entry)' is not platform:shop:sku=channelSku")
+            }
+            result[Channel(platform: platform, shopID: left[1]), default: [:]][left[2]] = kv[1]
         }
         return result
     }

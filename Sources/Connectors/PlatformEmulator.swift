@@ -121,7 +121,9 @@ public struct PlatformEmulator: Sendable {
             ] as [String: Any]]
         case .wechatChannels:
             return ["errcode": 0, "errmsg": "ok", "order": ["order_id": o.order_id, "order_detail": [
-                "product_infos": o.lines.map { ["sku_code": $0.sku, "sku_cnt": $0.quantity, "sale_price": $0.unit_price_fen] as [String: Any] },
+                // The fake's product and SKU ids are derived from the merchant SKU (the real ones are the shop's numeric ids).
+                "product_infos": o.lines.map { ["product_id": "P-\($0.sku)", "sku_id": "S-\($0.sku)", "sku_code": $0.sku, "sku_cnt": $0.quantity,
+                                                "sale_price": $0.unit_price_fen] as [String: Any] },
                 "pay_info": ["pay_time": paid],
                 "price_info": ["discounted_price": promotionFen, "merchant_discounted_price": couponFen],
                 "delivery_info": ["address_info": ["user_name": o.buyer.name, "tel_number": o.buyer.phone, "province_name": "", "city_name": "",
@@ -143,7 +145,7 @@ public struct PlatformEmulator: Sendable {
     }
 }
 
-/// Every secret of the four push platforms, as the merchant configures them.
+/// Every secret of the four push platforms (and of JD and Pinduoduo's write-back), as the merchant configures them.
 public struct PlatformCredentials: Sendable {
     public var douyinAppKey: String
     public var douyinAppSecret: String
@@ -157,9 +159,19 @@ public struct PlatformCredentials: Sendable {
     public var wechatAppID: String
     public var tiktokAppKey: String
     public var tiktokAppSecret: String
+    public var jdAppKey: String
+    public var jdAppSecret: String
+    /// Pinduoduo's `client_id` and `client_secret`.
+    public var pinduoduoClientID: String
+    public var pinduoduoClientSecret: String
 
     public init(douyinAppKey: String, douyinAppSecret: String, kuaishouAppKey: String, kuaishouSignSecret: String, kuaishouMessageSecret: String,
-                wechatToken: String, wechatEncodingAESKey: String, wechatAppID: String, tiktokAppKey: String, tiktokAppSecret: String) {
+                wechatToken: String, wechatEncodingAESKey: String, wechatAppID: String, tiktokAppKey: String, tiktokAppSecret: String,
+                jdAppKey: String = "", jdAppSecret: String = "", pinduoduoClientID: String = "", pinduoduoClientSecret: String = "") {
+        self.jdAppKey = jdAppKey
+        self.jdAppSecret = jdAppSecret
+        self.pinduoduoClientID = pinduoduoClientID
+        self.pinduoduoClientSecret = pinduoduoClientSecret
         self.douyinAppKey = douyinAppKey
         self.douyinAppSecret = douyinAppSecret
         self.kuaishouAppKey = kuaishouAppKey
@@ -178,13 +190,15 @@ public struct PlatformCredentials: Sendable {
         kuaishouAppKey: "ks700000000000000001", kuaishouSignSecret: "dev-kuaishou-sign-secret",
         kuaishouMessageSecret: "ZGV2LWt1YWlzaG91LW1zZy1rZXktMzJieXRlcyEhISE=",
         wechatToken: "devtoken", wechatEncodingAESKey: "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG", wechatAppID: "wxdev00000000001",
-        tiktokAppKey: "6devtiktokkey", tiktokAppSecret: "dev-tiktok-secret")
+        tiktokAppKey: "6devtiktokkey", tiktokAppSecret: "dev-tiktok-secret",
+        jdAppKey: "devjdappkey", jdAppSecret: "dev-jd-secret", pinduoduoClientID: "devpddclientid", pinduoduoClientSecret: "dev-pdd-secret")
 }
 
-/// A local fake of the four platforms' order-detail APIs (and Douyin's stock push and shipment
-/// write-back), built from their documentation: it
-/// checks each request's signature exactly as the platform does and serves the orders
-/// registered with `put`. Listens on 127.0.0.1 only.
+/// A local fake of the four platforms' order-detail APIs and of the stock push and shipment
+/// write-back of Douyin, Kuaishou, WeChat Channels, TikTok Shop, JD and Pinduoduo, built from
+/// their documentation: it checks each request's signature (and token) exactly as the platform
+/// does, checks the write-back bodies, serves the orders registered with `put`, and answers the
+/// failures queued with `failNext` (throttling, refusals) before succeeding. Listens on 127.0.0.1 only.
 public final class FakePlatformAPI: Sendable {
     public let credentials: PlatformCredentials
     /// The access token the fake accepts now (for every shop and platform); see `expireAccessToken`.
@@ -205,23 +219,56 @@ public final class FakePlatformAPI: Sendable {
     public let wechatAppSecret = "dev-wechat-secret"
     public let tokensIssued = Atomic<Int>(0)
 
-    /// A shipment write-back the fake accepted (Douyin `order.logisticsAdd`).
+    /// A shipment write-back the fake accepted (Douyin `order.logisticsAdd`, and the other platforms' calls).
     public struct WriteBack: Sendable, Equatable {
+        public var platform: Platform
         public var platformOrderID: String
         public var carrier: String
         public var trackingNumber: String
-        public init(platformOrderID: String, carrier: String, trackingNumber: String) {
+        public init(platform: Platform = .douyin, platformOrderID: String, carrier: String, trackingNumber: String) {
+            self.platform = platform
             self.platformOrderID = platformOrderID
             self.carrier = carrier
             self.trackingNumber = trackingNumber
         }
     }
-    private let writeBackLog = Mutex<[WriteBack]>([])
+    let writeBackLog = Mutex<[WriteBack]>([])
     private let stockLevels = Mutex<[String: Int64]>([:])
+
+    /// An answer the fake gives instead of success, in the platform's own shape.
+    public enum Failure: Sendable, Equatable {
+        /// The platform's throttling answer (see each route).
+        case throttle
+        /// The platform refuses the request with its code and message.
+        case refuse(code: Int64, message: String)
+    }
+    let failures = Mutex<[Platform: [Failure]]>([:])
+    /// A write-back call the fake accepted: platform, API (method or path) and the business parameters as text.
+    public struct OutboundCall: Sendable, Equatable {
+        public var platform: Platform
+        public var api: String
+        public var params: [String: String]
+    }
+    let outboundLog = Mutex<[OutboundCall]>([])
+    /// Channel stock of the non-Douyin platforms by `<platform slug>:<channel SKU>`.
+    let channelStockLevels = Mutex<[String: Int64]>([:])
     /// Every write-back accepted, in arrival order (repeats included: tests assert exactly once).
     public var writeBacks: [WriteBack] { writeBackLog.withLock { $0 } }
     /// The latest stock pushed per Douyin merchant code (`sku.syncStock`).
     public var stock: [String: Int64] { stockLevels.withLock { $0 } }
+    /// The other platforms' channel stock by `<platform slug>:<channel SKU>` (`kuaishou:5100:88`,
+    /// `wechat:P1:S1`, `tiktok:17:18`, `jd:2001`, `pinduoduo:9001:77`).
+    public var channelStock: [String: Int64] { channelStockLevels.withLock { $0 } }
+    /// Sets a channel SKU's stock (what Kuaishou's `open.item.sku.list.get` reports before a push).
+    public func setChannelStock(_ platform: Platform, sku: String, _ quantity: Int64) {
+        channelStockLevels.withLock { $0["\(platform.slug):\(sku)"] = quantity }
+    }
+    /// Every write-back call accepted (not Douyin's), in arrival order.
+    public var outboundCalls: [OutboundCall] { outboundLog.withLock { $0 } }
+    /// Queues answers `platform`'s write-back routes give, in order, before they succeed again.
+    public func failNext(_ platform: Platform, _ answers: [Failure]) {
+        failures.withLock { $0[platform, default: []].append(contentsOf: answers) }
+    }
 
     public init(credentials: PlatformCredentials = .development, accessToken: String = "dev-access-token") {
         self.credentials = credentials
@@ -325,6 +372,7 @@ public final class FakePlatformAPI: Sendable {
             }
             return self.serve(self.lookup(.tiktokShop, q["ids"] ?? ""), missing: #"{"code":36009004,"message":"order not found"}"#)
         }
+        outboundRoutes(router)
     }
 
     static func query(_ request: Request) -> [String: String] {

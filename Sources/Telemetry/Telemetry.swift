@@ -53,6 +53,8 @@ public enum MetricNames {
     public static let syncLatency = "livesync_sync_latency_seconds"
     // Alerting (labels `channel`, `result`: delivered, failed)
     public static let notifications = "livesync_alert_notifications_total"
+    // Channels (labels `platform`, `kind`: stock, shipment; `outcome`: ok, retry, dead)
+    public static let outboundCalls = "livesync_outbound_calls_total"
 
     static let valueBuckets: [String: [Double]] = [
         consumerBatchSize: [1, 10, 100, 1_000, 5_000, 10_000, 25_000, 50_000, 100_000],

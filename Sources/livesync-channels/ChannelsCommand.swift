@@ -19,15 +19,10 @@ struct ChannelsCommand: AsyncParsableCommand {
         try await ConsumerMain.run(
             name: "channels", group: "livesync-channels", topics: [Topics.stockReservations], companionTopics: [Topics.shipmentsShipped], configFile: config,
             extraServices: { settings, store, logger in
-                var clients: [Platform: any ChannelClient] = [:]
-                if let key = settings.optionalString("connectors.douyin.appKey"), let secret = settings.optionalString("connectors.douyin.appSecret") {
-                    clients[.douyin] = DouyinChannelClient(baseURL: settings.string("connectors.douyin.apiBase", default: "https://openapi-fxg.jinritemai.com"),
-                                                           appKey: key, appSecret: secret, client: .shared)
-                }
-                if let key = settings.optionalString("connectors.poll.taobao.appKey"), let secret = settings.optionalString("connectors.poll.taobao.appSecret") {
-                    clients[.taobao] = TaobaoChannelClient(api: TaobaoPollAPI(
-                        gateway: settings.string("connectors.poll.taobao.gateway", default: "https://eco.taobao.com/router/rest"),
-                        appKey: key, appSecret: secret, client: .shared))
+                let clients = try ChannelClients.configured(settings, client: .shared)
+                for channel in try ChannelList.parse(settings.string("channels.list", default: "")).keys where clients[channel.platform] == nil {
+                    logger.warning("no write-back client configured for this channel: its stock pushes and shipments will be dead-lettered",
+                                   metadata: ["channel": "\(channel.platform.slug):\(channel.shopID)"])
                 }
                 var outbound = OutboundConfiguration()
                 outbound.callsPerSecondPerShop = Double(settings.int("channels.callsPerSecondPerShop", default: 5))
@@ -39,7 +34,8 @@ struct ChannelsCommand: AsyncParsableCommand {
                 return [OutboundService(dispatcher: dispatcher)]
             }
         ) { settings in
-            ChannelStockProcessor(channels: try ChannelList.parse(settings.string("channels.list", default: "")))
+            ChannelStockProcessor(channels: try ChannelList.parse(settings.string("channels.list", default: "")),
+                                  skuMap: try ChannelSKUMap.parse(settings.string("channels.skuMap", default: "")))
         }
     }
 }

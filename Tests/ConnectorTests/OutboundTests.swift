@@ -5,6 +5,7 @@ import Hummingbird
 import HummingbirdTesting
 import Kafka
 import Logging
+import MetricsTestKit
 import Model
 import Synchronization
 import Testing
@@ -188,7 +189,7 @@ final class FakeChannelAPI: Sendable {
             defer { producer.close() }
             let queue = try OutboundQueue(path: ":memory:")
             // Busy twice, then fine: retried, then sent.
-            fake.douyinErrors.withLock { $0 = [(50002, "系统繁忙"), (50002, "系统繁忙")] }
+            fake.douyinErrors.withLock { $0 = [(60000, "触发限流，请稍后重试"), (60000, "触发限流，请稍后重试")] }
             try queue.enqueueStock(douyinShop, sku: "SKU-A", quantity: 3)
             var r = try await drain(dispatcher(base, fake, queue, producer: producer))
             #expect(r.retried == 2 && r.sent == 1 && r.dead == 0)
@@ -199,17 +200,243 @@ final class FakeChannelAPI: Sendable {
             try await Task.sleep(for: .milliseconds(5))
             r = try await drain(dispatcher(base, fake, queue, producer: producer))
             #expect(r.dead == 1)
-            fake.douyinErrors.withLock { $0 = Array(repeating: (50002, "系统繁忙"), count: 10) }
+            fake.douyinErrors.withLock { $0 = Array(repeating: (60000, "触发限流，请稍后重试"), count: 10) }
             try queue.enqueueShipment(douyinShop, platformOrderID: "1", carrier: "zt", trackingNumber: "T1")
             r = try await drain(dispatcher(base, fake, queue, producer: producer, maxAttempts: 3))
             #expect(r.retried == 2 && r.dead == 1)
             let dead = try queue.deadLetters()
             #expect(dead.count == 2)
             #expect(dead[0].error.contains("40003") && dead[0].error.contains("商家编码不存在"))
-            #expect(dead[1].error.contains("50002"))
+            #expect(dead[1].error.contains("60000"))
             let admin = try KafkaAdmin(configuration: KafkaConfiguration(bootstrapServers: broker.bootstrapServers))
             let letters = try (0..<4).reduce(Int64(0)) { $0 + (try admin.watermarks(TopicPartition(Topics.deadLetter, $1)).high) }
             #expect(letters == 2)
+        }
+    }
+
+}
+
+/// The write-back clients of Kuaishou, WeChat Channels, TikTok Shop, JD and Pinduoduo against
+/// `FakePlatformAPI`, which checks each request's signature and body as the platform does.
+@Suite(.serialized) struct PlatformWriteBackTests {
+    static let shops: [Platform: String] = [.kuaishou: "ks-1", .wechatChannels: "wx-1", .tiktokShop: "tt-1", .jd: "jd-1", .pinduoduo: "pdd-1"]
+    static let platforms: [Platform] = [.kuaishou, .wechatChannels, .tiktokShop, .jd, .pinduoduo]
+    /// LiveSync's SKU-1 on each channel.
+    static let channelSKU: [Platform: String] = [.kuaishou: "5100:88", .wechatChannels: "P1:S1", .tiktokShop: "1729:1730:WH1", .jd: "2001", .pinduoduo: "9001:77"]
+    /// Each platform's order id and carrier code for a shipment.
+    static let shipment: [Platform: (order: String, carrier: String, tracking: String)] = [
+        .kuaishou: ("2001001", "4", "KS100"), .wechatChannels: ("3700001", "SF", "SF100"), .tiktokShop: ("5760001", "6617675021119438849", "TT100"),
+        .jd: ("3000001", "467", "JD100"), .pinduoduo: ("240101-0001", "121", "YD100"),
+    ]
+
+    static func channel(_ p: Platform) -> Channel { Channel(platform: p, shopID: shops[p]!) }
+
+    static func clients(_ base: String, _ c: PlatformCredentials = .development) -> [Platform: any ChannelClient] {
+        [.kuaishou: KuaishouChannelClient(baseURL: base, appKey: c.kuaishouAppKey, signSecret: c.kuaishouSignSecret, client: .shared),
+         .wechatChannels: WeChatChannelClient(baseURL: base, client: .shared),
+         .tiktokShop: TikTokChannelClient(baseURL: base, appKey: c.tiktokAppKey, appSecret: c.tiktokAppSecret, shopCiphers: AccessTokens(["tt-1": "cipher-1"]), client: .shared),
+         .jd: JDChannelClient(api: JDPollAPI(gateway: base + "/routerjson", appKey: c.jdAppKey, appSecret: c.jdAppSecret, client: .shared)),
+         .pinduoduo: PinduoduoChannelClient(api: PinduoduoPollAPI(gateway: base + "/api/router", clientID: c.pinduoduoClientID, clientSecret: c.pinduoduoClientSecret,
+                                                                  client: .shared))]
+    }
+
+    func dispatcher(_ clients: [Platform: any ChannelClient], _ queue: OutboundQueue, token: String, metrics: OutboundMetrics = OutboundMetrics(),
+                    initialBackoff: Duration = .milliseconds(1)) -> OutboundDispatcher {
+        var config = OutboundConfiguration()
+        config.initialBackoff = initialBackoff
+        config.maxBackoff = .seconds(1)
+        config.maxAttempts = 4
+        config.callsPerSecondPerShop = 200
+        var logger = Logger(label: "outbound")
+        logger.logLevel = .critical
+        let tokens = Dictionary(uniqueKeysWithValues: Self.platforms.map { ("\($0.slug):*", token) })
+        return OutboundDispatcher(queue: queue, clients: clients, tokens: tokens, configuration: config, metrics: metrics, logger: logger)
+    }
+
+    func drain(_ d: OutboundDispatcher) async throws -> OutboundDispatcher.RunResult {
+        var total = OutboundDispatcher.RunResult()
+        for _ in 0..<50 {
+            let r = try await d.runOnce()
+            total.sent += r.sent; total.retried += r.retried; total.dead += r.dead
+            if try d.queue.count("pending") == 0 { break }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        return total
+    }
+
+    /// Stock level 7 of SKU-1 and one shipment for every platform.
+    func enqueueEverything(_ queue: OutboundQueue, fake: FakePlatformAPI) throws {
+        fake.setChannelStock(.kuaishou, sku: "5100:88", 10)
+        fake.put(.wechatChannels, platformOrderID: "3700001", response: [
+            "errcode": 0, "errmsg": "ok",
+            "order": ["order_id": "3700001", "order_detail": ["product_infos": [["product_id": "P1", "sku_id": "S1", "sku_cnt": 2, "sku_code": "SKU-1"]]]],
+        ])
+        let fanout = StockFanout(channels: Dictionary(uniqueKeysWithValues: Self.platforms.map { (Self.channel($0), ChannelAllocation()) }),
+                                 skuMap: Dictionary(uniqueKeysWithValues: Self.platforms.map { (Self.channel($0), ["SKU-1": Self.channelSKU[$0]!]) }), queue: queue)
+        try fanout.levelChanged(sku: "SKU-1", available: 7)
+        for p in Self.platforms {
+            let s = Self.shipment[p]!
+            try queue.enqueueShipment(Self.channel(p), platformOrderID: s.order, carrier: s.carrier, trackingNumber: s.tracking)
+        }
+    }
+
+    @Test func eachPlatformsStockPushAndShipmentReachItsAPISignedAndInThePlatformsShape() async throws {
+        try await withFakeAPI { base, fake in
+            let queue = try OutboundQueue(path: ":memory:")
+            try enqueueEverything(queue, fake: fake)
+            let r = try await drain(dispatcher(Self.clients(base), queue, token: fake.accessToken))
+            #expect(r.sent == 10 && r.dead == 0 && r.retried == 0)
+            #expect(fake.refused.load(ordering: .relaxed) == 0)
+            #expect(try queue.deadLetters().isEmpty)
+            // Every platform now shows 7 for SKU-1 (Kuaishou from 10: minus 3).
+            #expect(fake.channelStock == ["kuaishou:5100:88": 7, "wechat:P1:S1": 7, "tiktok:1729:1730": 7, "jd:2001": 7, "pinduoduo:9001:77": 7])
+            let calls = fake.outboundCalls
+            let ks = try #require(calls.first { $0.api == "open.item.sku.stock.update" })
+            #expect(ks.params["kwaiItemId"] == "5100" && ks.params["skuId"] == "88" && ks.params["skuChangeStock"] == "3" && ks.params["changeType"] == "2")
+            let wx = try #require(calls.first { $0.api == "/channels/ec/product/stock/update" })
+            #expect(wx.params["product_id"] == "P1" && wx.params["sku_id"] == "S1" && wx.params["diff_type"] == "3" && wx.params["num"] == "7")
+            let tt = try #require(calls.first { $0.api == "/product/202309/products/1729/inventory/update" })
+            #expect(tt.params["skus"] == #"[{"id":"1730","inventory":[{"quantity":7,"warehouse_id":"WH1"}]}]"#)
+            let jd = try #require(calls.first { $0.api == "jingdong.stock.write.updateSkuStock" })
+            #expect(jd.params["skuId"] == "2001" && jd.params["stockNum"] == "7")
+            let pdd = try #require(calls.first { $0.api == "pdd.goods.quantity.update" })
+            #expect(pdd.params["goods_id"] == "9001" && pdd.params["sku_id"] == "77" && pdd.params["quantity"] == "7" && pdd.params["update_type"] == "1")
+            // Shipments: order, the platform's carrier code and the tracking number, once each.
+            let expected = Self.platforms.map { p in
+                FakePlatformAPI.WriteBack(platform: p, platformOrderID: Self.shipment[p]!.order, carrier: Self.shipment[p]!.carrier, trackingNumber: Self.shipment[p]!.tracking)
+            }
+            #expect(fake.writeBacks.count == 5 && Set(fake.writeBacks.map(\.platformOrderID)) == Set(expected.map(\.platformOrderID)))
+            for e in expected { #expect(fake.writeBacks.contains(e)) }
+            let delivery = try #require(calls.first { $0.api == "/channels/ec/order/delivery/send" })
+            #expect(delivery.params["delivery_list"] == #"[{"deliver_type":1,"delivery_id":"SF","product_infos":[{"product_cnt":2,"product_id":"P1","sku_id":"S1"}],"waybill_id":"SF100"}]"#)
+        }
+    }
+
+    @Test func requestsSignedWithTheWrongSecretOrTokenAreRefusedByThePlatformAndDeadLettered() async throws {
+        try await withFakeAPI { base, fake in
+            let queue = try OutboundQueue(path: ":memory:")
+            for p in Self.platforms { try queue.enqueueStock(Self.channel(p), sku: Self.channelSKU[p]!, quantity: 1) }
+            var wrong = PlatformCredentials.development
+            wrong.kuaishouSignSecret = "not-the-secret"
+            wrong.tiktokAppSecret = "not-the-secret"
+            wrong.jdAppSecret = "not-the-secret"
+            wrong.pinduoduoClientSecret = "not-the-secret"
+            let r = try await drain(dispatcher(Self.clients(base, wrong), queue, token: "not-the-token"))
+            #expect(r.dead == 5 && r.sent == 0)
+            #expect(fake.refused.load(ordering: .relaxed) == 5)
+            #expect(fake.channelStock.isEmpty && fake.outboundCalls.isEmpty)
+            let errors = try queue.deadLetters().map(\.error).joined(separator: "\n")
+            for text in ["sign invalid", "40001", "106001", "session expired: 19", "session expired: 10019"] { #expect(errors.contains(text)) }
+        }
+    }
+
+    @Test func aThrottleAnswerIsRetriedAfterTheBackoffAndThenSent() async throws {
+        try await withFakeAPI { base, fake in
+            let queue = try OutboundQueue(path: ":memory:")
+            fake.setChannelStock(.kuaishou, sku: "5100:88", 0)
+            for p in Self.platforms {
+                try queue.enqueueStock(Self.channel(p), sku: Self.channelSKU[p]!, quantity: 4)
+                fake.failNext(p, [.throttle])
+            }
+            let metrics = TestMetrics()
+            let d = dispatcher(Self.clients(base), queue, token: fake.accessToken, metrics: OutboundMetrics(factory: metrics), initialBackoff: .milliseconds(400))
+            var r = try await d.runOnce()
+            #expect(r.retried == 5 && r.sent == 0 && r.dead == 0)
+            let waiting = try queue.database.read { db in try Row.fetchAll(db, sql: "SELECT attempts, last_error FROM outbound_jobs WHERE status = 'pending'") }
+            #expect(waiting.count == 5 && waiting.allSatisfy { ($0["attempts"] as Int) == 1 && !($0["last_error"] as String).isEmpty })
+            // Not due before the backoff has passed.
+            r = try await d.runOnce()
+            #expect(r == OutboundDispatcher.RunResult())
+            try await Task.sleep(for: .milliseconds(450))
+            r = try await d.runOnce()
+            #expect(r.sent == 5 && r.retried == 0 && r.dead == 0)
+            #expect(fake.channelStock == ["kuaishou:5100:88": 4, "wechat:P1:S1": 4, "tiktok:1729:1730": 4, "jd:2001": 4, "pinduoduo:9001:77": 4])
+            for p in Self.platforms {
+                #expect(try metrics.expectCounter("livesync_outbound_calls_total", [("platform", p.slug), ("kind", "stock"), ("outcome", "retry")]).totalValue == 1)
+                #expect(try metrics.expectCounter("livesync_outbound_calls_total", [("platform", p.slug), ("kind", "stock"), ("outcome", "ok")]).totalValue == 1)
+            }
+        }
+    }
+
+    @Test func aPermanentRefusalIsDeadLetteredAtOnceWithThePlatformsCodeAndMessage() async throws {
+        try await withFakeAPI { base, fake in
+            let broker = try EmbeddedBroker()
+            try broker.createTopic(TopicSpecification(name: Topics.deadLetter, partitions: 4))
+            let producer = try KafkaProducer(configuration: KafkaConfiguration(bootstrapServers: broker.bootstrapServers, properties: ["log_level": "3"]))
+            defer { producer.close() }
+            let queue = try OutboundQueue(path: ":memory:")
+            let refusals: [Platform: (Int64, String)] = [
+                .kuaishou: (802102, "订单状态不允许发货"), .wechatChannels: (10020054, "订单已发货"), .tiktokShop: (21011001, "Order status does not allow shipping"),
+                .jd: (10400001, "订单已出库"), .pinduoduo: (30002, "订单已发货"),
+            ]
+            for p in Self.platforms {
+                let s = Self.shipment[p]!
+                try queue.enqueueShipment(Self.channel(p), platformOrderID: s.order, carrier: s.carrier, trackingNumber: s.tracking)
+                fake.failNext(p, [.refuse(code: refusals[p]!.0, message: refusals[p]!.1)])
+            }
+            fake.put(.wechatChannels, platformOrderID: "3700001", response: [
+                "errcode": 0, "order": ["order_id": "3700001", "order_detail": ["product_infos": [["product_id": "P1", "sku_id": "S1", "sku_cnt": 1]]]],
+            ])
+            let metrics = TestMetrics()
+            var d = dispatcher(Self.clients(base), queue, token: fake.accessToken, metrics: OutboundMetrics(factory: metrics))
+            d.deadLetterProducer = producer
+            let r = try await d.runOnce()
+            #expect(r.dead == 5 && r.retried == 0 && r.sent == 0)
+            #expect(fake.writeBacks.isEmpty)
+            let dead = try queue.deadLetters()
+            for p in Self.platforms {
+                let letter = try #require(dead.first { $0.channel == "\(p.slug):\(Self.shops[p]!)" })
+                #expect(letter.error.contains(String(refusals[p]!.0)) && letter.error.contains(refusals[p]!.1), "\(p.slug): \(letter.error)")
+                #expect(try metrics.expectCounter("livesync_outbound_calls_total", [("platform", p.slug), ("kind", "shipment"), ("outcome", "dead")]).totalValue == 1)
+            }
+            let admin = try KafkaAdmin(configuration: KafkaConfiguration(bootstrapServers: broker.bootstrapServers))
+            let letters = try (0..<4).reduce(Int64(0)) { $0 + (try admin.watermarks(TopicPartition(Topics.deadLetter, $1)).high) }
+            #expect(letters == 5)
+        }
+    }
+
+    @Test func channelSKUsTheMapDoesNotShapeForThePlatformAreDeadLetteredWithAMappingHint() async throws {
+        try await withFakeAPI { base, fake in
+            let queue = try OutboundQueue(path: ":memory:")
+            for p in Self.platforms { try queue.enqueueStock(Self.channel(p), sku: "SKU-1", quantity: 1) }
+            // WeChat ids are opaque strings, but a product and a SKU id are both needed.
+            let r = try await drain(dispatcher(Self.clients(base), queue, token: fake.accessToken))
+            #expect(r.dead == 5 && fake.outboundCalls.isEmpty)
+            #expect(try queue.deadLetters().allSatisfy { $0.error.contains("channels.skuMap") })
+        }
+        #expect(try ChannelSKUMap.parse("taobao:tb-1:SKU-1=6001:42; kuaishou:ks-1:A:B=5100:88") == [
+            Channel(platform: .taobao, shopID: "tb-1"): ["SKU-1": "6001:42"], Channel(platform: .kuaishou, shopID: "ks-1"): ["A:B": "5100:88"],
+        ])
+        #expect(throws: (any Error).self) { try ChannelSKUMap.parse("kuaishou:ks-1=5100:88") }
+        #expect(throws: (any Error).self) { try ChannelSKUMap.parse("nowhere:x:SKU=1") }
+    }
+
+    @Test func platformsWithCredentialsInTheSettingsGetAClientAndNoLongerDeadLetterForWantOfOne() async throws {
+        try await withFakeAPI { base, fake in
+            let c = PlatformCredentials.development
+            let env = [
+                "LIVESYNC_CONNECTORS_KUAISHOU_APP_KEY": c.kuaishouAppKey, "LIVESYNC_CONNECTORS_KUAISHOU_SIGN_SECRET": c.kuaishouSignSecret,
+                "LIVESYNC_CONNECTORS_KUAISHOU_API_BASE": base,
+                "LIVESYNC_CONNECTORS_WECHAT_API_BASE": base,
+                "LIVESYNC_CONNECTORS_TIKTOK_APP_KEY": c.tiktokAppKey, "LIVESYNC_CONNECTORS_TIKTOK_APP_SECRET": c.tiktokAppSecret,
+                "LIVESYNC_CONNECTORS_TIKTOK_API_BASE": base, "LIVESYNC_CONNECTORS_TIKTOK_SHOP_CIPHERS": "tt-1=cipher-1",
+                "LIVESYNC_CONNECTORS_POLL_JD_APP_KEY": c.jdAppKey, "LIVESYNC_CONNECTORS_POLL_JD_APP_SECRET": c.jdAppSecret,
+                "LIVESYNC_CONNECTORS_POLL_JD_GATEWAY": base + "/routerjson",
+                "LIVESYNC_CONNECTORS_POLL_PINDUODUO_APP_KEY": c.pinduoduoClientID, "LIVESYNC_CONNECTORS_POLL_PINDUODUO_APP_SECRET": c.pinduoduoClientSecret,
+                "LIVESYNC_CONNECTORS_POLL_PINDUODUO_GATEWAY": base + "/api/router",
+                "LIVESYNC_CHANNELS_TOKENS": Self.platforms.map { "\($0.slug):*=\(fake.accessToken)" }.joined(separator: ";"),
+            ]
+            let settings = try await LiveSyncConfig(file: nil, environment: env)
+            let clients = try ChannelClients.configured(settings, client: .shared)
+            #expect(Set(clients.keys) == Set(Self.platforms))
+            #expect(try ChannelClients.configured(try await LiveSyncConfig(file: nil, environment: [:]), client: .shared).isEmpty)
+            let queue = try OutboundQueue(path: ":memory:")
+            try enqueueEverything(queue, fake: fake)
+            var d = dispatcher(clients, queue, token: "")
+            d.tokens = AccessTokens.parse(settings.string("channels.tokens", default: "")).tokens
+            let r = try await drain(d)
+            #expect(r.sent == 10 && r.dead == 0)
+            #expect(fake.refused.load(ordering: .relaxed) == 0)
         }
     }
 }
