@@ -47,8 +47,8 @@ public struct AlertNotifier: Service {
     }
 
     /// Kept for callers of the first version: the unsynced-order rule alone.
-    public func sweepUnsynced(now: Int64) throws {
-        try rules.evaluateUnsynced(seconds: configuration.unsyncedAfterSeconds, now: now)
+    public func sweepUnsynced(now: Int64) async throws {
+        try await rules.evaluateUnsynced(seconds: configuration.unsyncedAfterSeconds, now: now)
     }
 
     /// Enqueues per channel: the start of new alerts, reminders of long ones, the end of resolved ones.
