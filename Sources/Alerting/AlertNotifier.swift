@@ -29,6 +29,8 @@ public struct AlertNotifier: Service {
     }
 
     public func run() async throws {
+        // The consumer creates the tables too, but the first sweep may come before its first batch.
+        try await store.database.write { try AlertStore.createSchema($0) }
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do {
                 try await sweep(now: Clock.nowMicros())
