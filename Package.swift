@@ -144,7 +144,7 @@ let package = Package(
         .target(
             name: "Alerting",
             dependencies: [
-                "Worker", "Model", "Kafka", "Inspection", "Telemetry",
+                "Worker", "Model", "Kafka", "Inspection", "Inventory", "Telemetry",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -156,14 +156,14 @@ let package = Package(
         /// Consistency inspection (健康巡检): topics vs stock store vs ERP book.
         .target(
             name: "Inspection",
-            dependencies: ["Kafka", "Model", "Worker", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["Kafka", "Model", "Worker", "Inventory", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: swiftSettings
         ),
         /// The live dashboard: figures from the ERP book, stock and alert stores, pushed over SSE.
         .target(
             name: "Dashboard",
             dependencies: [
-                "Worker", "Telemetry",
+                "Worker", "Telemetry", "Inventory",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Hummingbird", package: "hummingbird"),
             ],
@@ -188,7 +188,7 @@ let package = Package(
         .executableTarget(
             name: "livesync",
             dependencies: [
-                "Cluster", "Ingest", "Kafka", "Worker", "Inspection", "Telemetry", "Dashboard",
+                "Cluster", "Ingest", "Kafka", "Worker", "Inspection", "Inventory", "Telemetry", "Dashboard",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
@@ -255,7 +255,7 @@ let package = Package(
         .testTarget(
             name: "AlertingTests",
             dependencies: [
-                "Alerting", "Worker", "Model", "Kafka", "Telemetry",
+                "Alerting", "Worker", "Model", "Kafka", "Telemetry", "Inventory", "Fulfillment",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "GRDB", package: "GRDB.swift"),
@@ -283,7 +283,7 @@ let package = Package(
             name: "IntegrationTests",
             dependencies: [
                 "Cluster", "Kafka", "Model", "Ingest", "Worker",
-                "Connectors",
+                "Connectors", "Inventory", "Inspection", "Dashboard", "Fulfillment", "Alerting",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "GRDB", package: "GRDB.swift"),

@@ -29,6 +29,8 @@ public struct AlertNotifier: Service {
     }
 
     public func run() async throws {
+        // The consumer creates the tables too, but the first sweep may come before its first batch.
+        try await store.database.write { try AlertStore.createSchema($0) }
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do {
                 try await sweep(now: Clock.nowMicros())
@@ -47,8 +49,8 @@ public struct AlertNotifier: Service {
     }
 
     /// Kept for callers of the first version: the unsynced-order rule alone.
-    public func sweepUnsynced(now: Int64) throws {
-        try rules.evaluateUnsynced(seconds: configuration.unsyncedAfterSeconds, now: now)
+    public func sweepUnsynced(now: Int64) async throws {
+        try await rules.evaluateUnsynced(seconds: configuration.unsyncedAfterSeconds, now: now)
     }
 
     /// Enqueues per channel: the start of new alerts, reminders of long ones, the end of resolved ones.

@@ -15,12 +15,20 @@ public struct AlertingConfiguration: Sendable {
     public var sweepIntervalMilliseconds: Int
     /// Rules and channels (from the configuration file).
     public var rules: AlertRulesConfiguration
-    /// Where the rules read the stock store and the process records.
+    /// Where the rules read the stock store (the first instance's database; further instances'
+    /// `stock-2.sqlite` … beside it are read too) and the process records.
     public var stockDatabase: String?
     public var dataDir: String?
+    /// Where `order_unsynced` finds undecided orders: the ERP book (orders dispatch holds, and
+    /// how far dispatch has read `orders.placed`) and Kafka (the orders it has not read yet).
+    public var erpDatabase: String?
+    public var kafka: KafkaConfiguration?
+    /// Dispatch's consumer group, whose positions on `orders.placed` the ERP book stores.
+    public var dispatchGroup: String
 
     public init(unsyncedAfterSeconds: Int = 5, webhookURL: String? = nil, sweepIntervalMilliseconds: Int = 1_000,
-                rules: AlertRulesConfiguration? = nil, stockDatabase: String? = nil, dataDir: String? = nil) {
+                rules: AlertRulesConfiguration? = nil, stockDatabase: String? = nil, dataDir: String? = nil,
+                erpDatabase: String? = nil, kafka: KafkaConfiguration? = nil, dispatchGroup: String = "livesync-dispatch") {
         self.unsyncedAfterSeconds = unsyncedAfterSeconds
         self.webhookURL = webhookURL
         self.sweepIntervalMilliseconds = sweepIntervalMilliseconds
@@ -31,6 +39,9 @@ public struct AlertingConfiguration: Sendable {
         self.rules = rules
         self.stockDatabase = stockDatabase
         self.dataDir = dataDir
+        self.erpDatabase = erpDatabase
+        self.kafka = kafka
+        self.dispatchGroup = dispatchGroup
     }
 }
 
@@ -51,9 +62,6 @@ public struct Alert: Sendable, Codable, Equatable {
 public enum AlertStore {
     public static func createSchema(_ db: Database) throws {
         try db.execute(sql: """
-            CREATE TABLE IF NOT EXISTS alert_orders (
-                order_id TEXT PRIMARY KEY, ingested_at_us INTEGER NOT NULL,
-                decided INTEGER NOT NULL DEFAULT 0, alerted INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
             CREATE TABLE IF NOT EXISTS alerts (
                 id INTEGER PRIMARY KEY AUTOINCREMENT, dedupe_key TEXT NOT NULL, kind TEXT NOT NULL,
                 message TEXT NOT NULL, count INTEGER NOT NULL, created_at_us INTEGER NOT NULL);
@@ -62,9 +70,14 @@ public enum AlertStore {
                 event TEXT NOT NULL, created_at_us INTEGER NOT NULL, delivered_at_us INTEGER,
                 attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at_us INTEGER NOT NULL DEFAULT 0, last_error TEXT);
             CREATE INDEX IF NOT EXISTS alert_notifications_due ON alert_notifications (delivered_at_us, next_attempt_at_us);
-            CREATE TABLE IF NOT EXISTS alert_sku_sales (
-                sku TEXT NOT NULL, warehouse TEXT NOT NULL, minute INTEGER NOT NULL, units INTEGER NOT NULL,
-                PRIMARY KEY (sku, warehouse, minute)) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS alert_outcome_counts (
+                second INTEGER PRIMARY KEY, synced INTEGER NOT NULL DEFAULT 0, rejected INTEGER NOT NULL DEFAULT 0,
+                cancelled INTEGER NOT NULL DEFAULT 0);
+            CREATE TABLE IF NOT EXISTS alert_sku_reserved (
+                sku TEXT NOT NULL, warehouse TEXT NOT NULL, minute INTEGER NOT NULL, reserved INTEGER NOT NULL,
+                sampled_at_us INTEGER NOT NULL, PRIMARY KEY (sku, warehouse, minute)) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS alert_unsynced_orders (
+                order_id TEXT PRIMARY KEY, ingested_at_us INTEGER NOT NULL, found_at_us INTEGER NOT NULL) WITHOUT ROWID;
             """)
         // Files of the first release: `dedupe_key` was UNIQUE for ever (one alert per key), now only
         // while open. SQLite cannot drop that constraint, so the table is rebuilt once.
@@ -86,15 +99,20 @@ public enum AlertStore {
             where !alertColumns.contains(column) {
             try db.execute(sql: "ALTER TABLE alerts ADD COLUMN \(column) \(type)")
         }
-        let orderColumns = Set(try db.columns(in: "alert_orders").map(\.name))
-        for (column, type) in [("outcome", "TEXT"), ("decided_at_us", "INTEGER")] where !orderColumns.contains(column) {
-            try db.execute(sql: "ALTER TABLE alert_orders ADD COLUMN \(column) \(type)")
-        }
         try db.execute(sql: """
             CREATE UNIQUE INDEX IF NOT EXISTS alerts_open ON alerts (dedupe_key) WHERE resolved_at_us IS NULL;
-            CREATE INDEX IF NOT EXISTS alert_orders_open ON alert_orders (decided, alerted, ingested_at_us);
-            CREATE INDEX IF NOT EXISTS alert_orders_decided ON alert_orders (decided_at_us);
             """)
+        // Stores of earlier releases kept a row per order (`alert_orders`) and per reserved line's
+        // SKU and minute (`alert_sku_sales`), read from `orders.placed` and `stock.reservations`;
+        // neither is read any more, so their positions go too (a position left behind would be
+        // checked by the inspection long after retention dropped its messages).
+        try db.execute(sql: """
+            DROP TABLE IF EXISTS alert_orders;
+            DROP TABLE IF EXISTS alert_sku_sales;
+            """)
+        if try db.tableExists("consumer_offsets") {
+            try db.execute(sql: "DELETE FROM consumer_offsets WHERE topic IN (?, ?)", arguments: [Topics.ordersPlaced, Topics.stockReservations])
+        }
     }
 
     /// Opens an alert, or counts one more occurrence of the open alert with the same key
@@ -125,55 +143,50 @@ public enum AlertStore {
     }
 }
 
-/// Watches the flow for what an operator must know now: order outcomes (for the unsynced and
-/// failure-rate rules), sales per SKU (for sell-out forecasts) and dead letters.
+/// Watches the flow for what an operator must know now, at the cost of a few rows per batch:
+/// order outcomes counted per second of decision (for the failure-rate rule) and dead letters
+/// (raised at once). Every other rule reads the stores on its sweep instead (`RuleEvaluator`):
+/// undecided orders from the ERP book and `orders.placed`, stock levels and their sales rate
+/// from the stock store.
 public final class AlertingProcessor: BatchProcessor {
+    /// The topics it consumes.
+    public static let topics = [Topics.orderOutcomes, Topics.deadLetter]
+
     public init() {}
 
     public func prepare(_ db: Database) throws { try AlertStore.createSchema(db) }
 
     public func apply(_ messages: [KafkaMessage], db: Database, output: inout BatchOutput) throws {
         let now = Clock.nowMicros()
-        let placed = try db.cachedStatement(sql: "INSERT OR IGNORE INTO alert_orders (order_id, ingested_at_us) VALUES (?, ?)")
-        let decided = try db.cachedStatement(sql: """
-            INSERT INTO alert_orders (order_id, ingested_at_us, decided, outcome, decided_at_us) VALUES (?, ?, 1, ?, ?)
-            ON CONFLICT (order_id) DO UPDATE SET decided = 1, outcome = excluded.outcome, decided_at_us = excluded.decided_at_us
-            """)
-        var sales: [String: (sku: String, warehouse: String, minute: Int64, units: Int64)] = [:]
+        // Outcomes of the batch, coalesced: one upsert per second of decision.
+        var counts: [Int64: (synced: Int64, rejected: Int64, cancelled: Int64)] = [:]
         for message in messages {
             switch message.topic {
-            case Topics.ordersPlaced:
-                guard let order = try? Order(serializedBytes: message.value) else { continue }  // dispatch dead-letters it
-                try placed.execute(arguments: [order.orderID, order.ingestedAtUs])
             case Topics.orderOutcomes:
                 guard let outcome = try? OrderOutcome(serializedBytes: message.value) else { continue }
-                let kind = switch outcome.kind {
-                case .synced: "synced"
-                case .rejectedOutOfStock: "rejected"
-                case .cancelled: "cancelled"
-                default: "other"
+                let second = (outcome.decidedAtUs > 0 ? outcome.decidedAtUs : now) / 1_000_000
+                switch outcome.kind {
+                case .synced: counts[second, default: (0, 0, 0)].synced += 1
+                case .rejectedOutOfStock: counts[second, default: (0, 0, 0)].rejected += 1
+                case .cancelled: counts[second, default: (0, 0, 0)].cancelled += 1
+                default: continue  // a refund booked on a decided order decides nothing
                 }
-                try decided.execute(arguments: [outcome.orderID, outcome.ingestedAtUs, kind, outcome.decidedAtUs > 0 ? outcome.decidedAtUs : now])
-            case Topics.stockReservations:
-                guard let r = try? Reservation(serializedBytes: message.value), r.status == .reserved else { continue }
-                let minute = (r.decidedAtUs > 0 ? r.decidedAtUs : now) / 60_000_000
-                let key = "\(r.sku)\u{0}\(r.warehouse)\u{0}\(minute)"
-                sales[key, default: (r.sku, r.warehouse, minute, 0)].units += Int64(r.quantity)
             case Topics.deadLetter:
                 let dl = try? DeadLetter(serializedBytes: message.value)
                 let source = dl.map { "\($0.sourceTopic)[\($0.sourcePartition)]@\($0.sourceOffset)" } ?? "unknown"
                 try AlertStore.raise(db, key: "dead_letter:\(dl?.sourceTopic ?? "?")", kind: AlertKind.deadLetter,
                                      message: "message dead-lettered from \(source) by \(dl?.consumerGroup ?? "?"): \(dl?.error ?? "undecodable dead letter")", now: now)
             default:
-                continue
+                continue  // a topic of an earlier release's subscription
             }
         }
-        if !sales.isEmpty {
+        if !counts.isEmpty {
             let upsert = try db.cachedStatement(sql: """
-                INSERT INTO alert_sku_sales (sku, warehouse, minute, units) VALUES (?, ?, ?, ?)
-                ON CONFLICT (sku, warehouse, minute) DO UPDATE SET units = units + excluded.units
+                INSERT INTO alert_outcome_counts (second, synced, rejected, cancelled) VALUES (?, ?, ?, ?)
+                ON CONFLICT (second) DO UPDATE SET synced = synced + excluded.synced, rejected = rejected + excluded.rejected,
+                    cancelled = cancelled + excluded.cancelled
                 """)
-            for s in sales.values { try upsert.execute(arguments: [s.sku, s.warehouse, s.minute, s.units]) }
+            for (second, c) in counts { try upsert.execute(arguments: [second, c.synced, c.rejected, c.cancelled]) }
         }
     }
 }

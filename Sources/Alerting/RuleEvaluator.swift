@@ -1,5 +1,8 @@
+import Dispatch
 import Foundation
 import GRDB
+import Inspection
+import Inventory
 import Logging
 import Synchronization
 import Telemetry
@@ -12,19 +15,30 @@ final class RuleEvaluator: Sendable {
     let store: StateStore
     let logger: Logger
     private let lastAnswered = Mutex<[String: Int64]>([:])
-    private let stock = Mutex<DatabaseQueue?>(nil)
+    /// The minute whose stock sample was stored, and when old samples and counts were last dropped.
+    private let sampledMinute = Mutex<Int64?>(nil)
+    private let prunedMinute = Mutex<Int64?>(nil)
+    let unsyncedOrders: UnsyncedOrderFinder?
 
     init(configuration: AlertingConfiguration, store: StateStore, logger: Logger) {
         self.configuration = configuration
         self.store = store
         self.logger = logger
+        unsyncedOrders = configuration.erpDatabase.map {
+            UnsyncedOrderFinder(erpDatabase: $0, kafka: configuration.kafka, dispatchGroup: configuration.dispatchGroup)
+        }
     }
 
     func evaluate(now: Int64) async throws {
         var processRules: [AlertRule] = []
+        try prune(now: now)
         for rule in configuration.rules.rules {
             switch rule {
-            case .orderUnsynced(let seconds): try evaluateUnsynced(seconds: seconds, now: now)
+            case .orderUnsynced(let seconds):
+                // A topic or book that cannot be read leaves the alert as it is; the other rules go on.
+                do { try await evaluateUnsynced(seconds: seconds, now: now) } catch {
+                    logger.warning("order_unsynced could not be evaluated", metadata: ["error": "\(error)"])
+                }
             case .syncFailureRate(let threshold, let window, let minOrders): try evaluateFailureRate(threshold: threshold, windowSeconds: window, minOrders: minOrders, now: now)
             case .stockLow(let safety, let minutes, let window): try evaluateStock(safetyLevel: safety, sellOutMinutes: minutes, windowSeconds: window, now: now)
             case .deadLetters(let quiet):
@@ -36,31 +50,53 @@ final class RuleEvaluator: Sendable {
         if !processRules.isEmpty { try await evaluateProcesses(processRules, now: now) }
     }
 
-    /// `order_not_synced`: one alert while any order waits longer than `seconds` for its outcome.
-    func evaluateUnsynced(seconds: Int, now: Int64) throws {
-        let cutoff = now - Int64(seconds) * 1_000_000
+    /// Drops outcome counts older than the longest failure-rate window (an hour) and stock
+    /// samples older than the longest sales-rate window, once a minute.
+    func prune(now: Int64) throws {
+        let minute = now / 60_000_000
+        guard prunedMinute.withLock({ m in defer { m = minute }; return m != minute }) else { return }
+        let rateWindow = configuration.rules.rules.compactMap { rule -> Int? in
+            if case .stockLow(_, _, let window) = rule { return window } else { return nil }
+        }.max() ?? 0
         try store.database.write { db in
-            let late = try String.fetchAll(db, sql: """
-                SELECT order_id FROM alert_orders WHERE decided = 0 AND ingested_at_us < ? ORDER BY ingested_at_us LIMIT 10000
-                """, arguments: [cutoff])
-            if late.isEmpty {
-                try AlertStore.resolve(db, kind: AlertKind.orderNotSynced, except: [], now: now)
-            } else {
-                let sample = late.prefix(20).joined(separator: ", ")
-                try AlertStore.raise(db, key: AlertKind.orderNotSynced, kind: AlertKind.orderNotSynced,
-                                     message: "\(late.count)\(late.count == 10_000 ? "+" : "") order(s) not synced to the ERP within \(seconds) s: \(sample)\(late.count > 20 ? ", …" : "")", now: now)
-            }
-            // Decided orders older than an hour are no longer needed.
-            try db.execute(sql: "DELETE FROM alert_orders WHERE decided = 1 AND ingested_at_us < ?", arguments: [now - 3_600_000_000])
+            try db.execute(sql: "DELETE FROM alert_outcome_counts WHERE second < ?", arguments: [now / 1_000_000 - 3_600])
+            try db.execute(sql: "DELETE FROM alert_sku_reserved WHERE minute < ?", arguments: [minute - Int64(rateWindow / 60) - 1])
         }
     }
 
-    /// `sync_failure_rate`: rejected share of the orders decided in the window.
+    /// `order_not_synced`: one alert while any order waits longer than `seconds` to be decided in
+    /// the ERP book, found on the sweep (`UnsyncedOrderFinder`: the orders dispatch holds and
+    /// those on `orders.placed` it has not read yet). The oldest late orders are kept in
+    /// `alert_unsynced_orders` for the dashboard.
+    func evaluateUnsynced(seconds: Int, now: Int64) async throws {
+        guard let finder = unsyncedOrders else { return }
+        let cutoff = now - Int64(seconds) * 1_000_000
+        // SQLite and Kafka reads block: off the cooperative pool.
+        let late = try await withCheckedThrowingContinuation { (c: CheckedContinuation<UnsyncedOrders, any Error>) in
+            DispatchQueue.global(qos: .utility).async { c.resume(with: Result { try finder.find(cutoff: cutoff, listed: 1_000) }) }
+        }
+        try await store.database.write { db in
+            let hadRows = try Bool.fetchOne(db, sql: "SELECT 1 FROM alert_unsynced_orders LIMIT 1") == true
+            if hadRows { try db.execute(sql: "DELETE FROM alert_unsynced_orders") }
+            let insert = try db.cachedStatement(sql: "INSERT OR IGNORE INTO alert_unsynced_orders (order_id, ingested_at_us, found_at_us) VALUES (?, ?, ?)")
+            for order in late.oldest { try insert.execute(arguments: [order.orderID, order.ingestedAtUs, now]) }
+            if late.count == 0 {
+                try AlertStore.resolve(db, kind: AlertKind.orderNotSynced, except: [], now: now)
+            } else {
+                let sample = late.oldest.prefix(20).map(\.orderID).joined(separator: ", ")
+                try AlertStore.raise(db, key: AlertKind.orderNotSynced, kind: AlertKind.orderNotSynced,
+                                     message: "\(late.count)\(late.capped ? "+" : "") order(s) not synced to the ERP within \(seconds) s (\(late.waitingForStock) waiting for stock decisions, \(late.notReadByDispatch)\(late.capped ? "+" : "") not yet read by dispatch): \(sample)\(late.count > 20 ? ", …" : "")", now: now)
+            }
+        }
+    }
+
+    /// `sync_failure_rate`: rejected share of the orders decided in the window (outcomes counted
+    /// per second of decision).
     func evaluateFailureRate(threshold: Double, windowSeconds: Int, minOrders: Int, now: Int64) throws {
         try store.database.write { db in
             let row = try Row.fetchOne(db, sql: """
-                SELECT COUNT(*), COALESCE(SUM(outcome = 'rejected'), 0) FROM alert_orders WHERE decided = 1 AND decided_at_us >= ?
-                """, arguments: [now - Int64(windowSeconds) * 1_000_000])!
+                SELECT COALESCE(SUM(synced + rejected + cancelled), 0), COALESCE(SUM(rejected), 0) FROM alert_outcome_counts WHERE second >= ?
+                """, arguments: [(now - Int64(windowSeconds) * 1_000_000) / 1_000_000])!
             let total: Int = row[0], failed: Int = row[1]
             let rate = total > 0 ? Double(failed) / Double(total) : 0
             if total >= minOrders && rate > threshold {
@@ -72,43 +108,47 @@ final class RuleEvaluator: Sendable {
         }
     }
 
-    func stockDatabase() -> DatabaseQueue? {
-        stock.withLock { db in
-            if let db { return db }
-            guard let path = configuration.stockDatabase, FileManager.default.fileExists(atPath: path) else { return nil }
-            var config = Configuration()
-            config.readonly = true
-            config.busyMode = .timeout(5)
-            db = try? DatabaseQueue(path: path, configuration: config)
-            return db
-        }
-    }
-
     /// `stock_low`: available at or below the safety level, or selling out within N minutes.
+    ///
+    /// Levels come from the stock store as the cluster holds it (each SKU from the instance that
+    /// owns its partition). The sales rate is the growth of the SKU's reserved units since the
+    /// oldest sample within the window (sampled from the store once a minute, net of releases).
     func evaluateStock(safetyLevel: Int64, sellOutMinutes: Double?, windowSeconds: Int, now: Int64) throws {
-        guard let stock = stockDatabase() else { return }
-        let levels: [(String, String, Int64)] = try stock.read { db in
-            // Another process creates and writes the schema: do not trust a cached "no such table".
-            db.clearSchemaCache()
-            guard try db.tableExists("stock") else { return [] }
-            return try Row.fetchAll(db, sql: "SELECT sku, warehouse, on_hand - reserved FROM stock").map { ($0[0], $0[1], $0[2]) }
-        }
+        guard let first = configuration.stockDatabase else { return }
+        let paths = StockStoreView.databases(beside: first)
+        guard !paths.isEmpty else { return }
+        let levels = try StockStoreView.read(paths, parts: .rows).rows
         try store.database.write { db in
-            var sales: [String: Int64] = [:]
+            var rate: [String: Double] = [:]
             if sellOutMinutes != nil {
-                let firstMinute = (now - Int64(windowSeconds) * 1_000_000) / 60_000_000
-                for row in try Row.fetchAll(db, sql: "SELECT sku, warehouse, SUM(units) FROM alert_sku_sales WHERE minute >= ? GROUP BY sku, warehouse", arguments: [firstMinute]) {
-                    sales["\(row[0] as String)@\(row[1] as String)"] = row[2]
+                let minute = now / 60_000_000
+                if sampledMinute.withLock({ m in defer { m = minute }; return m != minute }) {
+                    let sample = try db.cachedStatement(sql: """
+                        INSERT OR IGNORE INTO alert_sku_reserved (sku, warehouse, minute, reserved, sampled_at_us) VALUES (?, ?, ?, ?, ?)
+                        """)
+                    for level in levels { try sample.execute(arguments: [level.sku, level.warehouse, minute, level.reserved, now]) }
+                }
+                var current: [String: Int64] = [:]
+                for level in levels { current["\(level.sku)@\(level.warehouse)"] = level.reserved }
+                // Per SKU, its oldest sample within the window (SQLite returns the row of MIN()).
+                for row in try Row.fetchAll(db, sql: """
+                    SELECT sku, warehouse, reserved, MIN(sampled_at_us) FROM alert_sku_reserved WHERE sampled_at_us >= ? GROUP BY sku, warehouse
+                    """, arguments: [now - Int64(windowSeconds) * 1_000_000]) {
+                    let key = "\(row[0] as String)@\(row[1] as String)"
+                    let then: Int64 = row[2], at: Int64 = row[3]
+                    guard let reserved = current[key], reserved > then else { continue }
+                    // Over at least a minute, so a sample taken moments ago does not extrapolate a burst.
+                    rate[key] = Double(reserved - then) / max(Double(now - at) / 60e6, 1)
                 }
             }
             var holding: Set<String> = []
-            for (sku, warehouse, available) in levels {
+            for level in levels {
+                let (sku, warehouse, available) = (level.sku, level.warehouse, level.available)
                 let key = "\(AlertKind.stockLow):\(sku):\(warehouse)"
                 var reason: String?
                 if available <= safetyLevel {
                     reason = available <= 0 ? "is sold out (available \(available))" : "is at \(available), at or below its safety level \(safetyLevel)"
-                } else if let minutes = sellOutMinutes, let sold = sales["\(sku)@\(warehouse)"], sold > 0 {
-                    let perMinute = Double(sold) / (Double(windowSeconds) / 60)
+                } else if let minutes = sellOutMinutes, let perMinute = rate["\(sku)@\(warehouse)"], perMinute > 0 {
                     let left = Double(available) / perMinute
                     if left <= minutes { reason = String(format: "sells out in %.1f min at %.0f units/min (available %d)", left, perMinute, available) }
                 }
@@ -118,7 +158,6 @@ final class RuleEvaluator: Sendable {
                 }
             }
             try AlertStore.resolve(db, kind: AlertKind.stockLow, except: holding, now: now)
-            try db.execute(sql: "DELETE FROM alert_sku_sales WHERE minute < ?", arguments: [now / 60_000_000 - 1_440])
         }
     }
 

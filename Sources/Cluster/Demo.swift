@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import Histogram
+import Inventory
 import Kafka
 import Logging
 import Worker

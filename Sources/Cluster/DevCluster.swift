@@ -1,6 +1,7 @@
 import Connectors
 import Crypto
 import Foundation
+import Inventory
 import Kafka
 import Logging
 import Worker

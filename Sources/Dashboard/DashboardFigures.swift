@@ -1,6 +1,7 @@
 import Dispatch
 import Foundation
 import GRDB
+import Inventory
 import Telemetry
 import Worker
 
@@ -9,6 +10,7 @@ public struct DashboardConfiguration: Sendable {
     /// Data directory of the cluster: the ERP book, stock store, alert store and process records.
     public var dataDir: String
     public var erpDatabase: String
+    /// The first stock instance's database; further instances' (`stock-2.sqlite`, …) beside it are read too.
     public var stockDatabase: String
     public var alertingDatabase: String
     /// Orders waiting longer than this are listed as beyond the SLA. Default 5 s.
@@ -114,6 +116,8 @@ public enum DashboardFigures {
     /// The figures that come from the databases.
     public static func stored(_ configuration: DashboardConfiguration, now: Int64) throws -> DashboardSnapshot {
         var s = DashboardSnapshot()
+        /// Orders not decided beyond the SLA, with their ingest time.
+        var late: [String: Int64] = [:]
         s.generatedAtUs = now
         if let erp = open(configuration.erpDatabase) {
             try erp.read { db in
@@ -157,6 +161,14 @@ public enum DashboardFigures {
                 }
                 if try db.tableExists("dispatch_pending_orders") {
                     s.waiting = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM dispatch_pending_orders") ?? 0
+                    // Orders dispatch holds for their stock decisions beyond the SLA (rows of an
+                    // earlier release have no ingest time: dispatch's receive time is later).
+                    let hasIngested = try db.columns(in: "dispatch_pending_orders").contains { $0.name == "ingested_at_us" }
+                    let at = hasIngested ? "COALESCE(ingested_at_us, received_at_us)" : "received_at_us"
+                    for row in try Row.fetchAll(db, sql: "SELECT order_id, \(at) FROM dispatch_pending_orders WHERE \(at) < ? ORDER BY 2, 1 LIMIT 1000",
+                                                arguments: [now - Int64(configuration.slaSeconds * 1e6)]) {
+                        late[row[0]] = row[1]
+                    }
                 }
                 for row in try Row.fetchAll(db, sql: """
                     SELECT sku, COUNT(*) FROM erp_order_lines WHERE reservation = 'rejected' GROUP BY sku ORDER BY COUNT(*) DESC, sku LIMIT 5
@@ -171,26 +183,20 @@ public enum DashboardFigures {
                 }
             }
         }
-        if let stock = open(configuration.stockDatabase) {
-            try stock.read { db in
-                db.clearSchemaCache()
-                guard try db.tableExists("stock") else { return }
-                for row in try Row.fetchAll(db, sql: "SELECT sku, warehouse, on_hand - reserved, reserved FROM stock ORDER BY reserved DESC, sku LIMIT 10") {
-                    s.hotSkus.append(.init(sku: row[0], warehouse: row[1], available: row[2], soldLast5Min: 0, minutesToSellOut: nil, reserved: row[3]))
-                }
-            }
-        }
+        // Each SKU from the stock instance that owns its partition.
+        let stock = try StockStoreView.read(StockStoreView.databases(beside: configuration.stockDatabase), parts: .rows)
+        let hottest = stock.rows.sorted { ($0.reserved, $1.sku, $1.warehouse) > ($1.reserved, $0.sku, $0.warehouse) }.prefix(10)
+        s.hotSkus = hottest.map { .init(sku: $0.sku, warehouse: $0.warehouse, available: $0.available, soldLast5Min: 0, minutesToSellOut: nil, reserved: $0.reserved) }
         if let alerting = open(configuration.alertingDatabase) {
             try alerting.read { db in
                 db.clearSchemaCache()
-                if try db.tableExists("alert_orders") {
-                    let waiting = try String.fetchAll(db, sql: """
-                        SELECT order_id FROM alert_orders WHERE decided = 0 AND ingested_at_us < ? ORDER BY ingested_at_us LIMIT 1000
-                        """, arguments: [now - Int64(configuration.slaSeconds * 1e6)])
-                    let booked = try booked(waiting, configuration)
-                    let late = waiting.filter { !booked.contains($0) }
-                    s.unsyncedBeyondSla = late.count
-                    s.unsyncedIDs = Array(late.prefix(20))
+                // What alerting found on its last sweep, including orders dispatch has not read
+                // from `orders.placed` yet (which only a topic read shows).
+                if try db.tableExists("alert_unsynced_orders") {
+                    for row in try Row.fetchAll(db, sql: "SELECT order_id, ingested_at_us FROM alert_unsynced_orders WHERE ingested_at_us < ? ORDER BY 2, 1 LIMIT 1000",
+                                                arguments: [now - Int64(configuration.slaSeconds * 1e6)]) where late[row[0]] == nil {
+                        late[row[0]] = row[1]
+                    }
                 }
                 if try db.tableExists("alerts") {
                     for row in try Row.fetchAll(db, sql: "SELECT kind, message, created_at_us, resolved_at_us FROM alerts ORDER BY id DESC LIMIT 15") {
@@ -199,6 +205,11 @@ public enum DashboardFigures {
                 }
             }
         }
+        // The alert store's list is up to a sweep old: drop what the ERP book decided since.
+        let booked = try booked(Array(late.keys), configuration)
+        let waiting = late.filter { !booked.contains($0.key) }.sorted { ($0.value, $0.key) < ($1.value, $1.key) }.prefix(1000)
+        s.unsyncedBeyondSla = waiting.count
+        s.unsyncedIDs = waiting.prefix(20).map(\.key)
         return s
     }
 

@@ -19,12 +19,18 @@ public final class DispatchProcessor: BatchProcessor {
         try ErpBook.createSchema(db)
         try db.execute(sql: """
             CREATE TABLE IF NOT EXISTS dispatch_pending_orders (
-                order_id TEXT PRIMARY KEY, payload BLOB NOT NULL, received_at_us INTEGER NOT NULL) WITHOUT ROWID;
+                order_id TEXT PRIMARY KEY, payload BLOB NOT NULL, received_at_us INTEGER NOT NULL,
+                ingested_at_us INTEGER) WITHOUT ROWID;
             CREATE TABLE IF NOT EXISTS dispatch_pending_reservations (
                 event_id TEXT PRIMARY KEY, order_id TEXT NOT NULL, line_no INTEGER NOT NULL,
                 status INTEGER NOT NULL) WITHOUT ROWID;
             CREATE INDEX IF NOT EXISTS dispatch_pending_reservations_order ON dispatch_pending_reservations (order_id);
             """)
+        // Books of an earlier release: the order's ingest time, which alerting reads to find
+        // orders waiting beyond their SLA (NULL on rows stored before).
+        if try !db.columns(in: "dispatch_pending_orders").contains(where: { $0.name == "ingested_at_us" }) {
+            try db.execute(sql: "ALTER TABLE dispatch_pending_orders ADD COLUMN ingested_at_us INTEGER")
+        }
     }
 
     /// An order's pieces gathered in one batch: what arrived now, merged with what was pending.
@@ -93,7 +99,7 @@ public final class DispatchProcessor: BatchProcessor {
                 try s.deletePendingReservations.execute(arguments: [orderID])
             } else {
                 if let payload = p.payload, !p.orderIsStored {
-                    try s.insertPendingOrder.execute(arguments: [orderID, Data(payload), now])
+                    try s.insertPendingOrder.execute(arguments: [orderID, Data(payload), now, p.order?.ingestedAtUs])
                 }
                 for r in p.newReservations {
                     try s.insertPendingReservation.execute(arguments: [r.eventID, orderID, r.lineNo, r.status])
@@ -112,7 +118,7 @@ public final class DispatchProcessor: BatchProcessor {
             decided = try db.cachedStatement(sql: "SELECT 1 FROM erp_orders WHERE order_id = ?")
             pendingOrder = try db.cachedStatement(sql: "SELECT payload FROM dispatch_pending_orders WHERE order_id = ?")
             pendingReservations = try db.cachedStatement(sql: "SELECT line_no, status FROM dispatch_pending_reservations WHERE order_id = ?")
-            insertPendingOrder = try db.cachedStatement(sql: "INSERT OR IGNORE INTO dispatch_pending_orders (order_id, payload, received_at_us) VALUES (?, ?, ?)")
+            insertPendingOrder = try db.cachedStatement(sql: "INSERT OR IGNORE INTO dispatch_pending_orders (order_id, payload, received_at_us, ingested_at_us) VALUES (?, ?, ?, ?)")
             insertPendingReservation = try db.cachedStatement(sql: "INSERT OR IGNORE INTO dispatch_pending_reservations (event_id, order_id, line_no, status) VALUES (?, ?, ?, ?)")
             deletePendingOrder = try db.cachedStatement(sql: "DELETE FROM dispatch_pending_orders WHERE order_id = ?")
             deletePendingReservations = try db.cachedStatement(sql: "DELETE FROM dispatch_pending_reservations WHERE order_id = ?")

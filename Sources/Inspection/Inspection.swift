@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import Inventory
 import Kafka
 import Model
 import Worker
@@ -7,7 +8,8 @@ import Worker
 /// Settings of a consistency inspection (健康巡检).
 public struct InspectionConfiguration: Sendable {
     public var kafka: KafkaConfiguration
-    /// The stock store, the ERP book and (optional) the alert store.
+    /// The stock store (the first instance's database; those of further instances beside it,
+    /// `stock-2.sqlite` …, are read too), the ERP book and (optional) the alert store.
     public var stockDatabase: String
     public var erpDatabase: String
     public var alertingDatabase: String?
@@ -75,18 +77,20 @@ public enum Inspector {
         for path in [configuration.stockDatabase, configuration.erpDatabase] where !FileManager.default.fileExists(atPath: path) {
             throw InspectionError.missingDatabase(path)
         }
-        let stock = try open(configuration.stockDatabase)
+        // Every stock instance's database; each partition from the one that owns it.
+        let stock = try StockStoreView.read(StockStoreView.databases(beside: configuration.stockDatabase), parts: [.rows, .lineTotals, .offsets])
         let erp = try open(configuration.erpDatabase)
         let reader = try KafkaPartitionReader(configuration: configuration.kafka)
         let cutoff = now - Int64(configuration.graceSeconds * 1e6)
         var checks: [InspectionCheck] = []
         checks.append(try placedOrdersBooked(reader: reader, erp: erp, cutoff: cutoff, max: configuration.maxListed))
         checks.append(try stockConserved(stock: stock, erp: erp, cutoff: cutoff, max: configuration.maxListed))
-        var databases = [("stock", stock), ("erp", erp)]
+        var positions = [("stock", stock.positions.map { Position(group: "livesync-stock", partition: TopicPartition($0.topic, $0.partition), next: $0.nextOffset) })]
+        positions.append(("erp", try storedPositions(erp)))
         if let path = configuration.alertingDatabase, FileManager.default.fileExists(atPath: path) {
-            databases.append(("alerting", try open(path)))
+            positions.append(("alerting", try storedPositions(try open(path))))
         }
-        checks.append(try noOffsetGap(reader: reader, databases: databases, max: configuration.maxListed))
+        checks.append(try noOffsetGap(reader: reader, positions: positions, max: configuration.maxListed))
         return InspectionReport(checks: checks, inspectedAtUs: now)
     }
 
@@ -130,22 +134,19 @@ public enum Inspector {
         var text: String { "\(sku)@\(warehouse)" }
     }
 
-    static func stockConserved(stock: DatabaseQueue, erp: DatabaseQueue, cutoff: Int64, max: Int) throws -> InspectionCheck {
+    static func stockConserved(stock: StockStoreView, erp: DatabaseQueue, cutoff: Int64, max: Int) throws -> InspectionCheck {
         var levels: [SkuKey: (onHand: Int64, reserved: Int64)] = [:]
         var reservedLines: [SkuKey: Int64] = [:]
         var lastActivity: [SkuKey: Int64] = [:]
-        try stock.read { db in
-            guard try db.tableExists("stock") else { return }
-            for row in try Row.fetchAll(db, sql: "SELECT sku, warehouse, on_hand, reserved, updated_at_us FROM stock") {
-                let k = SkuKey(sku: row[0], warehouse: row[1])
-                levels[k] = (row[2], row[3])
-                lastActivity[k] = row[4]
-            }
-            for row in try Row.fetchAll(db, sql: "SELECT sku, warehouse, SUM(CASE WHEN status = 1 THEN quantity ELSE 0 END), MAX(decided_at_us) FROM stock_lines GROUP BY sku, warehouse") {
-                let k = SkuKey(sku: row[0], warehouse: row[1])
-                reservedLines[k] = row[2]
-                lastActivity[k] = Swift.max(lastActivity[k] ?? 0, row[3])
-            }
+        for row in stock.rows {
+            let k = SkuKey(sku: row.sku, warehouse: row.warehouse)
+            levels[k] = (row.onHand, row.reserved)
+            lastActivity[k] = row.updatedAtUs
+        }
+        for t in stock.lineTotals {
+            let k = SkuKey(sku: t.sku, warehouse: t.warehouse)
+            reservedLines[k, default: 0] += t.reservedUnits
+            lastActivity[k] = Swift.max(lastActivity[k] ?? 0, t.lastDecidedAtUs)
         }
         var bookedUnits: [SkuKey: Int64] = [:]
         try erp.read { db in
@@ -181,19 +182,32 @@ public enum Inspector {
         return check("stock_conserved", "\(keys.count) SKUs compared (\(busy) with activity in the grace period compared with the store only)", problems, max: max)
     }
 
-    static func noOffsetGap(reader: KafkaPartitionReader, databases: [(String, DatabaseQueue)], max: Int) throws -> InspectionCheck {
+    struct Position {
+        var group: String
+        var partition: TopicPartition
+        var next: Int64
+    }
+
+    /// The consumer positions a database stores.
+    static func storedPositions(_ db: DatabaseQueue) throws -> [Position] {
+        try db.read { db in
+            guard try db.tableExists("consumer_offsets") else { return [] }
+            return try Row.fetchAll(db, sql: "SELECT group_id, topic, partition, next_offset FROM consumer_offsets ORDER BY group_id, topic, partition")
+                .map { Position(group: $0[0], partition: TopicPartition($0[1], $0[2]), next: $0[3]) }
+        }
+    }
+
+    /// `positions` per store; the stock store's are those of each partition's owning instance
+    /// (a copy a partition moved away from keeps an old position that is no longer read).
+    static func noOffsetGap(reader: KafkaPartitionReader, positions stores: [(String, [Position])], max: Int) throws -> InspectionCheck {
         var problems: [String] = []
         var positions = 0
         var watermarks: [TopicPartition: (low: Int64, high: Int64)] = [:]
-        for (name, db) in databases {
-            let rows = try db.read { db -> [Row] in
-                guard try db.tableExists("consumer_offsets") else { return [] }
-                return try Row.fetchAll(db, sql: "SELECT group_id, topic, partition, next_offset FROM consumer_offsets ORDER BY group_id, topic, partition")
-            }
-            for row in rows {
-                let group: String = row[0]
-                let tp = TopicPartition(row[1], row[2])
-                let next: Int64 = row[3]
+        for (name, stored) in stores {
+            for position in stored {
+                let group = position.group
+                let tp = position.partition
+                let next = position.next
                 positions += 1
                 let w = try watermarks[tp] ?? reader.watermarks(tp)
                 watermarks[tp] = w

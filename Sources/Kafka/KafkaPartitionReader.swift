@@ -57,6 +57,16 @@ public final class KafkaPartitionReader {
         _ tp: TopicPartition, from start: Int64? = nil, timeoutMilliseconds: Int = 60_000,
         _ body: (KafkaMessage) throws -> Void
     ) throws -> (low: Int64, high: Int64) {
+        try read(tp, from: start, timeoutMilliseconds: timeoutMilliseconds, while: { try body($0); return true })
+    }
+
+    /// Like `read(_:from:timeoutMilliseconds:_:)`, but stops after the first message for which
+    /// `body` returns false (what follows is not fetched further).
+    @discardableResult
+    public func read(
+        _ tp: TopicPartition, from start: Int64? = nil, timeoutMilliseconds: Int = 60_000,
+        while body: (KafkaMessage) throws -> Bool
+    ) throws -> (low: Int64, high: Int64) {
         let (low, high) = try watermarks(tp)
         let first = start ?? low
         if first < low {
@@ -93,7 +103,7 @@ public final class KafkaPartitionReader {
             let key: [UInt8] = m.key.map { Array(UnsafeRawBufferPointer(start: $0, count: m.key_len)) } ?? []
             let value: [UInt8] = m.payload.map { Array(UnsafeRawBufferPointer(start: $0, count: m.len)) } ?? []
             next = m.offset + 1
-            try body(KafkaMessage(topic: tp.topic, partition: tp.partition, offset: m.offset, key: key, value: value))
+            guard try body(KafkaMessage(topic: tp.topic, partition: tp.partition, offset: m.offset, key: key, value: value)) else { break }
         }
         return (low, high)
     }

@@ -7,9 +7,10 @@ public enum Topics {
     public static let orderLines = "orders.lines"
     /// Stock changes, key = SKU (co-partitioned with `orders.lines`). Producers: operators, dispatch, after-sales.
     public static let stockAdjustments = "stock.adjustments"
-    /// Whole orders, key = order id. Producer: ingest. Consumers: dispatch, alerting.
+    /// Whole orders, key = order id. Producer: ingest. Consumer: dispatch (alerting reads, outside
+    /// any group, the orders dispatch has not read yet).
     public static let ordersPlaced = "orders.placed"
-    /// Per-line stock decisions, key = order id (co-partitioned with `orders.placed`). Producer: stock.
+    /// Per-line stock decisions, key = order id (co-partitioned with `orders.placed`). Producer: stock. Consumer: dispatch.
     public static let stockReservations = "stock.reservations"
     /// Shipments written to the ERP book, key = order id. Producer: dispatch.
     public static let shipments = "fulfillment.shipments"

@@ -19,7 +19,7 @@ struct AlertingCommand: AsyncParsableCommand {
         let configFile = config
         try await ConsumerMain.run(
             name: "alerting", group: "livesync-alerting",
-            topics: [Topics.ordersPlaced, Topics.orderOutcomes, Topics.stockReservations, Topics.deadLetter],
+            topics: AlertingProcessor.topics,
             configFile: configFile,
             extraServices: { settings, store, logger in
                 let unsynced = settings.int("alerting.unsyncedAfterSeconds", default: 5)
@@ -31,7 +31,9 @@ struct AlertingCommand: AsyncParsableCommand {
                 let configuration = AlertingConfiguration(
                     unsyncedAfterSeconds: unsynced,
                     sweepIntervalMilliseconds: settings.int("alerting.sweepIntervalMs", default: 1_000),
-                    rules: rules, stockDatabase: stockPath, dataDir: dataDir)
+                    rules: rules, stockDatabase: stockPath, dataDir: dataDir,
+                    erpDatabase: try settings.stateStore("erp").path, kafka: try settings.kafka(),
+                    dispatchGroup: settings.string("group.dispatch", default: "livesync-dispatch"))
                 logger.info("alert rules", metadata: ["rules": "\(rules.rules.map(\.kind))", "channels": "\(rules.channels.map(\.name))"])
                 var services: [any Service] = [AlertNotifier(configuration: configuration, store: store, logger: logger)]
                 for case .inspection(let interval, let grace) in rules.rules {

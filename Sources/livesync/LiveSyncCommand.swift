@@ -5,6 +5,7 @@ import Dashboard
 import Foundation
 import Ingest
 import Inspection
+import Inventory
 import Telemetry
 import Kafka
 import Logging

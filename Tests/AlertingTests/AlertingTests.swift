@@ -1,6 +1,8 @@
 import Foundation
+import Fulfillment
 import GRDB
 import Hummingbird
+import Inventory
 import Kafka
 import Logging
 import Model
@@ -64,32 +66,181 @@ func withWebhook(_ body: (String, FakeWebhook) async throws -> Void) async throw
     try await body("http://127.0.0.1:\(port.withLock { $0 })/hook", fake)
 }
 
-@Test func aLateOrderRaisesOneAlertThatResolvesWhenItsOutcomeArrives() async throws {
+/// An ERP book beside the alert store, written by the real dispatch join.
+func erpBook(beside store: StateStore) throws -> StateStore {
+    let path = (store.configuration.path as NSString).deletingLastPathComponent + "/erp.sqlite"
+    let erp = try StateStore(StateStoreConfiguration(path: path, synchronous: "OFF"))
+    try erp.database.write { try DispatchProcessor().prepare($0) }
+    return erp
+}
+
+func order(_ id: String, ingestedAtUs: Int64) -> Order {
+    var o = Order()
+    o.orderID = id
+    o.ingestedAtUs = ingestedAtUs
+    o.currency = "CNY"
+    var line = OrderLine()
+    line.orderID = id
+    line.lineNo = 1
+    line.eventID = "\(id):1"
+    line.sku = "SKU-1"
+    line.warehouse = "main"
+    line.quantity = 1
+    line.lineCount = 1
+    o.lines = [line]
+    return o
+}
+
+func reservation(_ id: String) -> Reservation {
+    var r = Reservation()
+    r.orderID = id
+    r.eventID = "\(id):1"
+    r.lineNo = 1
+    r.sku = "SKU-1"
+    r.warehouse = "main"
+    r.quantity = 1
+    r.status = .reserved
+    r.lineCount = 1
+    return r
+}
+
+/// Dispatch applying `items` to the ERP book (orders wait there until their lines are decided).
+func dispatch(_ erp: StateStore, _ items: [(String, [UInt8])]) throws {
+    let messages = items.enumerated().map { KafkaMessage(topic: $0.element.0, partition: 0, offset: Int64($0.offset), key: [], value: $0.element.1) }
+    try erp.database.write { db in
+        var out = BatchOutput(group: "livesync-dispatch")
+        try DispatchProcessor().apply(messages, db: db, output: &out)
+    }
+}
+
+func openAlert(_ store: StateStore, kind: String) throws -> (count: Int, message: String)? {
+    try store.database.read { db in
+        try Row.fetchOne(db, sql: "SELECT count, message FROM alerts WHERE kind = ? AND resolved_at_us IS NULL", arguments: [kind]).map { ($0[0], $0[1]) }
+    }
+}
+
+@Test func aLateOrderRaisesOneAlertThatResolvesWhenDispatchDecidesIt() async throws {
     let store = try alertStore()
+    let erp = try erpBook(beside: store)
     let now = Clock.nowMicros()
-    var late = Order()
-    late.orderID = "late"
-    late.ingestedAtUs = now - 10_000_000
-    var done = Order()
-    done.orderID = "done"
-    done.ingestedAtUs = now - 10_000_000
-    var outcome = OrderOutcome()
-    outcome.orderID = "done"
-    outcome.kind = .synced
-    try apply(store, [(Topics.ordersPlaced, late.bytes), (Topics.ordersPlaced, done.bytes), (Topics.orderOutcomes, outcome.bytes)])
-    let config = AlertingConfiguration(rules: AlertRulesConfiguration(rules: [.orderUnsynced(seconds: 5)], channels: []))
+    // Both orders were ingested 10 s ago; "done" got its stock decision, "late" still waits for it.
+    try dispatch(erp, [(Topics.ordersPlaced, order("late", ingestedAtUs: now - 10_000_000).bytes),
+                       (Topics.ordersPlaced, order("done", ingestedAtUs: now - 10_000_000).bytes),
+                       (Topics.ordersPlaced, order("fresh", ingestedAtUs: now - 1_000_000).bytes),
+                       (Topics.stockReservations, reservation("done").bytes)])
+    let config = AlertingConfiguration(rules: AlertRulesConfiguration(rules: [.orderUnsynced(seconds: 5)], channels: []),
+                                       erpDatabase: erp.configuration.path)
     let notifier = AlertNotifier(configuration: config, store: store, logger: Logger(label: "t"))
     try await notifier.sweep(now: now)
     try await notifier.sweep(now: now + 1)
     var a = try alerts(store)
     #expect(a.map(\.kind) == ["order_not_synced"] && a.first?.count == 2 && a.first?.resolved == false)
-    let message = try await store.database.read { try String.fetchOne($0, sql: "SELECT message FROM alerts") } ?? ""
-    #expect(message.contains("late") && !message.contains("done"))
-    outcome.orderID = "late"
-    try apply(store, [(Topics.orderOutcomes, outcome.bytes)])
+    let message = try openAlert(store, kind: "order_not_synced")?.message ?? ""
+    #expect(message.hasPrefix("1 order(s)") && message.contains("late") && !message.contains("done") && !message.contains("fresh"), "\(message)")
+    #expect(message.contains("1 waiting for stock decisions"), "\(message)")
+    // The dashboard's copy of the late orders.
+    let listed = try await store.database.read { try String.fetchAll($0, sql: "SELECT order_id FROM alert_unsynced_orders") }
+    #expect(listed == ["late"])
+    try dispatch(erp, [(Topics.stockReservations, reservation("late").bytes)])
     try await notifier.sweep(now: now + 2)
     a = try alerts(store)
     #expect(a.count == 1 && a.first?.resolved == true)
+    #expect(try await store.database.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM alert_unsynced_orders") } == 0)
+}
+
+@Test func ordersDispatchHasNotReadYetRaiseTheAlertUntilItDecidesThem() async throws {
+    let broker = try EmbeddedBroker()
+    try broker.createTopic(TopicSpecification(name: Topics.ordersPlaced, partitions: Topics.partitions))
+    let kafka = KafkaConfiguration(bootstrapServers: broker.bootstrapServers, properties: ["log_level": "3"])
+    let producer = try KafkaProducer(configuration: kafka)
+    defer { producer.close() }
+    let now = Clock.nowMicros()
+    let ids = ["o-a", "o-b", "o-c"]
+    let placed = ids.map { order($0, ingestedAtUs: now - 20_000_000) } + [order("o-fresh", ingestedAtUs: now)]
+    try producer.sendAndWait(placed.map { ProducerMessage(topic: Topics.ordersPlaced, key: $0.orderID, value: $0.bytes) })
+
+    let store = try alertStore()
+    let erp = try erpBook(beside: store)
+    let config = AlertingConfiguration(rules: AlertRulesConfiguration(rules: [.orderUnsynced(seconds: 5)], channels: []),
+                                       erpDatabase: erp.configuration.path, kafka: kafka)
+    let notifier = AlertNotifier(configuration: config, store: store, logger: Logger(label: "t"))
+    // Dispatch has read nothing: the three late orders are only on the topic.
+    try await notifier.sweep(now: now)
+    let message = try #require(try openAlert(store, kind: "order_not_synced")).message
+    #expect(message.hasPrefix("3 order(s)") && message.contains("3 not yet read by dispatch"), "\(message)")
+    for id in ids { #expect(message.contains(id)) }
+    #expect(!message.contains("o-fresh"))
+
+    // Dispatch reads them (its positions are stored with its decisions) and decides them.
+    try dispatch(erp, placed.map { (Topics.ordersPlaced, $0.bytes) } + placed.map { (Topics.stockReservations, reservation($0.orderID).bytes) })
+    let reader = try KafkaPartitionReader(configuration: kafka)
+    let highs = try (0..<Topics.partitions).map { try reader.watermarks(TopicPartition(Topics.ordersPlaced, $0)).high }
+    try await erp.database.write { db in
+        for p in 0..<Topics.partitions {
+            let high = highs[Int(p)]
+            try db.execute(sql: "INSERT INTO consumer_offsets (group_id, topic, partition, next_offset, updated_at_us) VALUES ('livesync-dispatch', ?, ?, ?, 0)",
+                           arguments: [Topics.ordersPlaced, p, high])
+        }
+    }
+    try await notifier.sweep(now: now + 1_000_000)
+    #expect(try openAlert(store, kind: "order_not_synced") == nil, "resolved once decided")
+    // A redelivered copy of a decided order, not read yet, is not late: its first copy is in the book.
+    try producer.sendAndWait([ProducerMessage(topic: Topics.ordersPlaced, key: "o-a", value: placed[0].bytes)])
+    try await notifier.sweep(now: now + 2_000_000)
+    #expect(try openAlert(store, kind: "order_not_synced") == nil)
+    #expect(try alerts(store).count == 1)
+}
+
+/// A stock instance's database as `livesync-stock` writes it: levels per partition and the
+/// changelog head of each partition it holds.
+func stockInstance(_ path: String, heads: [Int32: Int64], rows: [(sku: String, onHand: Int64, reserved: Int64, partition: Int32)]) throws -> StateStore {
+    let store = try StateStore(StateStoreConfiguration(path: path, synchronous: "OFF"))
+    try store.database.write { db in
+        try StockProcessor().prepare(db)
+        for (p, seq) in heads {
+            try db.execute(sql: "INSERT INTO changelog_heads (group_id, partition, writer, seq) VALUES ('livesync-stock', ?, 'w', ?)", arguments: [p, seq])
+        }
+        for r in rows {
+            try db.execute(sql: "INSERT INTO stock (sku, warehouse, on_hand, reserved, updated_at_us, partition) VALUES (?, 'main', ?, ?, 1, ?)",
+                           arguments: [r.sku, r.onHand, r.reserved, r.partition])
+        }
+    }
+    return store
+}
+
+@Test func stockLowReadsEachSkuFromTheInstanceThatOwnsItsPartition() async throws {
+    let store = try alertStore()
+    let dir = (store.configuration.path as NSString).deletingLastPathComponent
+    // The first instance: its own SKU, and a stale copy of partition 7 (it handed it over at seq 2).
+    _ = try stockInstance(dir + "/stock.sqlite", heads: [1: 10, 7: 2], rows: [("COLD", 50, 0, 1), ("MOVED", 30, 30, 7)])
+    // The second instance: partition 7 since (seq 4, restocked) and partition 5, held only here.
+    _ = try stockInstance(dir + "/stock-2.sqlite", heads: [5: 3, 7: 4], rows: [("ONLY-2", 8, 8, 5), ("MOVED", 70, 30, 7)])
+    let config = AlertingConfiguration(rules: AlertRulesConfiguration(rules: [.stockLow(safetyLevel: 0, sellOutMinutes: nil, rateWindowSeconds: 300)], channels: []),
+                                       stockDatabase: dir + "/stock.sqlite")
+    try await AlertNotifier(configuration: config, store: store, logger: Logger(label: "t")).sweep(now: Clock.nowMicros())
+    let keys = try await store.database.read { try String.fetchAll($0, sql: "SELECT dedupe_key FROM alerts WHERE resolved_at_us IS NULL ORDER BY 1") }
+    #expect(keys == ["stock_low:ONLY-2:main"], "sold out on the second instance; MOVED restocked there, its stale copy ignored")
+}
+
+@Test func aSkuSellingOutWithinTheWindowRaisesAForecastFromTheStoresReservedUnits() async throws {
+    let store = try alertStore()
+    let dir = (store.configuration.path as NSString).deletingLastPathComponent
+    let stock = try stockInstance(dir + "/stock.sqlite", heads: [1: 1, 2: 1], rows: [("HOT", 1_000, 100, 1), ("SLOW", 1_000, 100, 2)])
+    let config = AlertingConfiguration(rules: AlertRulesConfiguration(rules: [.stockLow(safetyLevel: 0, sellOutMinutes: 10, rateWindowSeconds: 300)], channels: []),
+                                       stockDatabase: dir + "/stock.sqlite")
+    let notifier = AlertNotifier(configuration: config, store: store, logger: Logger(label: "t"))
+    let now = Clock.nowMicros()
+    try await notifier.sweep(now: now)
+    #expect(try alerts(store).isEmpty, "no rate yet")
+    // Two minutes later HOT reserved 600 more units (300/min, 300 left: 1 min), SLOW 10 (5/min: 178 min).
+    try await stock.database.write { db in
+        try db.execute(sql: "UPDATE stock SET reserved = 700 WHERE sku = 'HOT'")
+        try db.execute(sql: "UPDATE stock SET reserved = 110 WHERE sku = 'SLOW'")
+    }
+    try await notifier.sweep(now: now + 120_000_000)
+    let open = try await store.database.read { try Row.fetchAll($0, sql: "SELECT dedupe_key, message FROM alerts WHERE resolved_at_us IS NULL") }
+    #expect(open.map { $0[0] as String } == ["stock_low:HOT:main"])
+    #expect((open.first?[1] as String?)?.contains("sells out in 1.0 min at 300 units/min") == true, "\(open.map { $0[1] as String })")
 }
 
 @Test func theFailureRateRuleFiresAboveItsThresholdOnly() async throws {
@@ -182,7 +333,13 @@ func withWebhook(_ body: (String, FakeWebhook) async throws -> Void) async throw
     }
     let store = try StateStore(StateStoreConfiguration(path: path, synchronous: "OFF"))
     try await store.database.write { db in
+        // Positions on topics an earlier release consumed.
+        for topic in [Topics.ordersPlaced, Topics.stockReservations, Topics.orderOutcomes] {
+            try db.execute(sql: "INSERT INTO consumer_offsets (group_id, topic, partition, next_offset, updated_at_us) VALUES ('livesync-alerting', ?, 0, 5, 0)", arguments: [topic])
+        }
         try AlertingProcessor().prepare(db)
+        #expect(try String.fetchAll(db, sql: "SELECT topic FROM consumer_offsets") == [Topics.orderOutcomes])
+        #expect(try !db.tableExists("alert_orders"))
         try AlertStore.resolve(db, kind: "dead_letter", except: [], now: 2)
         try AlertStore.raise(db, key: "k", kind: "dead_letter", message: "new", now: 3)
     }

@@ -1,6 +1,7 @@
 import Cluster
 import Foundation
 import GRDB
+import Inventory
 import Kafka
 import Logging
 import Model

@@ -1,0 +1,149 @@
+import Foundation
+import GRDB
+import Kafka
+import Model
+import Worker
+
+/// Orders ingested before a cutoff that the ERP book has not decided yet (synced, rejected or
+/// cancelled), found without keeping any state per order:
+///
+/// - orders dispatch holds, waiting for their lines' stock decisions (`dispatch_pending_orders`
+///   in the ERP book);
+/// - orders on `orders.placed` that dispatch has not read yet: from the position dispatch stored
+///   with its last batch (`consumer_offsets` in the ERP book, same transaction as its decisions)
+///   to the partition's end, read in offset order until the first order within the cutoff.
+///
+/// An order dispatch has read is either decided in the book or pending there, so nothing falls
+/// between the two; an order dispatch dead-lettered (invalid) is reported by `dead_letters`.
+public struct UnsyncedOrders: Sendable, Equatable {
+    public struct Late: Sendable, Equatable, Codable {
+        public var orderID: String
+        public var ingestedAtUs: Int64
+        public init(orderID: String, ingestedAtUs: Int64) {
+            self.orderID = orderID
+            self.ingestedAtUs = ingestedAtUs
+        }
+    }
+
+    /// Late orders: exact, unless `capped` (then at least this many).
+    public var count: Int { waitingForStock + notReadByDispatch }
+    /// Orders dispatch holds for their stock decisions.
+    public var waitingForStock = 0
+    /// Orders on `orders.placed` beyond dispatch's stored position.
+    public var notReadByDispatch = 0
+    /// `orders.placed` had more late orders than one look reads: `count` is a lower bound.
+    public var capped = false
+    /// The oldest late orders, oldest first.
+    public var oldest: [Late] = []
+
+    public init() {}
+}
+
+/// Finds `UnsyncedOrders` on each call; keeps one topic reader between calls.
+/// Blocking (SQLite, Kafka): call it off the cooperative pool; calls are serialised.
+public final class UnsyncedOrderFinder: @unchecked Sendable {
+    public let erpDatabase: String
+    /// Without it, only the orders dispatch holds are found.
+    public let kafka: KafkaConfiguration?
+    public let dispatchGroup: String
+    public let partitions: Int32
+    private let lock = NSLock()
+    private var reader: KafkaPartitionReader?
+
+    public init(erpDatabase: String, kafka: KafkaConfiguration?, dispatchGroup: String = "livesync-dispatch", partitions: Int32 = Topics.partitions) {
+        self.erpDatabase = erpDatabase
+        var kafka = kafka
+        if var k = kafka {
+            // Reads a few orders at the head of each partition: no large prefetch.
+            k.properties["queued.min.messages"] = k.properties["queued.min.messages"] ?? "1000"
+            k.properties["max.partition.fetch.bytes"] = k.properties["max.partition.fetch.bytes"] ?? "262144"
+            kafka = k
+        }
+        self.kafka = kafka
+        self.dispatchGroup = dispatchGroup
+        self.partitions = partitions
+    }
+
+    /// - Parameters:
+    ///   - cutoff: orders ingested before it (Unix µs) are late.
+    ///   - listed: how many of the oldest to return.
+    ///   - readLimit: at most this many messages read from `orders.placed` per call.
+    public func find(cutoff: Int64, listed: Int, readLimit: Int = 10_000) throws -> UnsyncedOrders {
+        lock.lock()
+        defer { lock.unlock() }
+        var result = UnsyncedOrders()
+        var late: [UnsyncedOrders.Late] = []
+        var stored: [Int32: Int64] = [:]
+        var erp: DatabaseQueue?
+        if FileManager.default.fileExists(atPath: erpDatabase) {
+            var config = Configuration()
+            config.readonly = true
+            config.busyMode = .timeout(5)
+            let queue = try DatabaseQueue(path: erpDatabase, configuration: config)
+            erp = queue
+            // One read transaction: the pending orders and the positions they were read up to agree.
+            try queue.read { db in
+                db.clearSchemaCache()
+                if try db.tableExists("dispatch_pending_orders") {
+                    // Rows from before `ingested_at_us` existed: dispatch's receive time (not earlier than ingest).
+                    let hasIngested = try db.columns(in: "dispatch_pending_orders").contains { $0.name == "ingested_at_us" }
+                    let at = hasIngested ? "COALESCE(ingested_at_us, received_at_us)" : "received_at_us"
+                    result.waitingForStock = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM dispatch_pending_orders WHERE \(at) < ?", arguments: [cutoff]) ?? 0
+                    for row in try Row.fetchAll(db, sql: "SELECT order_id, \(at) FROM dispatch_pending_orders WHERE \(at) < ? ORDER BY 2, 1 LIMIT ?", arguments: [cutoff, listed]) {
+                        late.append(.init(orderID: row[0], ingestedAtUs: row[1]))
+                    }
+                }
+                if try db.tableExists("consumer_offsets") {
+                    for row in try Row.fetchAll(db, sql: "SELECT partition, next_offset FROM consumer_offsets WHERE group_id = ? AND topic = ?",
+                                                arguments: [dispatchGroup, Topics.ordersPlaced]) {
+                        stored[row[0]] = row[1]
+                    }
+                }
+            }
+        }
+        if let kafka {
+            if reader == nil { reader = try KafkaPartitionReader(configuration: kafka) }
+            let reader = reader!
+            var unread: [UnsyncedOrders.Late] = []
+            var seen: Set<String> = []
+            var budget = readLimit
+            do {
+                for p in 0..<partitions where budget > 0 {
+                    let tp = TopicPartition(Topics.ordersPlaced, p)
+                    let (low, high) = try reader.watermarks(tp)
+                    let start = max(stored[p] ?? low, low)
+                    guard start < high else { continue }
+                    try reader.read(tp, from: start, timeoutMilliseconds: 10_000, while: { (message: KafkaMessage) -> Bool in
+                        budget -= 1
+                        guard let order = try? Order(serializedBytes: message.value), !order.orderID.isEmpty else { return budget > 0 }  // dispatch dead-letters it
+                        guard order.ingestedAtUs < cutoff else { return false }
+                        if seen.insert(order.orderID).inserted { unread.append(.init(orderID: order.orderID, ingestedAtUs: order.ingestedAtUs)) }
+                        if budget == 0 { result.capped = true }
+                        return budget > 0
+                    })
+                }
+            } catch {
+                // A broker that does not answer: a new reader next time.
+                self.reader = nil
+                throw error
+            }
+            // A redelivered order may be decided, or pending (counted above), from its first copy.
+            if !unread.isEmpty, let erp {
+                let known: Set<String> = try erp.read { db in
+                    var known: Set<String> = []
+                    for table in ["erp_orders", "dispatch_pending_orders"] {
+                        guard try db.tableExists(table) else { continue }
+                        let statement = try db.makeStatement(sql: "SELECT 1 FROM \(table) WHERE order_id = ?")
+                        known.formUnion(try unread.map(\.orderID).filter { try Bool.fetchOne(statement, arguments: [$0]) == true })
+                    }
+                    return known
+                }
+                unread.removeAll { known.contains($0.orderID) }
+            }
+            result.notReadByDispatch = unread.count
+            late += unread
+        }
+        result.oldest = Array(late.sorted { ($0.ingestedAtUs, $0.orderID) < ($1.ingestedAtUs, $1.orderID) }.prefix(listed))
+        return result
+    }
+}
