@@ -29,13 +29,7 @@ extension PlatformHTTP {
     /// One request whose answer is classified by the caller: the HTTP status and the body when it
     /// is a JSON object. Only a failure to reach the platform throws (retryable).
     func send(_ url: String, method: HTTPMethod = .POST, headers: [(String, String)] = [], json body: String?) async throws(OutboundError) -> (status: UInt, body: [String: Any]?) {
-        var request = HTTPClientRequest(url: url)
-        request.method = method
-        for (k, v) in headers { request.headers.add(name: k, value: v) }
-        if let body {
-            request.headers.add(name: "Content-Type", value: "application/json")
-            request.body = .bytes(ByteBuffer(string: body))
-        }
+        let request = Self.request(url, method: method, headers: headers, json: body)
         do {
             let response = try await client.execute(request, timeout: timeout)
             let bytes = try await response.body.collect(upTo: 4 << 20)

@@ -69,7 +69,8 @@ struct PlatformHTTP: Sendable {
     let client: HTTPClient
     var timeout: TimeAmount = .seconds(10)
 
-    func call(_ url: String, method: HTTPMethod = .GET, headers: [(String, String)] = [], body: String? = nil) async throws(ConnectorError) -> [String: Any] {
+    /// A request with `headers` and, when given, a JSON `body`.
+    static func request(_ url: String, method: HTTPMethod, headers: [(String, String)], json body: String?) -> HTTPClientRequest {
         var request = HTTPClientRequest(url: url)
         request.method = method
         for (k, v) in headers { request.headers.add(name: k, value: v) }
@@ -77,6 +78,11 @@ struct PlatformHTTP: Sendable {
             request.headers.add(name: "Content-Type", value: "application/json")
             request.body = .bytes(ByteBuffer(string: body))
         }
+        return request
+    }
+
+    func call(_ url: String, method: HTTPMethod = .GET, headers: [(String, String)] = [], body: String? = nil) async throws(ConnectorError) -> [String: Any] {
+        let request = Self.request(url, method: method, headers: headers, json: body)
         let bytes: ByteBuffer
         let status: UInt
         do {
