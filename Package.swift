@@ -255,7 +255,8 @@ let package = Package(
         .testTarget(
             name: "AlertingTests",
             dependencies: [
-                "Alerting", "Worker", "Model", "Kafka", "Telemetry", "Inventory", "Fulfillment",
+                "Alerting", "Worker", "Model", "Kafka", "Telemetry", "Inventory", "Fulfillment", "Inspection",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "GRDB", package: "GRDB.swift"),

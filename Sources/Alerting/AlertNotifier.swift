@@ -34,10 +34,12 @@ public struct AlertNotifier: Service {
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do {
                 try await sweep(now: Clock.nowMicros())
+            } catch is StoppedOnRequest {
+                break
             } catch {
                 logger.error("alert sweep failed", metadata: ["error": "\(error)"])
             }
-            try? await Task.sleep(for: .milliseconds(configuration.sweepIntervalMilliseconds))
+            guard await pauseUnlessShuttingDown(for: .milliseconds(configuration.sweepIntervalMilliseconds)) else { break }
         }
     }
 

@@ -21,10 +21,8 @@ public struct InspectionSchedule: Service {
     }
 
     public func run() async throws {
-        while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            try? await Task.sleep(for: interval)
-            guard !Task.isShuttingDownGracefully && !Task.isCancelled else { return }
-            do { try await runOnce() } catch {
+        while await pauseUnlessShuttingDown(for: interval) {
+            do { try await runOnce() } catch is StoppedOnRequest { return } catch {
                 logger.warning("scheduled inspection could not run", metadata: ["error": "\(error)"])
             }
         }
@@ -34,12 +32,8 @@ public struct InspectionSchedule: Service {
     @discardableResult
     public func runOnce(now: Int64 = Clock.nowMicros()) async throws -> InspectionReport {
         let inspection = self.inspection
-        let report = try await withCheckedThrowingContinuation { (c: CheckedContinuation<InspectionReport, any Error>) in
-            // Reads topics and databases with blocking calls: off the cooperative pool.
-            DispatchQueue.global(qos: .utility).async {
-                c.resume(with: Result { try Inspector.run(inspection, now: now) })
-            }
-        }
+        // Reads topics and databases with blocking calls: off the cooperative pool, stopped by SIGTERM.
+        let report = try await runBlocking { stop in try Inspector.run(inspection, now: now, stop: stop) }
         try await store.database.write { db in
             if report.passed {
                 try AlertStore.resolve(db, kind: AlertKind.inspectionMismatch, except: [], now: now)

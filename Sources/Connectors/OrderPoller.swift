@@ -259,7 +259,7 @@ public struct PollerService: Service {
                     poller.logger.error("poll cycle failed; retrying next cycle", metadata: ["platform": "\(poller.api.platform.slug)", "shop": "\(poller.shopID)", "error": "\(error)"])
                 }
             }
-            try? await Task.sleep(for: interval)
+            guard await pauseUnlessShuttingDown(for: interval) else { break }
         }
     }
 }

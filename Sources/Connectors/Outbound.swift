@@ -474,7 +474,7 @@ public struct OutboundService: Service {
             do { _ = try await dispatcher.runOnce() } catch {
                 dispatcher.logger.error("outbound pass failed", metadata: ["error": "\(error)"])
             }
-            try? await Task.sleep(for: interval)
+            guard await pauseUnlessShuttingDown(for: interval) else { break }
         }
     }
 }

@@ -73,7 +73,8 @@ public enum InspectionError: Error, CustomStringConvertible {
 ///
 /// Read-only: opens the databases for reading and the topics outside any consumer group.
 public enum Inspector {
-    public static func run(_ configuration: InspectionConfiguration, now: Int64 = Clock.nowMicros()) throws -> InspectionReport {
+    /// - Parameter stop: checked while the topics are read; a requested stop throws `StoppedOnRequest`.
+    public static func run(_ configuration: InspectionConfiguration, now: Int64 = Clock.nowMicros(), stop: StopRequest? = nil) throws -> InspectionReport {
         for path in [configuration.stockDatabase, configuration.erpDatabase] where !FileManager.default.fileExists(atPath: path) {
             throw InspectionError.missingDatabase(path)
         }
@@ -83,7 +84,7 @@ public enum Inspector {
         let reader = try KafkaPartitionReader(configuration: configuration.kafka)
         let cutoff = now - Int64(configuration.graceSeconds * 1e6)
         var checks: [InspectionCheck] = []
-        checks.append(try placedOrdersBooked(reader: reader, erp: erp, cutoff: cutoff, max: configuration.maxListed))
+        checks.append(try placedOrdersBooked(reader: reader, erp: erp, cutoff: cutoff, max: configuration.maxListed, stop: stop))
         checks.append(try stockConserved(stock: stock, erp: erp, cutoff: cutoff, max: configuration.maxListed))
         var positions = [("stock", stock.positions.map { Position(group: "livesync-stock", partition: TopicPartition($0.topic, $0.partition), next: $0.nextOffset) })]
         positions.append(("erp", try storedPositions(erp)))
@@ -105,11 +106,12 @@ public enum Inspector {
         InspectionCheck(name: name, passed: problems.isEmpty, summary: summary, problemCount: problems.count, problems: Array(problems.prefix(max)))
     }
 
-    static func placedOrdersBooked(reader: KafkaPartitionReader, erp: DatabaseQueue, cutoff: Int64, max: Int) throws -> InspectionCheck {
+    static func placedOrdersBooked(reader: KafkaPartitionReader, erp: DatabaseQueue, cutoff: Int64, max: Int, stop: StopRequest? = nil) throws -> InspectionCheck {
         var placed: [String: Int64] = [:]
         var undecodable = 0
         let partitions = (0..<Topics.partitions).map { TopicPartition(Topics.ordersPlaced, $0) }
         try reader.readAll(partitions) { m in
+            if let stop, m.offset % 1_024 == 0, stop.isRequested { throw StoppedOnRequest() }
             guard let order = try? Order(serializedBytes: m.value), !order.orderID.isEmpty else { undecodable += 1; return }
             placed[order.orderID] = order.ingestedAtUs
         }

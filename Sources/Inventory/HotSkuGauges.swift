@@ -47,7 +47,7 @@ public struct HotSkuGauges: Service {
             } catch {
                 logger.warning("could not read hot SKUs for metrics", metadata: ["error": "\(error)"])
             }
-            try? await Task.sleep(for: interval)
+            guard await pauseUnlessShuttingDown(for: interval) else { break }
         }
     }
 }

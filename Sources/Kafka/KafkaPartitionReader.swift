@@ -99,7 +99,8 @@ public final class KafkaPartitionReader {
                 logger.warning("read error", metadata: ["partition": "\(tp)", "error": "\(KafkaError(err, context: "reading"))"])
                 continue
             }
-            guard m.offset >= next else { continue }
+            // Only this partition's messages from `next` on (not one left queued by an earlier read).
+            guard m.partition == tp.partition, m.offset >= next else { continue }
             let key: [UInt8] = m.key.map { Array(UnsafeRawBufferPointer(start: $0, count: m.key_len)) } ?? []
             let value: [UInt8] = m.payload.map { Array(UnsafeRawBufferPointer(start: $0, count: m.len)) } ?? []
             next = m.offset + 1

@@ -2,11 +2,13 @@ import Foundation
 import Fulfillment
 import GRDB
 import Hummingbird
+import Inspection
 import Inventory
 import Kafka
 import Logging
 import Model
 import NIOCore
+import ServiceLifecycle
 import Synchronization
 import Testing
 import Worker
@@ -345,4 +347,68 @@ func stockInstance(_ path: String, heads: [Int32: Int64], rows: [(sku: String, o
     }
     let a = try alerts(store)
     #expect(a.map(\.count) == [3, 1] && a.map(\.resolved) == [true, false])
+}
+
+/// SIGTERM must not wait out an interval: the group stops its services one by one, so an
+/// hourly inspection asleep would have held alerting (and its consumer) for up to an hour.
+@Test func alertingsPeriodicServicesLeaveTheGroupPromptlyOnGracefulShutdown() async throws {
+    let store = try alertStore()
+    let logger = Logger(label: "test")
+    let schedule = InspectionSchedule(
+        inspection: InspectionConfiguration(kafka: KafkaConfiguration(bootstrapServers: "127.0.0.1:1"), stockDatabase: "/nonexistent/stock.sqlite",
+                                            erpDatabase: "/nonexistent/erp.sqlite"),
+        interval: .seconds(3_600), store: store, logger: logger)
+    let notifier = AlertNotifier(configuration: AlertingConfiguration(sweepIntervalMilliseconds: 600_000), store: store, logger: logger)
+    let group = ServiceGroup(services: [notifier, schedule], logger: logger)
+    let started = ContinuousClock.now
+    try await withThrowingTaskGroup(of: Void.self) { tasks in
+        tasks.addTask { try await group.run() }
+        try await Task.sleep(for: .milliseconds(500))
+        await group.triggerGracefulShutdown()
+        try await tasks.waitForAll()
+    }
+    #expect(ContinuousClock.now - started < .seconds(5))
+}
+
+/// Blocking work off the pool (topic reads, scans) is asked to stop when its task is cancelled.
+@Test func blockingWorkIsAskedToStopWhenItsTaskIsCancelled() async throws {
+    let task = Task {
+        try await runBlocking { stop -> Int in
+            let deadline = Date().addingTimeInterval(30)
+            while Date() < deadline {
+                if stop.isRequested { throw StoppedOnRequest() }
+                usleep(1_000)
+            }
+            return 0
+        }
+    }
+    try await Task.sleep(for: .milliseconds(200))
+    let cancelled = ContinuousClock.now
+    task.cancel()
+    await #expect(throws: StoppedOnRequest.self) { try await task.value }
+    #expect(ContinuousClock.now - cancelled < .seconds(2))
+}
+
+/// The unread head of `orders.placed` is read again only once its first order could be late:
+/// a sweep a second does not walk every partition's log on the embedded broker.
+@Test func aPartitionWhoseUnreadHeadIsFreshIsNotReadAgainUntilItCouldBeLate() async throws {
+    let broker = try EmbeddedBroker()
+    try broker.createTopic(TopicSpecification(name: Topics.ordersPlaced, partitions: Topics.partitions))
+    let kafka = KafkaConfiguration(bootstrapServers: broker.bootstrapServers, properties: ["log_level": "3"])
+    let producer = try KafkaProducer(configuration: kafka)
+    defer { producer.close() }
+    let now = Clock.nowMicros()
+    try producer.sendAndWait([ProducerMessage(topic: Topics.ordersPlaced, key: "o-1", value: order("o-1", ingestedAtUs: now).bytes)])
+    let erp = try erpBook(beside: try alertStore())
+    let finder = UnsyncedOrderFinder(erpDatabase: erp.configuration.path, kafka: kafka)
+
+    #expect(try finder.find(cutoff: now - 5_000_000, listed: 10).count == 0)
+    #expect(finder.partitionReads == 1)
+    // Seconds later, still within the SLA (less the reorder margin): no read.
+    #expect(try finder.find(cutoff: now - 2_000_000, listed: 10).count == 0)
+    #expect(finder.partitionReads == 1)
+    // Once the order could be late, the partition is read again and the order found.
+    let late = try finder.find(cutoff: now + 1, listed: 10)
+    #expect(finder.partitionReads == 2)
+    #expect(late.count == 1 && late.notReadByDispatch == 1 && late.oldest.map(\.orderID) == ["o-1"])
 }
