@@ -25,10 +25,15 @@ public struct AlertingConfiguration: Sendable {
     public var kafka: KafkaConfiguration?
     /// Dispatch's consumer group, whose positions on `orders.placed` the ERP book stores.
     public var dispatchGroup: String
+    /// How often `consumer_lag` and `process_silent` ask every process's `/readyz` (each answer
+    /// costs the process a broker round trip and a SQLite lock probe). Default 5 s; at least
+    /// twice within the shortest `process_silent` time.
+    public var processCheckIntervalMilliseconds: Int
 
     public init(unsyncedAfterSeconds: Int = 5, webhookURL: String? = nil, sweepIntervalMilliseconds: Int = 1_000,
                 rules: AlertRulesConfiguration? = nil, stockDatabase: String? = nil, dataDir: String? = nil,
-                erpDatabase: String? = nil, kafka: KafkaConfiguration? = nil, dispatchGroup: String = "livesync-dispatch") {
+                erpDatabase: String? = nil, kafka: KafkaConfiguration? = nil, dispatchGroup: String = "livesync-dispatch",
+                processCheckIntervalMilliseconds: Int = 5_000) {
         self.unsyncedAfterSeconds = unsyncedAfterSeconds
         self.webhookURL = webhookURL
         self.sweepIntervalMilliseconds = sweepIntervalMilliseconds
@@ -42,6 +47,7 @@ public struct AlertingConfiguration: Sendable {
         self.erpDatabase = erpDatabase
         self.kafka = kafka
         self.dispatchGroup = dispatchGroup
+        self.processCheckIntervalMilliseconds = processCheckIntervalMilliseconds
     }
 }
 

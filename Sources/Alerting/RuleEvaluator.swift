@@ -18,6 +18,8 @@ final class RuleEvaluator: Sendable {
     /// The minute whose stock sample was stored, and when old samples and counts were last dropped.
     private let sampledMinute = Mutex<Int64?>(nil)
     private let prunedMinute = Mutex<Int64?>(nil)
+    /// When the process rules last asked every `/readyz`.
+    private let processesCheckedAt = Mutex<Int64?>(nil)
     let unsyncedOrders: UnsyncedOrderFinder?
 
     init(configuration: AlertingConfiguration, store: StateStore, logger: Logger) {
@@ -36,7 +38,7 @@ final class RuleEvaluator: Sendable {
             switch rule {
             case .orderUnsynced(let seconds):
                 // A topic or book that cannot be read leaves the alert as it is; the other rules go on.
-                do { try await evaluateUnsynced(seconds: seconds, now: now) } catch {
+                do { try await evaluateUnsynced(seconds: seconds, now: now) } catch let stopped as StoppedOnRequest { throw stopped } catch {
                     logger.warning("order_unsynced could not be evaluated", metadata: ["error": "\(error)"])
                 }
             case .syncFailureRate(let threshold, let window, let minOrders): try evaluateFailureRate(threshold: threshold, windowSeconds: window, minOrders: minOrders, now: now)
@@ -47,7 +49,17 @@ final class RuleEvaluator: Sendable {
             case .inspection: break  // InspectionSchedule runs it
             }
         }
-        if !processRules.isEmpty { try await evaluateProcesses(processRules, now: now) }
+        // At least twice within the shortest `process_silent` time, so it can hold for that long.
+        let silentMs = configuration.rules.rules.compactMap { rule -> Int? in
+            if case .processSilent(let seconds) = rule { return seconds * 500 } else { return nil }
+        }.min() ?? Int.max
+        let interval = Int64(min(configuration.processCheckIntervalMilliseconds, silentMs)) * 1_000
+        let due = processesCheckedAt.withLock { last in
+            guard last.map({ now - $0 >= interval || now < $0 }) ?? true else { return false }
+            last = now
+            return true
+        }
+        if !processRules.isEmpty && due { try await evaluateProcesses(processRules, now: now) }
     }
 
     /// Drops outcome counts older than the longest failure-rate window (an hour) and stock
@@ -72,9 +84,7 @@ final class RuleEvaluator: Sendable {
         guard let finder = unsyncedOrders else { return }
         let cutoff = now - Int64(seconds) * 1_000_000
         // SQLite and Kafka reads block: off the cooperative pool.
-        let late = try await withCheckedThrowingContinuation { (c: CheckedContinuation<UnsyncedOrders, any Error>) in
-            DispatchQueue.global(qos: .utility).async { c.resume(with: Result { try finder.find(cutoff: cutoff, listed: 1_000) }) }
-        }
+        let late = try await runBlocking { stop in try finder.find(cutoff: cutoff, listed: 1_000, stop: stop) }
         try await store.database.write { db in
             let hadRows = try Bool.fetchOne(db, sql: "SELECT 1 FROM alert_unsynced_orders LIMIT 1") == true
             if hadRows { try db.execute(sql: "DELETE FROM alert_unsynced_orders") }

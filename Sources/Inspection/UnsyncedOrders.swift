@@ -49,14 +49,23 @@ public final class UnsyncedOrderFinder: @unchecked Sendable {
     public let partitions: Int32
     private let lock = NSLock()
     private var reader: KafkaPartitionReader?
+    /// Per partition, the first order a read found beyond dispatch's position: its offset and ingest time.
+    private var head: [Int32: (offset: Int64, ingestedAtUs: Int64)] = [:]
+    /// How far ingest times may run out of offset order within a partition (several ingest
+    /// instances, producer batching). Default 1 s.
+    public let reorderMicros: Int64 = 1_000_000
+    /// Partition reads so far (each walks the partition's log on the embedded broker).
+    public var partitionReads: Int { lock.withLock { reads } }
+    private var reads = 0
 
     public init(erpDatabase: String, kafka: KafkaConfiguration?, dispatchGroup: String = "livesync-dispatch", partitions: Int32 = Topics.partitions) {
         self.erpDatabase = erpDatabase
         var kafka = kafka
         if var k = kafka {
-            // Reads a few orders at the head of each partition: no large prefetch.
-            k.properties["queued.min.messages"] = k.properties["queued.min.messages"] ?? "1000"
-            k.properties["max.partition.fetch.bytes"] = k.properties["max.partition.fetch.bytes"] ?? "262144"
+            // Reads a few orders at the head of each partition: no prefetch beyond them (on the
+            // embedded broker every fetch walks the partition's whole log).
+            k.properties["queued.min.messages"] = k.properties["queued.min.messages"] ?? "1"
+            k.properties["max.partition.fetch.bytes"] = k.properties["max.partition.fetch.bytes"] ?? "65536"
             kafka = k
         }
         self.kafka = kafka
@@ -68,7 +77,8 @@ public final class UnsyncedOrderFinder: @unchecked Sendable {
     ///   - cutoff: orders ingested before it (Unix µs) are late.
     ///   - listed: how many of the oldest to return.
     ///   - readLimit: at most this many messages read from `orders.placed` per call.
-    public func find(cutoff: Int64, listed: Int, readLimit: Int = 10_000) throws -> UnsyncedOrders {
+    ///   - stop: checked between partitions and messages; a requested stop throws `StoppedOnRequest`.
+    public func find(cutoff: Int64, listed: Int, readLimit: Int = 10_000, stop: StopRequest? = nil) throws -> UnsyncedOrders {
         lock.lock()
         defer { lock.unlock() }
         var result = UnsyncedOrders()
@@ -109,14 +119,25 @@ public final class UnsyncedOrderFinder: @unchecked Sendable {
             var budget = readLimit
             do {
                 for p in 0..<partitions where budget > 0 {
+                    if stop?.isRequested == true { throw StoppedOnRequest() }
                     let tp = TopicPartition(Topics.ordersPlaced, p)
                     let (low, high) = try reader.watermarks(tp)
                     let start = max(stored[p] ?? low, low)
-                    guard start < high else { continue }
+                    guard start < high else { head[p] = nil; continue }
+                    // Orders are appended in ingest order (give or take `reorderMicros`): when an
+                    // earlier read found, at or before `start`, an order still within the cutoff,
+                    // every unread order is too, and this partition needs no read.
+                    if let seen = head[p], seen.offset <= start, seen.ingestedAtUs - reorderMicros >= cutoff { continue }
+                    head[p] = nil
+                    reads += 1
                     try reader.read(tp, from: start, timeoutMilliseconds: 10_000, while: { (message: KafkaMessage) -> Bool in
                         budget -= 1
+                        if stop?.isRequested == true { throw StoppedOnRequest() }
                         guard let order = try? Order(serializedBytes: message.value), !order.orderID.isEmpty else { return budget > 0 }  // dispatch dead-letters it
-                        guard order.ingestedAtUs < cutoff else { return false }
+                        guard order.ingestedAtUs < cutoff else {
+                            head[p] = (message.offset, order.ingestedAtUs)
+                            return false
+                        }
                         if seen.insert(order.orderID).inserted { unread.append(.init(orderID: order.orderID, ingestedAtUs: order.ingestedAtUs)) }
                         if budget == 0 { result.capped = true }
                         return budget > 0

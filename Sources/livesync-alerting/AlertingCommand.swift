@@ -33,7 +33,8 @@ struct AlertingCommand: AsyncParsableCommand {
                     sweepIntervalMilliseconds: settings.int("alerting.sweepIntervalMs", default: 1_000),
                     rules: rules, stockDatabase: stockPath, dataDir: dataDir,
                     erpDatabase: try settings.stateStore("erp").path, kafka: try settings.kafka(),
-                    dispatchGroup: settings.string("group.dispatch", default: "livesync-dispatch"))
+                    dispatchGroup: settings.string("group.dispatch", default: "livesync-dispatch"),
+                    processCheckIntervalMilliseconds: settings.int("alerting.processCheckIntervalMs", default: 5_000))
                 logger.info("alert rules", metadata: ["rules": "\(rules.rules.map(\.kind))", "channels": "\(rules.channels.map(\.name))"])
                 var services: [any Service] = [AlertNotifier(configuration: configuration, store: store, logger: logger)]
                 for case .inspection(let interval, let grace) in rules.rules {

@@ -322,7 +322,8 @@ func withRobots(_ body: (String, FakeRobots) async throws -> Void) async throws 
         try ProcessRecord(name: "dispatch-1", url: "http://127.0.0.1:9", pid: gone.processIdentifier, startedAtUs: 1).write(dataDir: dataDir)
 
         let config = AlertingConfiguration(
-            rules: AlertRulesConfiguration(rules: [.consumerLag(max: 100), .processSilent(seconds: 30)], channels: []), dataDir: dataDir)
+            rules: AlertRulesConfiguration(rules: [.consumerLag(max: 100), .processSilent(seconds: 30)], channels: []), dataDir: dataDir,
+            processCheckIntervalMilliseconds: 1_000)
         let notifier = AlertNotifier(configuration: config, store: store, logger: Logger(label: "t"))
         let now = Clock.nowMicros()
         try await notifier.sweep(now: now)
