@@ -61,6 +61,13 @@ public final class RefundProcessor: BatchProcessor {
     }
 
     private func cancel(_ orderID: String, db: Database, output: inout BatchOutput, now: Int64) throws {
+        // The book's running totals move the order from its status to cancelled, in this transaction.
+        if let row = try Row.fetchOne(db, sql: "SELECT platform, status, ingested_at_us, decided_at_us FROM erp_orders WHERE order_id = ?", arguments: [orderID]) {
+            var summary = ErpBook.Summary()
+            summary.order(platform: row[0], status: row[1], ingestedAtUs: row[2], decidedAtUs: row[3], sign: -1)
+            summary.order(platform: row[0], status: ErpBook.Status.cancelled, ingestedAtUs: row[2], decidedAtUs: row[3])
+            try summary.write(db)
+        }
         try db.execute(sql: "UPDATE erp_orders SET status = ?, cancelled_at_us = ? WHERE order_id = ?", arguments: [ErpBook.Status.cancelled, now, orderID])
         try db.execute(sql: "UPDATE erp_shipments SET status = 'cancelled' WHERE order_id = ?", arguments: [orderID])
         for row in try Row.fetchAll(db, sql: "SELECT event_id, sku, warehouse, quantity FROM erp_order_lines WHERE order_id = ? AND reservation = 'reserved'", arguments: [orderID]) {

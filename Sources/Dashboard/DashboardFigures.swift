@@ -123,15 +123,17 @@ public enum DashboardFigures {
             try erp.read { db in
                 db.clearSchemaCache()
                 guard try db.tableExists("erp_orders") else { return }
-                // Aggregated inside SQLite (no row reaches Swift): statuses per platform, sync times.
+                // From the book's running totals (`ErpBook.Summary`: a few hundred rows however
+                // many orders), or aggregated from the rows in a book written before them.
+                let summarised = try db.tableExists("erp_summary_orders")
                 var platforms: [String: DashboardSnapshot.Platform] = [:]
                 var latencySum: Int64 = 0
                 let firstMinute = now / 60_000_000 - 59
                 var perMinute: [Int64: Int] = [:]
                 // One scan: per platform, status and minute of ingest.
-                for row in try Row.fetchAll(db, sql: """
-                    SELECT platform, status, ingested_at_us / 60000000, COUNT(*), SUM(decided_at_us - ingested_at_us) FROM erp_orders GROUP BY 1, 2, 3
-                    """) {
+                for row in try Row.fetchAll(db, sql: summarised
+                    ? "SELECT platform, status, minute, orders, sync_us_sum FROM erp_summary_orders WHERE orders != 0"
+                    : "SELECT platform, status, ingested_at_us / 60000000, COUNT(*), SUM(decided_at_us - ingested_at_us) FROM erp_orders GROUP BY 1, 2, 3") {
                     let platform: String = row[0], status: String = row[1], minute: Int64 = row[2], n: Int = row[3]
                     s.total += n
                     if minute >= firstMinute { perMinute[minute, default: 0] += n }
@@ -152,9 +154,9 @@ public enum DashboardFigures {
                     // Nearest-rank p99 over whole milliseconds (a histogram at 1 ms resolution).
                     let rank = Int((0.99 * Double(s.synced)).rounded(.up))
                     var seen = 0
-                    for row in try Row.fetchAll(db, sql: """
-                        SELECT (decided_at_us - ingested_at_us) / 1000, COUNT(*) FROM erp_orders WHERE status = 'synced' GROUP BY 1 ORDER BY 1
-                        """) {
+                    for row in try Row.fetchAll(db, sql: summarised
+                        ? "SELECT ms, orders FROM erp_summary_sync_ms WHERE orders != 0 ORDER BY 1"
+                        : "SELECT (decided_at_us - ingested_at_us) / 1000, COUNT(*) FROM erp_orders WHERE status = 'synced' GROUP BY 1 ORDER BY 1") {
                         seen += row[1] as Int
                         if seen >= rank { s.p99SyncMs = Double(row[0] as Int64); break }
                     }
@@ -170,10 +172,17 @@ public enum DashboardFigures {
                         late[row[0]] = row[1]
                     }
                 }
-                for row in try Row.fetchAll(db, sql: """
-                    SELECT sku, COUNT(*) FROM erp_order_lines WHERE reservation = 'rejected' GROUP BY sku ORDER BY COUNT(*) DESC, sku LIMIT 5
-                    """) { s.rejections.append(.init(sku: row[0], lines: row[1])) }
-                s.rejectedLines = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM erp_order_lines WHERE reservation = 'rejected'") ?? 0
+                if summarised {
+                    for row in try Row.fetchAll(db, sql: "SELECT sku, lines FROM erp_summary_rejected WHERE lines != 0 ORDER BY lines DESC, sku LIMIT 5") {
+                        s.rejections.append(.init(sku: row[0], lines: row[1]))
+                    }
+                    s.rejectedLines = try Int.fetchOne(db, sql: "SELECT COALESCE(SUM(lines), 0) FROM erp_summary_rejected") ?? 0
+                } else {
+                    for row in try Row.fetchAll(db, sql: """
+                        SELECT sku, COUNT(*) FROM erp_order_lines WHERE reservation = 'rejected' GROUP BY sku ORDER BY COUNT(*) DESC, sku LIMIT 5
+                        """) { s.rejections.append(.init(sku: row[0], lines: row[1])) }
+                    s.rejectedLines = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM erp_order_lines WHERE reservation = 'rejected'") ?? 0
+                }
                 for row in try Row.fetchAll(db, sql: """
                     SELECT order_id, platform, status, total_fen, buyer_name, buyer_phone, decided_at_us - ingested_at_us
                     FROM erp_orders ORDER BY decided_at_us DESC, order_id LIMIT 10

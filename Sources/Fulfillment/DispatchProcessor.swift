@@ -81,6 +81,7 @@ public final class DispatchProcessor: BatchProcessor {
         guard !touched.isEmpty else { return }
         let s = try Statements(db)
         let now = Clock.nowMicros()
+        var summary = ErpBook.Summary()
         for orderID in touched {
             guard var p = pending[orderID] else { continue }
             if try Bool.fetchOne(s.decided, arguments: [orderID]) == true { continue }  // duplicate of a decided order
@@ -94,7 +95,7 @@ public final class DispatchProcessor: BatchProcessor {
                 if p.statusByLine[lineNo] == nil { p.statusByLine[lineNo] = row[1] }
             }
             if let order = p.order, order.lines.allSatisfy({ p.statusByLine[$0.lineNo] != nil }) {
-                try decide(order, statusByLine: p.statusByLine, s: s, output: &output, now: now)
+                try decide(order, statusByLine: p.statusByLine, s: s, summary: &summary, output: &output, now: now)
                 try s.deletePendingOrder.execute(arguments: [orderID])
                 try s.deletePendingReservations.execute(arguments: [orderID])
             } else {
@@ -106,6 +107,7 @@ public final class DispatchProcessor: BatchProcessor {
                 }
             }
         }
+        try summary.write(db)
     }
 
     /// The statements of the join, prepared once per connection (SQLite caches them).
@@ -138,7 +140,7 @@ public final class DispatchProcessor: BatchProcessor {
         }
     }
 
-    private func decide(_ order: Order, statusByLine: [UInt32: Int], s: Statements, output: inout BatchOutput, now: Int64) throws {
+    private func decide(_ order: Order, statusByLine: [UInt32: Int], s: Statements, summary: inout ErpBook.Summary, output: inout BatchOutput, now: Int64) throws {
         let orderID = order.orderID
         let reservedRaw = ReservationStatus.reserved.rawValue
         let allReserved = order.lines.allSatisfy { statusByLine[$0.lineNo] == reservedRaw }
@@ -150,9 +152,11 @@ public final class DispatchProcessor: BatchProcessor {
             order.buyer.name, order.buyer.phone, order.buyer.address, order.buyerRemark, order.lines.count,
             order.paidAtUs, order.ingestedAtUs, now, status == ErpBook.Status.cancelled ? now : nil,
         ])
+        summary.order(platform: order.platform.slug, status: status, ingestedAtUs: order.ingestedAtUs, decidedAtUs: now)
         for line in order.lines {
             let reserved = statusByLine[line.lineNo] == reservedRaw
             try s.insertLine.execute(arguments: [orderID, line.lineNo, line.eventID, line.sku, line.warehouse, line.quantity, line.unitPriceFen, reserved ? "reserved" : "rejected"])
+            if !reserved { summary.rejectedLine(sku: line.sku) }
             if reserved && status != ErpBook.Status.synced {
                 output.emit(topic: Topics.stockAdjustments, key: line.sku, value: Self.release(line, reason: status, now: now).bytes)
             }

@@ -42,7 +42,85 @@ public enum ErpBook {
                 reason TEXT NOT NULL, status TEXT NOT NULL, requested_at_us INTEGER NOT NULL,
                 booked_at_us INTEGER) WITHOUT ROWID;
             CREATE INDEX IF NOT EXISTS erp_refunds_order ON erp_refunds (order_id);
+            -- The latest decisions, for live views, without a scan.
+            CREATE INDEX IF NOT EXISTS erp_orders_decided ON erp_orders (decided_at_us);
             """)
+        try Summary.createSchema(db)
+    }
+
+    /// Running totals of the book, kept in the same transactions as the rows they count, so that
+    /// a live view (the dashboard) reads a few hundred rows instead of scanning every order:
+    ///
+    /// - `erp_summary_orders`: orders per platform, status and minute of ingest, with the sum of
+    ///   their ingest→decision times;
+    /// - `erp_summary_sync_ms`: synced orders per whole millisecond of ingest→decision time;
+    /// - `erp_summary_rejected`: rejected (out-of-stock) lines per SKU.
+    ///
+    /// Each equals the `GROUP BY` of the rows it counts (tests compare them); a book from before
+    /// the summary is counted once when the schema is created.
+    public struct Summary {
+        struct OrderKey: Hashable { var platform: String, status: String, minute: Int64 }
+        var orders: [OrderKey: (count: Int64, syncMicros: Int64)] = [:]
+        var syncMilliseconds: [Int64: Int64] = [:]
+        var rejected: [String: Int64] = [:]
+
+        public init() {}
+
+        public var isEmpty: Bool { orders.isEmpty && syncMilliseconds.isEmpty && rejected.isEmpty }
+
+        static func createSchema(_ db: Database) throws {
+            guard try !db.tableExists("erp_summary_orders") else { return }
+            try db.execute(sql: """
+                CREATE TABLE erp_summary_orders (
+                    platform TEXT NOT NULL, status TEXT NOT NULL, minute INTEGER NOT NULL,
+                    orders INTEGER NOT NULL, sync_us_sum INTEGER NOT NULL,
+                    PRIMARY KEY (platform, status, minute)) WITHOUT ROWID;
+                CREATE TABLE erp_summary_sync_ms (ms INTEGER PRIMARY KEY, orders INTEGER NOT NULL);
+                CREATE TABLE erp_summary_rejected (sku TEXT PRIMARY KEY, lines INTEGER NOT NULL) WITHOUT ROWID;
+                INSERT INTO erp_summary_orders
+                    SELECT platform, status, ingested_at_us / 60000000, COUNT(*), SUM(decided_at_us - ingested_at_us) FROM erp_orders GROUP BY 1, 2, 3;
+                INSERT INTO erp_summary_sync_ms
+                    SELECT (decided_at_us - ingested_at_us) / 1000, COUNT(*) FROM erp_orders WHERE status = 'synced' GROUP BY 1;
+                INSERT INTO erp_summary_rejected
+                    SELECT sku, COUNT(*) FROM erp_order_lines WHERE reservation = 'rejected' GROUP BY 1;
+                """)
+        }
+
+        /// Counts a booked order (`sign` 1) or takes it back (`sign` -1, when its status changes).
+        public mutating func order(platform: String, status: String, ingestedAtUs: Int64, decidedAtUs: Int64, sign: Int64 = 1) {
+            let syncMicros = decidedAtUs - ingestedAtUs
+            let key = OrderKey(platform: platform, status: status, minute: ingestedAtUs / 60_000_000)
+            let current = orders[key] ?? (0, 0)
+            orders[key] = (current.count + sign, current.syncMicros + sign * syncMicros)
+            if status == Status.synced { syncMilliseconds[syncMicros / 1_000, default: 0] += sign }
+        }
+
+        public mutating func rejectedLine(sku: String) { rejected[sku, default: 0] += 1 }
+
+        /// Adds the counted changes to the tables, inside the caller's transaction.
+        public func write(_ db: Database) throws {
+            if !orders.isEmpty {
+                let upsert = try db.cachedStatement(sql: """
+                    INSERT INTO erp_summary_orders (platform, status, minute, orders, sync_us_sum) VALUES (?, ?, ?, ?, ?)
+                    ON CONFLICT (platform, status, minute) DO UPDATE SET orders = orders + excluded.orders, sync_us_sum = sync_us_sum + excluded.sync_us_sum
+                    """)
+                for (key, value) in orders where value.count != 0 || value.syncMicros != 0 {
+                    try upsert.execute(arguments: [key.platform, key.status, key.minute, value.count, value.syncMicros])
+                }
+            }
+            if !syncMilliseconds.isEmpty {
+                let upsert = try db.cachedStatement(sql: """
+                    INSERT INTO erp_summary_sync_ms (ms, orders) VALUES (?, ?) ON CONFLICT (ms) DO UPDATE SET orders = orders + excluded.orders
+                    """)
+                for (ms, count) in syncMilliseconds where count != 0 { try upsert.execute(arguments: [ms, count]) }
+            }
+            if !rejected.isEmpty {
+                let upsert = try db.cachedStatement(sql: """
+                    INSERT INTO erp_summary_rejected (sku, lines) VALUES (?, ?) ON CONFLICT (sku) DO UPDATE SET lines = lines + excluded.lines
+                    """)
+                for (sku, count) in rejected where count != 0 { try upsert.execute(arguments: [sku, count]) }
+            }
+        }
     }
 
     /// Records a warehouse's "handed to the carrier" report: a `pending` shipment becomes

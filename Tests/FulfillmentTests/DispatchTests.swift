@@ -154,3 +154,58 @@ func refund(_ orderID: String, _ id: String) -> (String, [UInt8]) {
     #expect(out.messages.filter { $0.topic == Topics.stockAdjustments }.isEmpty)
     #expect(try h.count("SELECT COUNT(*) FROM erp_refunds WHERE status = 'awaiting_return'") == 1)
 }
+
+/// The ERP book's running totals, as `GROUP BY`s of the rows they count.
+func summaryFromRows(_ h: ErpHarness) throws -> [String] {
+    try h.store.database.read { db in
+        try String.fetchAll(db, sql: """
+            SELECT 'o|' || platform || '|' || status || '|' || (ingested_at_us / 60000000) || '|' || COUNT(*) || '|' || SUM(decided_at_us - ingested_at_us)
+              FROM erp_orders GROUP BY platform, status, ingested_at_us / 60000000
+            UNION ALL SELECT 'l|' || ((decided_at_us - ingested_at_us) / 1000) || '|' || COUNT(*) FROM erp_orders WHERE status = 'synced' GROUP BY (decided_at_us - ingested_at_us) / 1000
+            UNION ALL SELECT 'r|' || sku || '|' || COUNT(*) FROM erp_order_lines WHERE reservation = 'rejected' GROUP BY sku
+            ORDER BY 1
+            """)
+    }
+}
+
+func summaryTables(_ h: ErpHarness) throws -> [String] {
+    try h.store.database.read { db in
+        try String.fetchAll(db, sql: """
+            SELECT 'o|' || platform || '|' || status || '|' || minute || '|' || orders || '|' || sync_us_sum FROM erp_summary_orders WHERE orders != 0
+            UNION ALL SELECT 'l|' || ms || '|' || orders FROM erp_summary_sync_ms WHERE orders != 0
+            UNION ALL SELECT 'r|' || sku || '|' || lines FROM erp_summary_rejected WHERE lines != 0
+            ORDER BY 1
+            """)
+    }
+}
+
+@Test func theBooksRunningTotalsEqualItsRowsThroughDecisionsDuplicatesAndRefunds() throws {
+    var h = try ErpHarness()
+    var batch: [(String, [UInt8])] = []
+    for i in 0..<60 {
+        var o = order("s\(i)", skus: [("A", "main"), ("HOT", i % 2 == 0 ? "main" : "east")])
+        o.ingestedAtUs = Int64(i) * 7_000_000 + 1  // spread over several minutes
+        o.platform = i % 3 == 0 ? .douyin : .generic
+        batch += [placed(o), reservation(o, line: 0, .reserved), reservation(o, line: 1, i % 4 == 0 ? .rejected : .reserved)]
+        if i % 10 == 5 { batch.append(refund(o.orderID, "early-\(i)")) }  // refunds some before dispatch decides
+    }
+    // Refunds that come first cancel at dispatch; the others decide in two batches, one duplicated.
+    _ = try h.apply(h.refunds, batch.filter { $0.0 == Topics.refundRequests })
+    let decisions = batch.filter { $0.0 != Topics.refundRequests }
+    _ = try h.apply(h.dispatch, Array(decisions.prefix(90)))
+    _ = try h.apply(h.dispatch, Array(decisions.suffix(from: 60)))
+    // Refunds after the decision: synced orders move to cancelled, the others stay.
+    _ = try h.apply(h.refunds, (0..<60).filter { $0 % 7 == 1 }.map { refund("s\($0)", "late-\($0)") })
+    #expect(try h.count("SELECT COUNT(*) FROM erp_orders WHERE status = 'cancelled'") > 6)
+    #expect(try h.count("SELECT COUNT(*) FROM erp_orders WHERE status = 'out_of_stock'") > 0)
+    let rows = try summaryFromRows(h)
+    #expect(rows.count > 10)
+    #expect(try summaryTables(h) == rows)
+
+    // A book written before the totals existed is counted when the schema is next created.
+    try h.store.database.write { db in
+        try db.execute(sql: "DROP TABLE erp_summary_orders; DROP TABLE erp_summary_sync_ms; DROP TABLE erp_summary_rejected")
+        try h.dispatch.prepare(db)
+    }
+    #expect(try summaryTables(h) == rows)
+}
