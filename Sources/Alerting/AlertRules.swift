@@ -9,8 +9,10 @@ public enum AlertRule: Sendable, Equatable {
     /// An order with no outcome `seconds` after ingest.
     case orderUnsynced(seconds: Int)
     /// A SKU's available stock at or below `safetyLevel`, or selling out within `sellOutMinutes`
-    /// at the rate of the last `rateWindowSeconds`.
-    case stockLow(safetyLevel: Int64, sellOutMinutes: Double?, rateWindowSeconds: Int)
+    /// at the rate of the last `rateWindowSeconds`. It resolves once the condition has not held
+    /// for `resolveAfterSeconds`, so a sold-out level bouncing to 1 and back as out-of-stock
+    /// orders release their other lines does not end and restart the incident.
+    case stockLow(safetyLevel: Int64, sellOutMinutes: Double?, rateWindowSeconds: Int, resolveAfterSeconds: Int = 10)
     /// A consumer more than `max` messages behind.
     case consumerLag(max: Int64)
     /// A message reached the dead-letter topic; resolves after `resolveAfterSeconds` without another.
@@ -157,12 +159,17 @@ public struct AlertRulesConfiguration: Sendable, Equatable {
             try f.only(["kind", "seconds"])
             return .orderUnsynced(seconds: try f.positiveInt("seconds", default: 5))
         case "stock_low":
-            try f.only(["kind", "safetyLevel", "sellOutMinutes", "rateWindowSeconds"])
+            try f.only(["kind", "safetyLevel", "sellOutMinutes", "rateWindowSeconds", "resolveAfterSeconds"])
             let safety = try f.number("safetyLevel") ?? 0
             guard safety >= 0 else { throw f.fail("safetyLevel", "must not be negative") }
             let minutes = try f.number("sellOutMinutes")
             if let minutes, minutes <= 0 { throw f.fail("sellOutMinutes", "must be positive") }
-            return .stockLow(safetyLevel: Int64(safety), sellOutMinutes: minutes, rateWindowSeconds: try f.positiveInt("rateWindowSeconds", default: 300))
+            let resolveAfter = try f.number("resolveAfterSeconds") ?? 10
+            guard resolveAfter >= 0, resolveAfter <= 86_400, resolveAfter == resolveAfter.rounded() else {
+                throw f.fail("resolveAfterSeconds", "must be a whole number of seconds from 0 to 86400, not \(resolveAfter)")
+            }
+            return .stockLow(safetyLevel: Int64(safety), sellOutMinutes: minutes, rateWindowSeconds: try f.positiveInt("rateWindowSeconds", default: 300),
+                             resolveAfterSeconds: Int(resolveAfter))
         case "consumer_lag":
             try f.only(["kind", "max"])
             guard let max = try f.number("max"), max >= 0 else { throw f.fail("max", "needs \"max\", a number of messages (0 or more)") }

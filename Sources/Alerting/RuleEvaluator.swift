@@ -42,7 +42,8 @@ final class RuleEvaluator: Sendable {
                     logger.warning("order_unsynced could not be evaluated", metadata: ["error": "\(error)"])
                 }
             case .syncFailureRate(let threshold, let window, let minOrders): try evaluateFailureRate(threshold: threshold, windowSeconds: window, minOrders: minOrders, now: now)
-            case .stockLow(let safety, let minutes, let window): try evaluateStock(safetyLevel: safety, sellOutMinutes: minutes, windowSeconds: window, now: now)
+            case .stockLow(let safety, let minutes, let window, let resolveAfter):
+                try evaluateStock(safetyLevel: safety, sellOutMinutes: minutes, windowSeconds: window, resolveAfterSeconds: resolveAfter, now: now)
             case .deadLetters(let quiet):
                 try await store.database.write { try AlertStore.resolveQuiet($0, kind: AlertKind.deadLetter, quietMicros: Int64(quiet) * 1_000_000, now: now) }
             case .consumerLag, .processSilent: processRules.append(rule)
@@ -68,7 +69,7 @@ final class RuleEvaluator: Sendable {
         let minute = now / 60_000_000
         guard prunedMinute.withLock({ m in defer { m = minute }; return m != minute }) else { return }
         let rateWindow = configuration.rules.rules.compactMap { rule -> Int? in
-            if case .stockLow(_, _, let window) = rule { return window } else { return nil }
+            if case .stockLow(_, _, let window, _) = rule { return window } else { return nil }
         }.max() ?? 0
         try store.database.write { db in
             try db.execute(sql: "DELETE FROM alert_outcome_counts WHERE second < ?", arguments: [now / 1_000_000 - 3_600])
@@ -123,7 +124,8 @@ final class RuleEvaluator: Sendable {
     /// Levels come from the stock store as the cluster holds it (each SKU from the instance that
     /// owns its partition). The sales rate is the growth of the SKU's reserved units since the
     /// oldest sample within the window (sampled from the store once a minute, net of releases).
-    func evaluateStock(safetyLevel: Int64, sellOutMinutes: Double?, windowSeconds: Int, now: Int64) throws {
+    /// An alert resolves once its condition has not held for `resolveAfterSeconds`.
+    func evaluateStock(safetyLevel: Int64, sellOutMinutes: Double?, windowSeconds: Int, resolveAfterSeconds: Int, now: Int64) throws {
         guard let first = configuration.stockDatabase else { return }
         let paths = StockStoreView.databases(beside: first)
         guard !paths.isEmpty else { return }
@@ -151,7 +153,6 @@ final class RuleEvaluator: Sendable {
                     rate[key] = Double(reserved - then) / max(Double(now - at) / 60e6, 1)
                 }
             }
-            var holding: Set<String> = []
             for level in levels {
                 let (sku, warehouse, available) = (level.sku, level.warehouse, level.available)
                 let key = "\(AlertKind.stockLow):\(sku):\(warehouse)"
@@ -163,11 +164,11 @@ final class RuleEvaluator: Sendable {
                     if left <= minutes { reason = String(format: "sells out in %.1f min at %.0f units/min (available %d)", left, perMinute, available) }
                 }
                 if let reason {
-                    holding.insert(key)
                     try AlertStore.raise(db, key: key, kind: AlertKind.stockLow, message: "SKU \(sku) in warehouse \(warehouse) \(reason)", now: now)
                 }
             }
-            try AlertStore.resolve(db, kind: AlertKind.stockLow, except: holding, now: now)
+            // `raise` just stamped the holding ones `now`, so only those quiet for the time resolve.
+            try AlertStore.resolveQuiet(db, kind: AlertKind.stockLow, quietMicros: Int64(resolveAfterSeconds) * 1_000_000, now: now)
         }
     }
 

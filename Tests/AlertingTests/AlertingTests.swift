@@ -224,6 +224,34 @@ func stockInstance(_ path: String, heads: [Int32: Int64], rows: [(sku: String, o
     #expect(keys == ["stock_low:ONLY-2:main"], "sold out on the second instance; MOVED restocked there, its stale copy ignored")
 }
 
+@Test func aSoldOutLevelBouncingAboveZeroStaysOneIncidentUntilItHasNotHeldForTheResolveTime() async throws {
+    let store = try alertStore()
+    let dir = (store.configuration.path as NSString).deletingLastPathComponent
+    let stock = try stockInstance(dir + "/stock.sqlite", heads: [1: 1], rows: [("HOT", 100, 100, 1)])
+    let config = AlertingConfiguration(rules: AlertRulesConfiguration(rules: [.stockLow(safetyLevel: 0, sellOutMinutes: nil, rateWindowSeconds: 300,
+                                                                                        resolveAfterSeconds: 10)], channels: []),
+                                       stockDatabase: dir + "/stock.sqlite")
+    let notifier = AlertNotifier(configuration: config, store: store, logger: Logger(label: "t"))
+    func rows() throws -> [(String, Bool)] {
+        try store.database.read { db in
+            try Row.fetchAll(db, sql: "SELECT dedupe_key, resolved_at_us IS NOT NULL FROM alerts ORDER BY id").map { ($0[0], $0[1]) }
+        }
+    }
+    func level(reserved: Int64) throws { try stock.database.write { try $0.execute(sql: "UPDATE stock SET reserved = ? WHERE sku = 'HOT'", arguments: [reserved]) } }
+    let now = Clock.nowMicros()
+    try await notifier.sweep(now: now)
+    // An out-of-stock order releases its other lines: 1 unit back for a moment, then sold again.
+    try level(reserved: 99)
+    try await notifier.sweep(now: now + 1_000_000)
+    try level(reserved: 100)
+    try await notifier.sweep(now: now + 2_000_000)
+    try level(reserved: 99)
+    try await notifier.sweep(now: now + 11_000_000)
+    #expect(try rows().map(\.0) == ["stock_low:HOT:main"] && !(try rows()[0].1), "still the one open incident")
+    try await notifier.sweep(now: now + 12_500_000)
+    #expect(try rows().count == 1 && (try rows()[0].1), "resolved after 10 s without the condition")
+}
+
 @Test func aSkuSellingOutWithinTheWindowRaisesAForecastFromTheStoresReservedUnits() async throws {
     let store = try alertStore()
     let dir = (store.configuration.path as NSString).deletingLastPathComponent

@@ -36,13 +36,14 @@ final class AlertSink: Sendable {
     }
 }
 
-func waitFor(_ what: String, timeout: Double = 60, _ condition: () async throws -> Bool) async throws {
+func waitFor(_ what: String, timeout: Double = 60, seen: @autoclosure () -> String = "", _ condition: () async throws -> Bool) async throws {
     let deadline = Date().addingTimeInterval(timeout)
     while Date() < deadline {
         if try await condition() { return }
         try await Task.sleep(for: .milliseconds(250))
     }
-    Issue.record("timed out after \(Int(timeout)) s waiting for \(what)")
+    let state = seen()
+    Issue.record("timed out after \(Int(timeout)) s waiting for \(what)\(state.isEmpty ? "" : "; saw \(state)")")
     throw CancellationError()
 }
 
@@ -130,7 +131,7 @@ func metricSum(_ text: String, _ name: String) -> Double {
 
         // The hot SKU sold out: one alert; restocking it ends the alert.
         let hotKey = "stock_low:SKU-0000:main"
-        try await waitFor("the stock-out alert") { sink.events(key: hotKey) == ["firing"] }
+        try await waitFor("the stock-out alert", seen: "\(sink.events(key: hotKey))") { sink.events(key: hotKey) == ["firing"] }
         let info = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/cluster.json"))) as! [String: Any]
         let producer = try KafkaProducer(configuration: KafkaConfiguration(bootstrapServers: info["bootstrap"] as! String))
         var restock = StockAdjustment()
@@ -142,7 +143,7 @@ func metricSum(_ text: String, _ name: String) -> Double {
         restock.createdAtUs = Clock.nowMicros()
         try producer.sendAndWait([ProducerMessage(topic: Topics.stockAdjustments, key: "SKU-0000", value: restock.bytes)])
         producer.close()
-        try await waitFor("the stock-out to resolve") { sink.events(key: hotKey) == ["firing", "resolved"] }
+        try await waitFor("the stock-out to resolve", seen: "\(sink.events(key: hotKey))") { sink.events(key: hotKey) == ["firing", "resolved"] }
 
         // The session is consistent, until a row of the ERP book goes missing.
         try await waitFor("livesync inspect to pass") { try runCommand(livesync, ["inspect", "--data-dir", dir, "--grace", "1"]).status == 0 }
@@ -164,7 +165,7 @@ func metricSum(_ text: String, _ name: String) -> Double {
         // A consumer killed with SIGKILL is silent until the supervisor restarts it: one alert, one resolved.
         let kill = try runCommand(livesync, ["kill", "dispatch", "--cluster", dir + "/cluster.json"])
         #expect(kill.status == 0)
-        try await waitFor("the silent-process alert and its end") { sink.events(key: "process_silent:dispatch-1") == ["firing", "resolved"] }
+        try await waitFor("the silent-process alert and its end", seen: "\(sink.events(key: "process_silent:dispatch-1"))") { sink.events(key: "process_silent:dispatch-1") == ["firing", "resolved"] }
         try await Task.sleep(for: .seconds(1))
         #expect(sink.events(key: "process_silent:dispatch-1") == ["firing", "resolved"], "exactly one alert and one resolved")
         #expect(sink.events(key: hotKey) == ["firing", "resolved"])
