@@ -66,6 +66,7 @@ public final class RefundProcessor: BatchProcessor {
             var summary = ErpBook.Summary()
             summary.order(platform: row[0], status: row[1], ingestedAtUs: row[2], decidedAtUs: row[3], sign: -1)
             summary.order(platform: row[0], status: ErpBook.Status.cancelled, ingestedAtUs: row[2], decidedAtUs: row[3])
+            summary.decided(ErpBook.Status.cancelled, atUs: now)
             try summary.write(db)
         }
         try db.execute(sql: "UPDATE erp_orders SET status = ?, cancelled_at_us = ? WHERE order_id = ?", arguments: [ErpBook.Status.cancelled, now, orderID])

@@ -76,9 +76,6 @@ public enum AlertStore {
                 event TEXT NOT NULL, created_at_us INTEGER NOT NULL, delivered_at_us INTEGER,
                 attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at_us INTEGER NOT NULL DEFAULT 0, last_error TEXT);
             CREATE INDEX IF NOT EXISTS alert_notifications_due ON alert_notifications (delivered_at_us, next_attempt_at_us);
-            CREATE TABLE IF NOT EXISTS alert_outcome_counts (
-                second INTEGER PRIMARY KEY, synced INTEGER NOT NULL DEFAULT 0, rejected INTEGER NOT NULL DEFAULT 0,
-                cancelled INTEGER NOT NULL DEFAULT 0);
             CREATE TABLE IF NOT EXISTS alert_sku_reserved (
                 sku TEXT NOT NULL, warehouse TEXT NOT NULL, minute INTEGER NOT NULL, reserved INTEGER NOT NULL,
                 sampled_at_us INTEGER NOT NULL, PRIMARY KEY (sku, warehouse, minute)) WITHOUT ROWID;
@@ -112,12 +109,16 @@ public enum AlertStore {
         // SKU and minute (`alert_sku_sales`), read from `orders.placed` and `stock.reservations`;
         // neither is read any more, so their positions go too (a position left behind would be
         // checked by the inspection long after retention dropped its messages).
+        // Nor are `orders.outcomes` (counted per second in `alert_outcome_counts`): the ERP book
+        // counts its decisions per second now.
         try db.execute(sql: """
             DROP TABLE IF EXISTS alert_orders;
             DROP TABLE IF EXISTS alert_sku_sales;
+            DROP TABLE IF EXISTS alert_outcome_counts;
             """)
         if try db.tableExists("consumer_offsets") {
-            try db.execute(sql: "DELETE FROM consumer_offsets WHERE topic IN (?, ?)", arguments: [Topics.ordersPlaced, Topics.stockReservations])
+            try db.execute(sql: "DELETE FROM consumer_offsets WHERE topic IN (?, ?, ?)",
+                           arguments: [Topics.ordersPlaced, Topics.stockReservations, Topics.orderOutcomes])
         }
     }
 
@@ -156,7 +157,9 @@ public enum AlertStore {
 /// from the stock store.
 public final class AlertingProcessor: BatchProcessor {
     /// The topics it consumes.
-    public static let topics = [Topics.orderOutcomes, Topics.deadLetter]
+    /// Dead letters only: the failure rate is read from the ERP book's decisions per second, so
+    /// no topic at the session's volume is consumed (each fetch costs the broker too).
+    public static let topics = [Topics.deadLetter]
 
     public init() {}
 
@@ -164,19 +167,8 @@ public final class AlertingProcessor: BatchProcessor {
 
     public func apply(_ messages: [KafkaMessage], db: Database, output: inout BatchOutput) throws {
         let now = Clock.nowMicros()
-        // Outcomes of the batch, coalesced: one upsert per second of decision.
-        var counts: [Int64: (synced: Int64, rejected: Int64, cancelled: Int64)] = [:]
         for message in messages {
             switch message.topic {
-            case Topics.orderOutcomes:
-                guard let outcome = try? OrderOutcome(serializedBytes: message.value) else { continue }
-                let second = (outcome.decidedAtUs > 0 ? outcome.decidedAtUs : now) / 1_000_000
-                switch outcome.kind {
-                case .synced: counts[second, default: (0, 0, 0)].synced += 1
-                case .rejectedOutOfStock: counts[second, default: (0, 0, 0)].rejected += 1
-                case .cancelled: counts[second, default: (0, 0, 0)].cancelled += 1
-                default: continue  // a refund booked on a decided order decides nothing
-                }
             case Topics.deadLetter:
                 let dl = try? DeadLetter(serializedBytes: message.value)
                 let source = dl.map { "\($0.sourceTopic)[\($0.sourcePartition)]@\($0.sourceOffset)" } ?? "unknown"
@@ -185,14 +177,6 @@ public final class AlertingProcessor: BatchProcessor {
             default:
                 continue  // a topic of an earlier release's subscription
             }
-        }
-        if !counts.isEmpty {
-            let upsert = try db.cachedStatement(sql: """
-                INSERT INTO alert_outcome_counts (second, synced, rejected, cancelled) VALUES (?, ?, ?, ?)
-                ON CONFLICT (second) DO UPDATE SET synced = synced + excluded.synced, rejected = rejected + excluded.rejected,
-                    cancelled = cancelled + excluded.cancelled
-                """)
-            for (second, c) in counts { try upsert.execute(arguments: [second, c.synced, c.rejected, c.cancelled]) }
         }
     }
 }

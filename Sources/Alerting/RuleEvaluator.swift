@@ -72,7 +72,6 @@ final class RuleEvaluator: Sendable {
             if case .stockLow(_, _, let window, _) = rule { return window } else { return nil }
         }.max() ?? 0
         try store.database.write { db in
-            try db.execute(sql: "DELETE FROM alert_outcome_counts WHERE second < ?", arguments: [now / 1_000_000 - 3_600])
             try db.execute(sql: "DELETE FROM alert_sku_reserved WHERE minute < ?", arguments: [minute - Int64(rateWindow / 60) - 1])
         }
     }
@@ -101,14 +100,21 @@ final class RuleEvaluator: Sendable {
         }
     }
 
-    /// `sync_failure_rate`: rejected share of the orders decided in the window (outcomes counted
-    /// per second of decision).
+    /// `sync_failure_rate`: rejected share of the decisions in the window, from the ERP book's
+    /// decisions per second (`erp_summary_decisions`, written with the decisions).
     func evaluateFailureRate(threshold: Double, windowSeconds: Int, minOrders: Int, now: Int64) throws {
-        try store.database.write { db in
+        guard let path = configuration.erpDatabase, FileManager.default.fileExists(atPath: path) else { return }
+        var readOnly = Configuration()
+        readOnly.readonly = true
+        readOnly.busyMode = .timeout(5)
+        let (total, failed) = try DatabaseQueue(path: path, configuration: readOnly).read { db -> (Int, Int) in
+            guard try db.tableExists("erp_summary_decisions") else { return (0, 0) }
             let row = try Row.fetchOne(db, sql: """
-                SELECT COALESCE(SUM(synced + rejected + cancelled), 0), COALESCE(SUM(rejected), 0) FROM alert_outcome_counts WHERE second >= ?
+                SELECT COALESCE(SUM(synced + rejected + cancelled), 0), COALESCE(SUM(rejected), 0) FROM erp_summary_decisions WHERE second >= ?
                 """, arguments: [(now - Int64(windowSeconds) * 1_000_000) / 1_000_000])!
-            let total: Int = row[0], failed: Int = row[1]
+            return (row[0], row[1])
+        }
+        try store.database.write { db in
             let rate = total > 0 ? Double(failed) / Double(total) : 0
             if total >= minOrders && rate > threshold {
                 try AlertStore.raise(db, key: AlertKind.syncFailureRate, kind: AlertKind.syncFailureRate,

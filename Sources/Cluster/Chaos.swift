@@ -174,7 +174,7 @@ public enum Chaos {
             ("livesync-stock", [Topics.orderLines, Topics.stockAdjustments], { tp in stock.offsets["\(tp.topic)[\(tp.partition)]"] ?? 0 }),
             ("livesync-dispatch", [Topics.ordersPlaced, Topics.stockReservations], { tp in try committed("\(dir)/erp.sqlite", "livesync-dispatch", tp) }),
             ("livesync-aftersales", [Topics.refundRequests], { tp in try committed("\(dir)/erp.sqlite", "livesync-aftersales", tp) }),
-            ("livesync-alerting", [Topics.orderOutcomes, Topics.deadLetter],
+            ("livesync-alerting", [Topics.deadLetter],
              { tp in try committed("\(dir)/alerting.sqlite", "livesync-alerting", tp) }),
         ]
         for g in groups {

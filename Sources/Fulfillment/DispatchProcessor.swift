@@ -153,6 +153,7 @@ public final class DispatchProcessor: BatchProcessor {
             order.paidAtUs, order.ingestedAtUs, now, status == ErpBook.Status.cancelled ? now : nil,
         ])
         summary.order(platform: order.platform.slug, status: status, ingestedAtUs: order.ingestedAtUs, decidedAtUs: now)
+        summary.decided(status, atUs: now)
         for line in order.lines {
             let reserved = statusByLine[line.lineNo] == reservedRaw
             try s.insertLine.execute(arguments: [orderID, line.lineNo, line.eventID, line.sku, line.warehouse, line.quantity, line.unitPriceFen, reserved ? "reserved" : "rejected"])

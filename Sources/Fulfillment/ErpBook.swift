@@ -54,7 +54,9 @@ public enum ErpBook {
     /// - `erp_summary_orders`: orders per platform, status and minute of ingest, with the sum of
     ///   their ingest→decision times;
     /// - `erp_summary_sync_ms`: synced orders per whole millisecond of ingest→decision time;
-    /// - `erp_summary_rejected`: rejected (out-of-stock) lines per SKU.
+    /// - `erp_summary_rejected`: rejected (out-of-stock) lines per SKU;
+    /// - `erp_summary_decisions`: decisions per second (an order synced, rejected or cancelled
+    ///   by dispatch, and a synced order cancelled by after-sales), for the failure-rate alert.
     ///
     /// Each equals the `GROUP BY` of the rows it counts (tests compare them); a book from before
     /// the summary is counted once when the schema is created.
@@ -63,12 +65,30 @@ public enum ErpBook {
         var orders: [OrderKey: (count: Int64, syncMicros: Int64)] = [:]
         var syncMilliseconds: [Int64: Int64] = [:]
         var rejected: [String: Int64] = [:]
+        var decisions: [Int64: (synced: Int64, rejected: Int64, cancelled: Int64)] = [:]
 
         public init() {}
 
-        public var isEmpty: Bool { orders.isEmpty && syncMilliseconds.isEmpty && rejected.isEmpty }
+        public var isEmpty: Bool { orders.isEmpty && syncMilliseconds.isEmpty && rejected.isEmpty && decisions.isEmpty }
 
         static func createSchema(_ db: Database) throws {
+            if try !db.tableExists("erp_summary_decisions") {
+                // A synced order cancelled later was decided twice: synced, then cancelled.
+                try db.execute(sql: """
+                    CREATE TABLE erp_summary_decisions (
+                        second INTEGER PRIMARY KEY, synced INTEGER NOT NULL, rejected INTEGER NOT NULL, cancelled INTEGER NOT NULL);
+                    INSERT INTO erp_summary_decisions (second, synced, rejected, cancelled)
+                        SELECT second, SUM(s), SUM(r), SUM(c) FROM (
+                            SELECT decided_at_us / 1000000 AS second,
+                                   status = 'synced' OR (status = 'cancelled' AND cancelled_at_us <> decided_at_us) AS s,
+                                   status = 'out_of_stock' AS r,
+                                   status = 'cancelled' AND cancelled_at_us = decided_at_us AS c
+                              FROM erp_orders
+                            UNION ALL
+                            SELECT cancelled_at_us / 1000000, 0, 0, 1 FROM erp_orders WHERE status = 'cancelled' AND cancelled_at_us <> decided_at_us)
+                        GROUP BY second;
+                    """)
+            }
             guard try !db.tableExists("erp_summary_orders") else { return }
             try db.execute(sql: """
                 CREATE TABLE erp_summary_orders (
@@ -97,6 +117,18 @@ public enum ErpBook {
 
         public mutating func rejectedLine(sku: String) { rejected[sku, default: 0] += 1 }
 
+        /// Counts a decision (`synced`, `out_of_stock` or `cancelled`) in its second.
+        public mutating func decided(_ status: String, atUs: Int64) {
+            let second = atUs / 1_000_000
+            var c = decisions[second] ?? (0, 0, 0)
+            switch status {
+            case Status.synced: c.synced += 1
+            case Status.outOfStock: c.rejected += 1
+            default: c.cancelled += 1
+            }
+            decisions[second] = c
+        }
+
         /// Adds the counted changes to the tables, inside the caller's transaction.
         public func write(_ db: Database) throws {
             if !orders.isEmpty {
@@ -119,6 +151,14 @@ public enum ErpBook {
                     INSERT INTO erp_summary_rejected (sku, lines) VALUES (?, ?) ON CONFLICT (sku) DO UPDATE SET lines = lines + excluded.lines
                     """)
                 for (sku, count) in rejected where count != 0 { try upsert.execute(arguments: [sku, count]) }
+            }
+            if !decisions.isEmpty {
+                let upsert = try db.cachedStatement(sql: """
+                    INSERT INTO erp_summary_decisions (second, synced, rejected, cancelled) VALUES (?, ?, ?, ?)
+                    ON CONFLICT (second) DO UPDATE SET synced = synced + excluded.synced, rejected = rejected + excluded.rejected,
+                        cancelled = cancelled + excluded.cancelled
+                    """)
+                for (second, c) in decisions { try upsert.execute(arguments: [second, c.synced, c.rejected, c.cancelled]) }
             }
         }
     }

@@ -163,6 +163,11 @@ func summaryFromRows(_ h: ErpHarness) throws -> [String] {
               FROM erp_orders GROUP BY platform, status, ingested_at_us / 60000000
             UNION ALL SELECT 'l|' || ((decided_at_us - ingested_at_us) / 1000) || '|' || COUNT(*) FROM erp_orders WHERE status = 'synced' GROUP BY (decided_at_us - ingested_at_us) / 1000
             UNION ALL SELECT 'r|' || sku || '|' || COUNT(*) FROM erp_order_lines WHERE reservation = 'rejected' GROUP BY sku
+            UNION ALL SELECT 'd|' || second || '|' || SUM(s) || '|' || SUM(r) || '|' || SUM(c) FROM (
+                SELECT decided_at_us / 1000000 AS second, status IN ('synced', 'cancelled') AND cancelled_at_us IS NOT decided_at_us AS s,
+                       status = 'out_of_stock' AS r, status = 'cancelled' AND cancelled_at_us = decided_at_us AS c FROM erp_orders
+                UNION ALL SELECT cancelled_at_us / 1000000, 0, 0, 1 FROM erp_orders WHERE status = 'cancelled' AND cancelled_at_us <> decided_at_us)
+              GROUP BY second
             ORDER BY 1
             """)
     }
@@ -174,6 +179,7 @@ func summaryTables(_ h: ErpHarness) throws -> [String] {
             SELECT 'o|' || platform || '|' || status || '|' || minute || '|' || orders || '|' || sync_us_sum FROM erp_summary_orders WHERE orders != 0
             UNION ALL SELECT 'l|' || ms || '|' || orders FROM erp_summary_sync_ms WHERE orders != 0
             UNION ALL SELECT 'r|' || sku || '|' || lines FROM erp_summary_rejected WHERE lines != 0
+            UNION ALL SELECT 'd|' || second || '|' || synced || '|' || rejected || '|' || cancelled FROM erp_summary_decisions
             ORDER BY 1
             """)
     }
@@ -204,7 +210,7 @@ func summaryTables(_ h: ErpHarness) throws -> [String] {
 
     // A book written before the totals existed is counted when the schema is next created.
     try h.store.database.write { db in
-        try db.execute(sql: "DROP TABLE erp_summary_orders; DROP TABLE erp_summary_sync_ms; DROP TABLE erp_summary_rejected")
+        try db.execute(sql: "DROP TABLE erp_summary_orders; DROP TABLE erp_summary_sync_ms; DROP TABLE erp_summary_rejected; DROP TABLE erp_summary_decisions")
         try h.dispatch.prepare(db)
     }
     #expect(try summaryTables(h) == rows)
