@@ -34,9 +34,11 @@ public struct AlertNotifier: Service {
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do {
                 try await sweep(now: Clock.nowMicros())
+                Counter(label: MetricNames.alertSweeps, dimensions: [("result", "ok")]).increment()
             } catch is StoppedOnRequest {
                 break
             } catch {
+                Counter(label: MetricNames.alertSweeps, dimensions: [("result", "failed")]).increment()
                 logger.error("alert sweep failed", metadata: ["error": "\(error)"])
             }
             guard await pauseUnlessShuttingDown(for: .milliseconds(configuration.sweepIntervalMilliseconds)) else { break }
@@ -48,6 +50,18 @@ public struct AlertNotifier: Service {
         try await rules.evaluate(now: now)
         try plan(now: now)
         try await deliver(now: now)
+        try publishOpenAlerts()
+    }
+
+    /// `livesync_alerts_open{kind}` after the sweep, every kind (0 when none is open).
+    func publishOpenAlerts() throws {
+        let open = try store.database.read { db in
+            Dictionary(try Row.fetchAll(db, sql: "SELECT kind, COUNT(*) FROM alerts WHERE resolved_at_us IS NULL GROUP BY kind")
+                .map { ($0[0] as String, $0[1] as Int) }, uniquingKeysWith: +)
+        }
+        for kind in Set(AlertKind.all).union(open.keys) {
+            Gauge(label: MetricNames.alertsOpen, dimensions: [("kind", kind)]).record(open[kind] ?? 0)
+        }
     }
 
     /// Kept for callers of the first version: the unsynced-order rule alone.

@@ -44,6 +44,7 @@ public enum AlertKind {
     public static let deadLetter = "dead_letter"
     public static let processSilent = "process_silent"
     public static let inspectionMismatch = "inspection_mismatch"
+    public static let all = [syncFailureRate, orderNotSynced, stockLow, consumerLag, deadLetter, processSilent, inspectionMismatch]
 }
 
 /// SMTP settings of an e-mail channel.

@@ -53,6 +53,11 @@ public enum MetricNames {
     public static let syncLatency = "livesync_sync_latency_seconds"
     // Alerting (labels `channel`, `result`: delivered, failed)
     public static let notifications = "livesync_alert_notifications_total"
+    /// Label `result`: ok, failed. Rule evaluations; alerting consumes almost nothing, so this
+    /// is the counter that shows it working.
+    public static let alertSweeps = "livesync_alerting_sweeps_total"
+    /// Label `kind`: alerts open after the last sweep.
+    public static let alertsOpen = "livesync_alerts_open"
     // Channels (labels `platform`, `kind`: stock, shipment; `outcome`: ok, retry, dead)
     public static let outboundCalls = "livesync_outbound_calls_total"
 
