@@ -56,7 +56,8 @@ public enum ErpBook {
     /// - `erp_summary_sync_ms`: synced orders per whole millisecond of ingest→decision time;
     /// - `erp_summary_rejected`: rejected (out-of-stock) lines per SKU;
     /// - `erp_summary_decisions`: decisions per second (an order synced, rejected or cancelled
-    ///   by dispatch, and a synced order cancelled by after-sales), for the failure-rate alert.
+    ///   by dispatch, and a synced order cancelled by after-sales), for the failure-rate alert;
+    ///   only the last `decisionSeconds` are kept.
     ///
     /// Each equals the `GROUP BY` of the rows it counts (tests compare them); a book from before
     /// the summary is counted once when the schema is created.
@@ -68,6 +69,9 @@ public enum ErpBook {
         var decisions: [Int64: (synced: Int64, rejected: Int64, cancelled: Int64)] = [:]
 
         public init() {}
+
+        /// How long decisions per second are kept: the longest failure-rate window.
+        public static let decisionSeconds: Int64 = 3_600
 
         public var isEmpty: Bool { orders.isEmpty && syncMilliseconds.isEmpty && rejected.isEmpty && decisions.isEmpty }
 
@@ -159,6 +163,9 @@ public enum ErpBook {
                         cancelled = cancelled + excluded.cancelled
                     """)
                 for (second, c) in decisions { try upsert.execute(arguments: [second, c.synced, c.rejected, c.cancelled]) }
+                // One indexed range delete per batch, nearly always of nothing.
+                try db.execute(sql: "DELETE FROM erp_summary_decisions WHERE second < ?",
+                               arguments: [decisions.keys.max()! - Self.decisionSeconds])
             }
         }
     }

@@ -215,3 +215,20 @@ func summaryTables(_ h: ErpHarness) throws -> [String] {
     }
     #expect(try summaryTables(h) == rows)
 }
+
+@Test func decisionsPerSecondKeepOnlyTheLastHour() throws {
+    let db = try DatabaseQueue()
+    try db.write { db in
+        try ErpBook.createSchema(db)
+        let start: Int64 = 1_700_000_000_000_000
+        var first = ErpBook.Summary()
+        first.decided(ErpBook.Status.synced, atUs: start)
+        first.decided(ErpBook.Status.outOfStock, atUs: start + 1_000_000)
+        try first.write(db)
+        var later = ErpBook.Summary()
+        later.decided(ErpBook.Status.cancelled, atUs: start + (ErpBook.Summary.decisionSeconds + 1) * 1_000_000)
+        try later.write(db)
+        let seconds = try Int64.fetchAll(db, sql: "SELECT second - ? FROM erp_summary_decisions ORDER BY second", arguments: [start / 1_000_000])
+        #expect(seconds == [1, ErpBook.Summary.decisionSeconds + 1], "the second an hour and more before the latest is gone")
+    }
+}
