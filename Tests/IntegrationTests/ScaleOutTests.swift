@@ -157,8 +157,16 @@ import Worker
     }
 
     @Test func aShortChaosRunKeepsEveryInvariant() throws {
-        let dir = temporaryDirectory("chaos")
-        let result = try runCommand(binDirectory + "/livesync", ["chaos", "--orders", "20000", "--rate", "500", "--json", "--data-dir", dir, "--settle-timeout", "180"])
+        func chaos() throws -> CommandResult {
+            try runCommand(binDirectory + "/livesync", ["chaos", "--orders", "20000", "--rate", "500", "--json", "--data-dir", temporaryDirectory("chaos"), "--settle-timeout", "180"])
+        }
+        var result = try chaos()
+        // librdkafka 2.0.2's embedded broker can abort its own process on a group join racing an
+        // outage (docs/operations.md); that is the test bed failing, not LiveSync: run once more.
+        if result.status == 6 && result.stderr.contains("rdkafka_mock_cgrp") {
+            print("chaos: the embedded broker aborted (\(result.stderr.split(separator: "\n").first { $0.contains("rdkafka_mock_cgrp") } ?? "")); running again")
+            result = try chaos()
+        }
         guard let line = result.stdout.split(separator: "\n").last(where: { $0.hasPrefix("{") }) else {
             Issue.record("chaos printed no JSON (status \(result.status)): \(result.stdout.suffix(2000)) \(result.stderr.suffix(2000))")
             return
