@@ -150,12 +150,26 @@ func openAlert(_ store: StateStore, kind: String) throws -> (count: Int, message
     #expect(try await store.database.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM alert_unsynced_orders") } == 0)
 }
 
+/// `orders.placed` on an embedded broker, with a producer for it.
+final class PlacedTopic {
+    let broker: EmbeddedBroker
+    let kafka: KafkaConfiguration
+    let producer: KafkaProducer
+
+    init() throws {
+        broker = try EmbeddedBroker()
+        try broker.createTopic(TopicSpecification(name: Topics.ordersPlaced, partitions: Topics.partitions))
+        kafka = KafkaConfiguration(bootstrapServers: broker.bootstrapServers, properties: ["log_level": "3"])
+        producer = try KafkaProducer(configuration: kafka)
+    }
+
+    func close() { producer.close() }
+}
+
 @Test func ordersDispatchHasNotReadYetRaiseTheAlertUntilItDecidesThem() async throws {
-    let broker = try EmbeddedBroker()
-    try broker.createTopic(TopicSpecification(name: Topics.ordersPlaced, partitions: Topics.partitions))
-    let kafka = KafkaConfiguration(bootstrapServers: broker.bootstrapServers, properties: ["log_level": "3"])
-    let producer = try KafkaProducer(configuration: kafka)
-    defer { producer.close() }
+    let topic = try PlacedTopic()
+    defer { topic.close() }  // and keeps the broker up until the test ends
+    let (kafka, producer) = (topic.kafka, topic.producer)
     let now = Clock.nowMicros()
     let ids = ["o-a", "o-b", "o-c"]
     let placed = ids.map { order($0, ingestedAtUs: now - 20_000_000) } + [order("o-fresh", ingestedAtUs: now)]
@@ -421,11 +435,9 @@ func stockInstance(_ path: String, heads: [Int32: Int64], rows: [(sku: String, o
 /// The unread head of `orders.placed` is read again only once its first order could be late:
 /// a sweep a second does not walk every partition's log on the embedded broker.
 @Test func aPartitionWhoseUnreadHeadIsFreshIsNotReadAgainUntilItCouldBeLate() async throws {
-    let broker = try EmbeddedBroker()
-    try broker.createTopic(TopicSpecification(name: Topics.ordersPlaced, partitions: Topics.partitions))
-    let kafka = KafkaConfiguration(bootstrapServers: broker.bootstrapServers, properties: ["log_level": "3"])
-    let producer = try KafkaProducer(configuration: kafka)
-    defer { producer.close() }
+    let topic = try PlacedTopic()
+    defer { topic.close() }  // and keeps the broker up until the test ends
+    let (kafka, producer) = (topic.kafka, topic.producer)
     let now = Clock.nowMicros()
     try producer.sendAndWait([ProducerMessage(topic: Topics.ordersPlaced, key: "o-1", value: order("o-1", ingestedAtUs: now).bytes)])
     let erp = try erpBook(beside: try alertStore())
