@@ -17,6 +17,8 @@ public final class RefundProcessor: BatchProcessor {
 
     public func apply(_ messages: [KafkaMessage], db: Database, output: inout BatchOutput) throws {
         let now = Clock.nowMicros()
+        // The book's running totals of the batch's cancellations, written once with them.
+        var summary = ErpBook.Summary()
         for message in messages {
             guard message.topic == Topics.refundRequests else {
                 output.deadLetter(message, error: "after-sales does not consume topic \(message.topic)")
@@ -27,7 +29,7 @@ public final class RefundProcessor: BatchProcessor {
                 continue
             }
             if try Bool.fetchOne(db, sql: "SELECT 1 FROM erp_refunds WHERE refund_id = ?", arguments: [refund.refundID]) == true { continue }
-            let row = try Row.fetchOne(db, sql: "SELECT status, ingested_at_us FROM erp_orders WHERE order_id = ?", arguments: [refund.orderID])
+            let row = try Row.fetchOne(db, sql: "SELECT status, ingested_at_us, platform, decided_at_us FROM erp_orders WHERE order_id = ?", arguments: [refund.orderID])
             var refundStatus = "refunded"
             var outcome = OrderOutcome()
             outcome.orderID = refund.orderID
@@ -42,6 +44,10 @@ public final class RefundProcessor: BatchProcessor {
                         refundStatus = "awaiting_return"
                         outcome.detail = "order already shipped: refund waits for the return"
                     } else {
+                        // Moved from synced to cancelled in the running totals.
+                        summary.order(platform: row[2], status: status, ingestedAtUs: row[1], decidedAtUs: row[3], sign: -1)
+                        summary.order(platform: row[2], status: ErpBook.Status.cancelled, ingestedAtUs: row[1], decidedAtUs: row[3])
+                        summary.decided(ErpBook.Status.cancelled, atUs: now)
                         try cancel(refund.orderID, db: db, output: &output, now: now)
                         outcome.kind = .cancelled
                         outcome.detail = "refund before shipping"
@@ -58,17 +64,10 @@ public final class RefundProcessor: BatchProcessor {
                 output.emit(topic: Topics.orderOutcomes, key: refund.orderID, value: outcome.bytes)
             }
         }
+        try summary.write(db)
     }
 
     private func cancel(_ orderID: String, db: Database, output: inout BatchOutput, now: Int64) throws {
-        // The book's running totals move the order from its status to cancelled, in this transaction.
-        if let row = try Row.fetchOne(db, sql: "SELECT platform, status, ingested_at_us, decided_at_us FROM erp_orders WHERE order_id = ?", arguments: [orderID]) {
-            var summary = ErpBook.Summary()
-            summary.order(platform: row[0], status: row[1], ingestedAtUs: row[2], decidedAtUs: row[3], sign: -1)
-            summary.order(platform: row[0], status: ErpBook.Status.cancelled, ingestedAtUs: row[2], decidedAtUs: row[3])
-            summary.decided(ErpBook.Status.cancelled, atUs: now)
-            try summary.write(db)
-        }
         try db.execute(sql: "UPDATE erp_orders SET status = ?, cancelled_at_us = ? WHERE order_id = ?", arguments: [ErpBook.Status.cancelled, now, orderID])
         try db.execute(sql: "UPDATE erp_shipments SET status = 'cancelled' WHERE order_id = ?", arguments: [orderID])
         for row in try Row.fetchAll(db, sql: "SELECT event_id, sku, warehouse, quantity FROM erp_order_lines WHERE order_id = ? AND reservation = 'reserved'", arguments: [orderID]) {

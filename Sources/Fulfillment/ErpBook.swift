@@ -73,8 +73,6 @@ public enum ErpBook {
         /// How long decisions per second are kept: the longest failure-rate window.
         public static let decisionSeconds: Int64 = 3_600
 
-        public var isEmpty: Bool { orders.isEmpty && syncMilliseconds.isEmpty && rejected.isEmpty && decisions.isEmpty }
-
         static func createSchema(_ db: Database) throws {
             if try !db.tableExists("erp_summary_decisions") {
                 // A synced order cancelled later was decided twice: synced, then cancelled.
