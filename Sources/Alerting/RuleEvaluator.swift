@@ -104,10 +104,7 @@ final class RuleEvaluator: Sendable {
     /// decisions per second (`erp_summary_decisions`, written with the decisions).
     func evaluateFailureRate(threshold: Double, windowSeconds: Int, minOrders: Int, now: Int64) throws {
         guard let path = configuration.erpDatabase, FileManager.default.fileExists(atPath: path) else { return }
-        var readOnly = Configuration()
-        readOnly.readonly = true
-        readOnly.busyMode = .timeout(5)
-        let (total, failed) = try DatabaseQueue(path: path, configuration: readOnly).read { db -> (Int, Int) in
+        let (total, failed) = try StateStore.openForReading(path).read { db -> (Int, Int) in
             guard try db.tableExists("erp_summary_decisions") else { return (0, 0) }
             let row = try Row.fetchOne(db, sql: """
                 SELECT COALESCE(SUM(synced + rejected + cancelled), 0), COALESCE(SUM(rejected), 0) FROM erp_summary_decisions WHERE second >= ?

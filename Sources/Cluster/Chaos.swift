@@ -193,9 +193,7 @@ public enum Chaos {
 
     static func committed(_ path: String, _ group: String, _ tp: TopicPartition) throws -> Int64 {
         guard FileManager.default.fileExists(atPath: path) else { return 0 }
-        var config = Configuration()
-        config.readonly = true
-        return try DatabaseQueue(path: path, configuration: config).read { db in
+        return try StateStore.openForReading(path, busyTimeout: nil).read { db in
             try Int64.fetchOne(db, sql: "SELECT next_offset FROM consumer_offsets WHERE group_id = ? AND topic = ? AND partition = ?",
                                arguments: [group, tp.topic, tp.partition]) ?? 0
         }

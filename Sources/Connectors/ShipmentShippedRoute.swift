@@ -185,10 +185,7 @@ final class ErpBookReader: Sendable {
             let db = try queue.withLock { q -> DatabaseQueue in
                 if let q { return q }
                 guard FileManager.default.fileExists(atPath: path) else { throw ConfigurationError("ERP book \(path) does not exist yet (is dispatch running?)") }
-                var config = Configuration()
-                config.readonly = true
-                config.busyMode = .timeout(5)
-                let opened = try DatabaseQueue(path: path, configuration: config)
+                let opened = try StateStore.openForReading(path)
                 q = opened
                 return opened
             }

@@ -96,10 +96,7 @@ public enum PIIMask {
 public enum DashboardFigures {
     static func open(_ path: String) -> DatabaseQueue? {
         guard FileManager.default.fileExists(atPath: path) else { return nil }
-        var config = Configuration()
-        config.readonly = true
-        config.busyMode = .timeout(5)
-        return try? DatabaseQueue(path: path, configuration: config)
+        return try? StateStore.openForReading(path)
     }
 
     public static func compute(_ configuration: DashboardConfiguration, now: Int64 = Clock.nowMicros()) async throws -> DashboardSnapshot {

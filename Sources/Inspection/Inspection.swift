@@ -96,10 +96,7 @@ public enum Inspector {
     }
 
     static func open(_ path: String) throws -> DatabaseQueue {
-        var config = Configuration()
-        config.readonly = true
-        config.busyMode = .timeout(10)
-        return try DatabaseQueue(path: path, configuration: config)
+        try StateStore.openForReading(path, busyTimeout: 10)
     }
 
     static func check(_ name: String, _ summary: String, _ problems: [String], max: Int) -> InspectionCheck {

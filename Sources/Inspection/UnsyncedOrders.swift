@@ -86,10 +86,7 @@ public final class UnsyncedOrderFinder: @unchecked Sendable {
         var stored: [Int32: Int64] = [:]
         var erp: DatabaseQueue?
         if FileManager.default.fileExists(atPath: erpDatabase) {
-            var config = Configuration()
-            config.readonly = true
-            config.busyMode = .timeout(5)
-            let queue = try DatabaseQueue(path: erpDatabase, configuration: config)
+            let queue = try StateStore.openForReading(erpDatabase)
             erp = queue
             // One read transaction: the pending orders and the positions they were read up to agree.
             try queue.read { db in

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import Worker
 
 /// The stock store as the whole cluster holds it: each source partition's rows come from the
 /// instance database holding the tip of that partition's changelog chain (its current or last
@@ -78,10 +79,7 @@ public struct StockStoreView: Sendable {
         var best: [Int32: (seq: Int64, path: String)] = [:]
         var queues: [(path: String, queue: DatabaseQueue)] = []
         for path in paths where FileManager.default.fileExists(atPath: path) && !queues.contains(where: { $0.path == path }) {
-            var config = Configuration()
-            config.readonly = true
-            config.busyMode = .timeout(10)
-            let q = try DatabaseQueue(path: path, configuration: config)
+            let q = try StateStore.openForReading(path, busyTimeout: 10)
             queues.append((path, q))
             try q.read { db in
                 guard try db.tableExists("changelog_heads") else { return }

@@ -127,3 +127,14 @@ public enum OutboxFrameError: Error, CustomStringConvertible {
         switch self { case .truncated(let at): "outbox row is truncated at byte \(at)" }
     }
 }
+
+extension StateStore {
+    /// Opens another process's SQLite file for reading only (inspection, alerting, the
+    /// dashboard): it never writes, and waits up to `busyTimeout` seconds for the owner's lock.
+    public static func openForReading(_ path: String, busyTimeout: TimeInterval? = 5) throws -> DatabaseQueue {
+        var config = Configuration()
+        config.readonly = true
+        if let busyTimeout { config.busyMode = .timeout(busyTimeout) }
+        return try DatabaseQueue(path: path, configuration: config)
+    }
+}
