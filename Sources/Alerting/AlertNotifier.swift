@@ -1,3 +1,5 @@
+import Model
+import Bootstrap
 import Foundation
 import GRDB
 import Logging

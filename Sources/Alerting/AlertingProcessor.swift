@@ -116,10 +116,7 @@ public enum AlertStore {
             DROP TABLE IF EXISTS alert_sku_sales;
             DROP TABLE IF EXISTS alert_outcome_counts;
             """)
-        if try db.tableExists("consumer_offsets") {
-            try db.execute(sql: "DELETE FROM consumer_offsets WHERE topic IN (?, ?, ?)",
-                           arguments: [Topics.ordersPlaced, Topics.stockReservations, Topics.orderOutcomes])
-        }
+        try StateStore.forgetPositions(db, topics: [Topics.ordersPlaced, Topics.stockReservations, Topics.orderOutcomes])
     }
 
     /// Opens an alert, or counts one more occurrence of the open alert with the same key

@@ -1,3 +1,5 @@
+import Bootstrap
+import ErpBookStore
 import Dispatch
 import Foundation
 import GRDB
@@ -104,12 +106,8 @@ final class RuleEvaluator: Sendable {
     /// decisions per second (`erp_summary_decisions`, written with the decisions).
     func evaluateFailureRate(threshold: Double, windowSeconds: Int, minOrders: Int, now: Int64) throws {
         guard let path = configuration.erpDatabase, FileManager.default.fileExists(atPath: path) else { return }
-        let (total, failed) = try StateStore.openForReading(path).read { db -> (Int, Int) in
-            guard try db.tableExists("erp_summary_decisions") else { return (0, 0) }
-            let row = try Row.fetchOne(db, sql: """
-                SELECT COALESCE(SUM(synced + rejected + cancelled), 0), COALESCE(SUM(rejected), 0) FROM erp_summary_decisions WHERE second >= ?
-                """, arguments: [(now - Int64(windowSeconds) * 1_000_000) / 1_000_000])!
-            return (row[0], row[1])
+        let (total, failed) = try ErpBookView(path: path).read {
+            try $0.decisionCounts(sinceSecond: (now - Int64(windowSeconds) * 1_000_000) / 1_000_000)
         }
         try store.database.write { db in
             let rate = total > 0 ? Double(failed) / Double(total) : 0

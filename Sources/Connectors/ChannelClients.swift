@@ -1,3 +1,4 @@
+import Bootstrap
 import AsyncHTTPClient
 import Foundation
 import Model

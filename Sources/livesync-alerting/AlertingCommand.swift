@@ -1,3 +1,4 @@
+import Bootstrap
 import Alerting
 import ArgumentParser
 import Foundation

@@ -1,3 +1,4 @@
+import Bootstrap
 import ArgumentParser
 import AsyncHTTPClient
 import Connectors

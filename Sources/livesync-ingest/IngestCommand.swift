@@ -1,3 +1,4 @@
+import Bootstrap
 import ArgumentParser
 import AsyncHTTPClient
 import Connectors
@@ -28,7 +29,9 @@ struct IngestCommand: AsyncParsableCommand {
         guard !shops.isEmpty || !connectors.platforms.isEmpty || !connectors.polls.isEmpty else {
             throw ConfigurationError("no shops configured: set ingest.shops (LIVESYNC_INGEST_SHOPS=shop=secret[@warehouse];…) or a platform connector (connectors.*)")
         }
-        let producer = try KafkaProducer(configuration: settings.producerKafka(), logger: logger)
+        let kafka = try settings.producerKafka()
+        let producer = try KafkaProducer(configuration: kafka, logger: logger)
+        logger.info("starting", metadata: ["bootstrap": "\(kafka.bootstrapServers)", "ledger": "\(connectors.ledgerPath)"])
         let publisher = OrderPublisher(producer: producer, sealer: connectors.sealer)
         let ledger = try MessageLedger(path: connectors.ledgerPath)
         for book in connectors.tokenBooks { try book.attach(ledger.database) }

@@ -1,3 +1,5 @@
+import LiveSyncTesting
+import Bootstrap
 import Foundation
 import Fulfillment
 import GRDB

@@ -1,3 +1,5 @@
+import Model
+import Bootstrap
 import Crypto
 import Foundation
 import GRDB

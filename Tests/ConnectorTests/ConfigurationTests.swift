@@ -1,3 +1,5 @@
+import LiveSyncTesting
+import Bootstrap
 import AsyncHTTPClient
 import Connectors
 import Foundation
@@ -29,6 +31,35 @@ import Worker
         // Douyin's search mapping takes the push mapping's SKU override but keeps its own root.
         let douyin = try #require(config.polls.first { $0.api.platform == .douyin })
         #expect(douyin.mapping.sku == "out_sku_id" && douyin.mapping.orderRoot == "")
+    }
+
+    @Test func aPushOnlyKuaishouShopNeedsNoSignSecret() async throws {
+        var env = ConnectorsConfiguration.developmentEnvironment(apiBase: "http://127.0.0.1:1")
+        env["LIVESYNC_CONNECTORS_KUAISHOU_SIGN_SECRET"] = nil
+        let config = try ConnectorsConfiguration.load(try await LiveSyncConfig(file: nil, environment: env), client: .shared)
+        let kuaishou = try #require(config.platforms.first { $0.connector.platform == .kuaishou })
+        #expect(kuaishou.details == nil)
+        // With the secret, order details are fetched from Kuaishou's API.
+        env["LIVESYNC_CONNECTORS_KUAISHOU_SIGN_SECRET"] = "s"
+        let full = try ConnectorsConfiguration.load(try await LiveSyncConfig(file: nil, environment: env), client: .shared)
+        #expect(full.platforms.first { $0.connector.platform == .kuaishou }?.details != nil)
+    }
+
+    /// `livesync dev` lets `LIVESYNC_CONNECTORS_*` override its credentials: the fake platform API and
+    /// replay must then use the same ones the connectors are configured with.
+    @Test func overriddenDevelopmentCredentialsReachTheConnectorsAndTheFakeAlike() {
+        var overrides: [String: String] = [:]
+        for (key, value) in ConnectorsConfiguration.developmentEnvironment(apiBase: "http://127.0.0.1:1")
+        where !key.hasSuffix("_API_BASE") && !key.hasSuffix("_AUTH_BASE") && !key.hasSuffix("_ACCESS_TOKENS") && !key.hasSuffix("_ACCESS_TOKEN")
+            && !key.hasSuffix("_SHOP_ID") && !key.hasSuffix("KUAISHOU_APP_SECRET") {
+            overrides[key] = "custom-" + value
+        }
+        #expect(overrides.count == 10)
+        let credentials = PlatformCredentials.development(overriddenBy: overrides)
+        let env = ConnectorsConfiguration.developmentEnvironment(apiBase: "http://127.0.0.1:1", credentials: credentials)
+        for (key, value) in overrides { #expect(env[key] == value, "\(key)") }
+        #expect(credentials.jdAppKey == PlatformCredentials.development.jdAppKey)
+        #expect(PlatformCredentials.development(overriddenBy: ["LIVESYNC_CONNECTORS_POLL_JD_APP_KEY": "jd-own"]).jdAppKey == "jd-own")
     }
 
     @Test func unusableSecretsAreConfigurationErrorsNotSilentlyIgnored() async throws {

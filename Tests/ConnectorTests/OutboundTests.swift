@@ -1,3 +1,5 @@
+import LiveSyncTesting
+import Bootstrap
 import Connectors
 import Foundation
 import GRDB

@@ -1,5 +1,5 @@
 import AsyncHTTPClient
-import Cluster
+import DevHarness
 import Connectors
 import Foundation
 import GRDB

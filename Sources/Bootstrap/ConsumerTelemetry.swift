@@ -1,3 +1,4 @@
+import Worker
 import Dispatch
 import Foundation
 import GRDB

@@ -1,3 +1,6 @@
+import Worker
+import Kafka
+import Connectors
 import Foundation
 import HTTPTypes
 import Hummingbird

@@ -1,3 +1,4 @@
+import Worker
 import Configuration
 import Foundation
 import Kafka
@@ -83,12 +84,6 @@ public struct LiveSyncConfig: Sendable {
             maxBatchSize: int("consumer.maxBatch", default: 50_000),
             maxBatchWaitMilliseconds: int("consumer.maxWaitMs", default: 5))
     }
-}
-
-/// A configuration value that cannot be used; the message names the key and what to do.
-public struct ConfigurationError: Error, CustomStringConvertible {
-    public let description: String
-    public init(_ description: String) { self.description = description }
 }
 
 /// Runs long-lived services until SIGTERM/SIGINT, then shuts them down gracefully.
