@@ -1,3 +1,4 @@
+import LiveSyncTesting
 import AsyncHTTPClient
 import Foundation
 import GRDB
@@ -27,12 +28,8 @@ final class AlertSink: Sendable {
             }
             return Response(status: .ok)
         }
-        let port = Mutex(0)
-        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-                              onServerRunning: { channel in port.withLock { $0 = channel.localAddress?.port ?? 0 } }, logger: Logger(label: "alert-sink"))
-        let task = Task { try await app.runService() }
-        for _ in 0..<500 where port.withLock({ $0 }) == 0 { try await Task.sleep(for: .milliseconds(10)) }
-        return (task, "http://127.0.0.1:\(port.withLock { $0 })/alerts")
+        let (url, task) = try await LocalServer.serve(router, label: "alert-sink")
+        return (task, url + "/alerts")
     }
 }
 
