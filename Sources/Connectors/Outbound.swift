@@ -74,6 +74,32 @@ public struct OutboundConfiguration: Sendable {
     public init() {}
 }
 
+/// `livesync-channels`' settings, read once at start; each default is stated once, here or in
+/// `OutboundConfiguration`.
+public struct ChannelsConfiguration: Sendable {
+    /// `channels.list`: the channels that get stock, with their allocation (`douyin:shop-1=0.5/2;taobao:tb-1`). Default none.
+    public var channels: [Channel: ChannelAllocation] = [:]
+    /// `channels.skuMap`: each channel's id of a LiveSync SKU where it differs. Default none.
+    public var skuMap: [Channel: [String: String]] = [:]
+    /// `channels.tokens`: access token per channel (`platform:shop=token;…`, `*` for every shop). Default none.
+    public var tokens: [String: String] = [:]
+    /// `channels.callsPerSecondPerShop` and `channels.maxAttempts` over the dispatcher's defaults.
+    public var outbound = OutboundConfiguration()
+
+    public init() {}
+
+    /// Reads the settings; a malformed list, map or number is refused naming the setting.
+    public static func load(_ settings: LiveSyncConfig) throws -> ChannelsConfiguration {
+        var c = ChannelsConfiguration()
+        c.channels = try ChannelList.parse(settings.string("channels.list", default: ""))
+        c.skuMap = try ChannelSKUMap.parse(settings.string("channels.skuMap", default: ""))
+        c.tokens = AccessTokens.parse(settings.string("channels.tokens", default: "")).tokens
+        c.outbound.callsPerSecondPerShop = Double(try settings.int("channels.callsPerSecondPerShop", default: Int(c.outbound.callsPerSecondPerShop)))
+        c.outbound.maxAttempts = try settings.int("channels.maxAttempts", default: c.outbound.maxAttempts)
+        return c
+    }
+}
+
 /// Stock levels and shipments to send to the channels, kept in SQLite so nothing is lost across
 /// restarts. Stock jobs are coalesced: while a push for a channel SKU is pending, a newer level
 /// replaces it (only the latest value matters). A job that keeps failing is dead-lettered with
@@ -213,10 +239,13 @@ public struct OutboundDispatcher: Sendable {
     public var deadLetterProducer: KafkaProducer?
     public var logger: Logger
     public var metrics: OutboundMetrics
+    /// When jobs are due and retries scheduled (injected in tests).
+    public var clock: WallClock
     let limiter = RateLimiter()
 
     public init(queue: OutboundQueue, clients: [Platform: any ChannelClient], tokens: [String: String], configuration: OutboundConfiguration = .init(),
-                deadLetterProducer: KafkaProducer? = nil, metrics: OutboundMetrics = OutboundMetrics(), logger: Logger) {
+                deadLetterProducer: KafkaProducer? = nil, metrics: OutboundMetrics = OutboundMetrics(), clock: WallClock = .system, logger: Logger) {
+        self.clock = clock
         self.queue = queue
         self.clients = clients
         self.tokens = tokens
@@ -238,7 +267,7 @@ public struct OutboundDispatcher: Sendable {
     /// stay pending in SQLite for the next start.
     public func runOnce(limit: Int = 500) async throws -> RunResult {
         var result = RunResult()
-        for job in try queue.due(now: Model.Clock.nowMicros(), limit: limit) {
+        for job in try queue.due(now: clock.nowMicros(), limit: limit) {
             if Task.isShuttingDownGracefully || Task.isCancelled { break }
             let parts = job.channel.split(separator: ":", maxSplits: 1).map(String.init)
             guard parts.count == 2, let platform = Platform.allCases.first(where: { $0.slug == parts[0] }), let client = clients[platform] else {
@@ -263,7 +292,7 @@ public struct OutboundDispatcher: Sendable {
             } catch {
                 outcome = error
             }
-            let now = Model.Clock.nowMicros()
+            let now = clock.nowMicros()
             switch outcome {
             case nil:
                 try queue.finish(job.id, status: "done", now: now)
@@ -286,7 +315,7 @@ public struct OutboundDispatcher: Sendable {
     }
 
     func deadLetter(_ job: OutboundQueue.Job, error: String) async throws {
-        let now = Model.Clock.nowMicros()
+        let now = clock.nowMicros()
         try queue.finish(job.id, status: "dead", error: error, now: now)
         logger.error("outbound call dead-lettered", metadata: ["channel": "\(job.channel)", "kind": "\(job.kind)", "key": "\(job.key)", "error": "\(error)"])
         guard let producer = deadLetterProducer else { return }

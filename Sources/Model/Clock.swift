@@ -8,3 +8,14 @@ public enum Clock {
         return Int64(ts.tv_sec) * 1_000_000 + Int64(ts.tv_nsec) / 1_000
     }
 }
+
+/// Unix time in microseconds, injectable: schedules kept as timestamps (an outbound job's next
+/// attempt after its backoff) are tested by advancing a clock instead of sleeping.
+public struct WallClock: Sendable {
+    public let nowMicros: @Sendable () -> Int64
+
+    public init(nowMicros: @escaping @Sendable () -> Int64) { self.nowMicros = nowMicros }
+
+    /// The system's real-time clock.
+    public static let system = WallClock { Clock.nowMicros() }
+}
