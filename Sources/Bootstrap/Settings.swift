@@ -32,8 +32,34 @@ public struct LiveSyncConfig: Sendable {
         reader.string(forKey: ConfigKey("livesync.\(key)"))
     }
 
-    public func int(_ key: String, default value: Int) -> Int {
-        reader.int(forKey: ConfigKey("livesync.\(key)"), default: value)
+    /// An integer setting, or `value` when it is not set. A value that is set but is not an
+    /// integer (`LIVESYNC_INGEST_PORT=80a`, `"port": 80.5`) is refused naming the key, never
+    /// silently replaced by the default.
+    public func int(_ key: String, default value: Int) throws -> Int {
+        let k = ConfigKey("livesync.\(key)")
+        if let text = reader.string(forKey: k) {
+            guard let v = Int(text.trimmingCharacters(in: .whitespaces)) else {
+                throw ConfigurationError("\(key) must be an integer, not '\(text)' (\(Self.environmentName(key)) or livesync.\(key) in the file)")
+            }
+            return v
+        }
+        if let v = reader.int(forKey: k) { return v }
+        if let d = reader.double(forKey: k) {
+            throw ConfigurationError("\(key) must be an integer, not \(d) (\(Self.environmentName(key)) or livesync.\(key) in the file)")
+        }
+        if let b = reader.bool(forKey: k) {
+            throw ConfigurationError("\(key) must be an integer, not \(b) (\(Self.environmentName(key)) or livesync.\(key) in the file)")
+        }
+        return value
+    }
+
+    /// The environment variable of a key: `kafka.sessionTimeoutMs` → `LIVESYNC_KAFKA_SESSION_TIMEOUT_MS`.
+    public static func environmentName(_ key: String) -> String {
+        var name = "LIVESYNC_"
+        for c in key {
+            if c == "." { name.append("_") } else if c.isUppercase { name.append("_"); name.append(c) } else { name.append(contentsOf: c.uppercased()) }
+        }
+        return name
     }
 
     /// Producer settings: the shared ones plus `kafka.lingerMs` (`linger.ms`, default 5: how long
@@ -41,7 +67,7 @@ public struct LiveSyncConfig: Sendable {
     /// on each fetch, so `livesync dev` raises it for ingest's many small requests).
     public func producerKafka() throws -> KafkaConfiguration {
         var kafka = try kafka()
-        kafka.properties["linger.ms"] = String(int("kafka.lingerMs", default: 5))
+        kafka.properties["linger.ms"] = String(try int("kafka.lingerMs", default: 5))
         return kafka
     }
 
@@ -77,12 +103,12 @@ public struct LiveSyncConfig: Sendable {
     /// static membership id (`kafka.instanceId`).
     public func consumer(group: String, topics: [String], companionTopics: [String] = []) throws -> BatchConsumerConfiguration {
         var kafka = try kafka()
-        kafka.properties["session.timeout.ms"] = String(int("kafka.sessionTimeoutMs", default: 45_000))
+        kafka.properties["session.timeout.ms"] = String(try int("kafka.sessionTimeoutMs", default: 45_000))
         if let id = optionalString("kafka.instanceId"), !id.isEmpty { kafka.properties["group.instance.id"] = id }
         return BatchConsumerConfiguration(
             kafka: kafka, groupID: group, topics: topics, companionTopics: companionTopics, instanceID: instanceID,
-            maxBatchSize: int("consumer.maxBatch", default: 50_000),
-            maxBatchWaitMilliseconds: int("consumer.maxWaitMs", default: 5))
+            maxBatchSize: try int("consumer.maxBatch", default: 50_000),
+            maxBatchWaitMilliseconds: try int("consumer.maxWaitMs", default: 5))
     }
 }
 
@@ -146,7 +172,7 @@ public enum ConsumerMain {
             store: store, producer: producer, logger: logger,
             makeProcessor: { try makeProcessor(config) })
         logger.info("starting", metadata: ["bootstrap": "\(kafka.bootstrapServers)", "db": "\(store.configuration.path)"])
-        let telemetry = telemetryService(name: name, config: config, store: store, producer: producer, service: service, logger: logger)
+        let telemetry = try telemetryService(name: name, config: config, store: store, producer: producer, service: service, logger: logger)
         try await ServiceRunner.run([service, telemetry] + extraServices(config, store, logger), logger: logger)
         producer.close()
     }

@@ -135,8 +135,8 @@ public struct ConnectorsConfiguration: Sendable {
             polls.append((api, shops, s("poll.\(platform).warehouse") ?? "main", pollMapping))
         }
         var poll = PollerConfiguration()
-        poll.interval = .seconds(settings.int("connectors.poll.intervalSeconds", default: 30))
-        poll.overlapSeconds = Int64(settings.int("connectors.poll.overlapSeconds", default: 300))
+        poll.interval = .seconds(try settings.int("connectors.poll.intervalSeconds", default: 30))
+        poll.overlapSeconds = Int64(try settings.int("connectors.poll.overlapSeconds", default: 300))
         let ledger = s("ledger") ?? "\(settings.string("dataDir", default: "var/data"))/connectors.sqlite"
         var result = ConnectorsConfiguration(platforms: wirings, ledgerPath: ledger, sealer: sealer)
         result.polls = polls

@@ -33,6 +33,21 @@ import Worker
         #expect(douyin.mapping.sku == "out_sku_id" && douyin.mapping.orderRoot == "")
     }
 
+    @Test func aSettingThatIsNotAnIntegerIsRefusedNamingItsKeyNotReplacedByTheDefault() async throws {
+        #expect(LiveSyncConfig.environmentName("kafka.sessionTimeoutMs") == "LIVESYNC_KAFKA_SESSION_TIMEOUT_MS")
+        let bad = try await LiveSyncConfig(file: nil, environment: ["LIVESYNC_INGEST_PORT": "80a"])
+        #expect { _ = try bad.int("ingest.port", default: 8080) } throws: { "\($0)".contains("ingest.port") && "\($0)".contains("80a") }
+        let good = try await LiveSyncConfig(file: nil, environment: ["LIVESYNC_INGEST_PORT": "8081"])
+        #expect(try good.int("ingest.port", default: 8080) == 8081)
+        #expect(try good.int("ingest.maxBodyBytes", default: 7) == 7)
+        // In the file: a number is taken, a fraction refused.
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("livesync-int-\(UUID().uuidString).json").path
+        try #"{"livesync": {"ingest": {"port": 8082, "maxBodyBytes": 10.5}}}"#.write(toFile: file, atomically: true, encoding: .utf8)
+        let fromFile = try await LiveSyncConfig(file: file, environment: [:])
+        #expect(try fromFile.int("ingest.port", default: 8080) == 8082)
+        #expect(throws: (any Error).self) { _ = try fromFile.int("ingest.maxBodyBytes", default: 1) }
+    }
+
     @Test func aPushOnlyKuaishouShopNeedsNoSignSecret() async throws {
         var env = ConnectorsConfiguration.developmentEnvironment(apiBase: "http://127.0.0.1:1")
         env["LIVESYNC_CONNECTORS_KUAISHOU_SIGN_SECRET"] = nil
