@@ -80,21 +80,6 @@ public struct DashboardSnapshot: Sendable, Codable, Equatable {
     public var recentOrders: [RecentOrder] = []
 }
 
-/// Buyer data never leaves the dashboard unmasked.
-public enum PIIMask {
-    /// 王芳 → 王*, Alice Wong → A*********
-    public static func name(_ name: String) -> String {
-        guard let first = name.first else { return "" }
-        return String(first) + String(repeating: "*", count: max(1, name.count - 1))
-    }
-    /// 13900001111 → 139****1111; short numbers keep at most their last 2 digits.
-    public static func phone(_ phone: String) -> String {
-        let chars = Array(phone)
-        guard chars.count >= 7 else { return String(repeating: "*", count: max(0, chars.count - 2)) + String(chars.suffix(2)) }
-        return String(chars.prefix(3)) + String(repeating: "*", count: chars.count - 7) + String(chars.suffix(4))
-    }
-}
-
 public enum DashboardFigures {
     static func open(_ path: String) -> DatabaseQueue? {
         guard FileManager.default.fileExists(atPath: path) else { return nil }
