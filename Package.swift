@@ -131,9 +131,9 @@ let package = Package(
             dependencies: ["Worker", "Model", "Kafka", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: swiftSettings
         ),
-        /// Live-stream platform connectors: each platform's webhook protocol (signatures, decryption,
-        /// envelopes, acknowledgements), order-detail APIs, field mapping, message de-duplication,
-        /// pollers, and the outbound stock push and shipment write-back.
+        /// Live-stream platform connectors, inbound: each platform's webhook protocol (signatures,
+        /// decryption, envelopes, acknowledgements), its signed API calls and tokens, order-detail
+        /// APIs, pollers, field mapping, message de-duplication.
         .target(
             name: "Connectors",
             dependencies: [
@@ -143,6 +143,20 @@ let package = Package(
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        /// Channels, outbound: stock pushed to each channel's SKUs (allocation, coalescing, rate
+        /// limits) and shipments written back, through a durable queue with retries and dead letters.
+        .target(
+            name: "Channels",
+            dependencies: [
+                "Connectors", "Model", "Worker", "Kafka", "Telemetry", "Bootstrap",
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
@@ -206,7 +220,7 @@ let package = Package(
         .target(
             name: "LiveSyncTesting",
             dependencies: [
-                "CRdkafka", "Kafka", "Model", "Worker", "Ingest", "Connectors",
+                "CRdkafka", "Kafka", "Model", "Worker", "Ingest", "Connectors", "Channels",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -270,7 +284,7 @@ let package = Package(
 
         .executableTarget(
             name: "livesync-channels",
-            dependencies: ["Connectors", "Worker", "Bootstrap", "Model", "Kafka", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            dependencies: ["Channels", "Connectors", "Worker", "Bootstrap", "Model", "Kafka", .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "AsyncHTTPClient", package: "async-http-client")],
             swiftSettings: swiftSettings
         ),
@@ -314,7 +328,7 @@ let package = Package(
         .testTarget(
             name: "ConnectorTests",
             dependencies: [
-                "Connectors", "LiveSyncTesting", "Bootstrap", "Ingest", "Model", "Kafka", "Worker",
+                "Connectors", "Channels", "LiveSyncTesting", "Bootstrap", "Ingest", "Model", "Kafka", "Worker",
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
                 .product(name: "Crypto", package: "swift-crypto"),

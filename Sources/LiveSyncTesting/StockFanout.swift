@@ -1,3 +1,4 @@
+import Channels
 import Worker
 import Kafka
 import Ingest

@@ -1,3 +1,4 @@
+import Channels
 import Bootstrap
 import ArgumentParser
 import AsyncHTTPClient

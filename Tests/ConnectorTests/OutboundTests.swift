@@ -1,3 +1,4 @@
+import Channels
 import LiveSyncTesting
 import Bootstrap
 import Connectors

@@ -1,3 +1,4 @@
+import Connectors
 import Bootstrap
 import AsyncHTTPClient
 import Foundation
