@@ -24,8 +24,12 @@ public struct BatchConsumerConfiguration: Sendable {
     /// How long a batch may wait to fill after its first message. Default 5 ms: the bound on the
     /// latency batching adds.
     public var maxBatchWaitMilliseconds: Int
+    /// How long a stopping consumer (graceful shutdown or task cancellation) waits for its
+    /// outputs' delivery reports. Default 30 s. Past it, it leaves: the unacknowledged outputs
+    /// stay in the outbox and are republished at the next start, so nothing is lost.
+    public var shutdownTimeout: Duration
 
-    public init(kafka: KafkaConfiguration, groupID: String, topics: [String], companionTopics: [String] = [], instanceID: String = "default", maxBatchSize: Int = 50_000, maxBatchWaitMilliseconds: Int = 5) {
+    public init(kafka: KafkaConfiguration, groupID: String, topics: [String], companionTopics: [String] = [], instanceID: String = "default", maxBatchSize: Int = 50_000, maxBatchWaitMilliseconds: Int = 5, shutdownTimeout: Duration = .seconds(30)) {
         self.companionTopics = companionTopics
         self.kafka = kafka
         self.groupID = groupID
@@ -33,6 +37,7 @@ public struct BatchConsumerConfiguration: Sendable {
         self.instanceID = instanceID
         self.maxBatchSize = maxBatchSize
         self.maxBatchWaitMilliseconds = maxBatchWaitMilliseconds
+        self.shutdownTimeout = shutdownTimeout
     }
 }
 
@@ -54,8 +59,9 @@ public struct BatchStatistics: Sendable {
 /// Guarantees: a message's effects and its offset commit together (a crash repeats nothing and
 /// loses nothing); outputs are published after commit, from the outbox, at least once. A
 /// dedicated thread owns the librdkafka consumer and blocks in `poll`, so nothing spins. On
-/// graceful shutdown (SIGTERM) it finishes the batch in hand, commits, waits for its outputs'
-/// delivery reports and leaves the group.
+/// graceful shutdown (SIGTERM) or cancellation (a sibling service failed) it finishes the batch
+/// in hand, commits, waits for its outputs' delivery reports at most `shutdownTimeout` and
+/// leaves the group.
 public final class BatchConsumerService: Service, Sendable {
     public let configuration: BatchConsumerConfiguration
     private let store: StateStore
@@ -63,6 +69,9 @@ public final class BatchConsumerService: Service, Sendable {
     private let makeProcessor: @Sendable () throws -> any BatchProcessor
     private let logger: Logger
     private let stop = StopFlag()
+    /// When the stop was requested (uptime nanoseconds), 0 before: delivery waits end
+    /// `shutdownTimeout` after it.
+    private let stopRequestedAt = Atomic<UInt64>(0)
     private let stats = Mutex<BatchStatistics>(BatchStatistics())
     private let metrics: ConsumerMetrics
 
@@ -83,25 +92,43 @@ public final class BatchConsumerService: Service, Sendable {
 
     public var statistics: BatchStatistics { stats.withLock { $0 } }
 
+    /// Runs until graceful shutdown or cancellation of the calling task (a `ServiceGroup` cancels
+    /// its services when one of them fails), either of which stops the consumer's thread cleanly.
     public func run() async throws {
-        try await withGracefulShutdownHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                let thread = Thread { [self] in
-                    do {
-                        let loop = try ConsumerLoop(service: self, processor: try makeProcessor())
-                        try loop.run()
-                        continuation.resume()
-                    } catch {
-                        continuation.resume(throwing: error)
+        try await withTaskCancellationHandler {
+            try await withGracefulShutdownHandler {
+                try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                    let thread = Thread { [self] in
+                        do {
+                            let loop = try ConsumerLoop(service: self, processor: try makeProcessor())
+                            try loop.run()
+                            continuation.resume()
+                        } catch {
+                            continuation.resume(throwing: error)
+                        }
                     }
+                    thread.name = "consumer-\(configuration.groupID)"
+                    thread.stackSize = 8 << 20
+                    thread.start()
                 }
-                thread.name = "consumer-\(configuration.groupID)"
-                thread.stackSize = 8 << 20
-                thread.start()
+            } onGracefulShutdown: {
+                self.requestStop()
             }
-        } onGracefulShutdown: {
-            self.stop.set()
+        } onCancel: {
+            self.requestStop()
         }
+    }
+
+    /// Asks the consumer's thread to stop (it checks between polls), and starts the shutdown clock.
+    private func requestStop() {
+        _ = stopRequestedAt.compareExchange(expected: 0, desired: max(1, DispatchTime.now().uptimeNanoseconds), ordering: .relaxed)
+        stop.set()
+    }
+
+    /// When the stop was requested (uptime nanoseconds), or `nil`.
+    private var stopRequestTime: UInt64? {
+        let t = stopRequestedAt.load(ordering: .relaxed)
+        return t == 0 ? nil : t
     }
 
     /// The thread-confined part: owns the consumer and carries out the decisions of its
@@ -131,8 +158,16 @@ public final class BatchConsumerService: Service, Sendable {
             self.state = ConsumerStateMachine(
                 maxBatchSize: configuration.maxBatchSize,
                 maxBatchWaitNanoseconds: UInt64(configuration.maxBatchWaitMilliseconds) * 1_000_000,
-                changelogTopic: changelogged?.changelogTopic)
+                changelogTopic: changelogged?.changelogTopic,
+                shutdownTimeoutNanoseconds: Self.nanoseconds(configuration.shutdownTimeout))
             try service.store.database.write { db in try processor.prepare(db) }
+        }
+
+        static func nanoseconds(_ d: Duration) -> UInt64 {
+            let (seconds, attoseconds) = d.components
+            guard seconds >= 0 else { return 0 }
+            let (ns, overflow) = UInt64(seconds).multipliedReportingOverflow(by: 1_000_000_000)
+            return overflow ? .max : ns &+ UInt64(max(0, attoseconds) / 1_000_000_000)
         }
 
         func run() throws {
@@ -374,15 +409,55 @@ public final class BatchConsumerService: Service, Sendable {
 
         // MARK: Outputs
 
+        enum DeliveryOutcome {
+            case acknowledged
+            case failed(any Error)
+            /// A stop was requested `shutdownTimeout` ago and the reports are still outstanding.
+            case timedOut
+        }
+
+        /// Waits for `group`'s delivery reports without spinning (the thread parks until they
+        /// arrive, waking every 100 ms to check the shutdown clock); gives up once a stop was
+        /// requested more than `shutdownTimeout` ago.
+        func awaitDelivery(_ group: DeliveryGroup) -> DeliveryOutcome {
+            if !group.isComplete {
+                let reported = DispatchSemaphore(value: 0)
+                Task.detached {
+                    try? await group.value()
+                    reported.signal()
+                }
+                while !group.isComplete {
+                    if state.shutdownTimedOut(now: DispatchTime.now().uptimeNanoseconds, stopRequestedAt: service.stopRequestTime) {
+                        return .timedOut
+                    }
+                    _ = reported.wait(timeout: .now() + .milliseconds(100))
+                }
+            }
+            do {
+                try group.wait()
+                return .acknowledged
+            } catch {
+                return .failed(error)
+            }
+        }
+
         /// Retires the acknowledged flights at the head of the queue (their outbox rows go in the
         /// next transaction), waiting only when `ConsumerStateMachine.settleAction` says so. A
         /// failed flight is published again until acknowledged; it stays in the outbox meanwhile,
         /// and nothing after it is retired before it.
         func settleInFlight(waitForAll: Bool) throws {
             while case .wait(let delivery) = state.settleAction(waitForAll: waitForAll, isComplete: { $0.isComplete }) {
-                do {
-                    try delivery.wait()
-                } catch {
+                switch awaitDelivery(delivery) {
+                case .acknowledged:
+                    state.delivered()
+                case .timedOut:
+                    // Left in the outbox (with everything after it), republished at the next start.
+                    log.warning("shutdown timeout passed: leaving unacknowledged outputs in the outbox for the next start", metadata: [
+                        "flights": "\(state.inFlight.count)", "timeout": "\(service.configuration.shutdownTimeout)",
+                    ])
+                    state.leaveInFlightInOutbox()
+                    return
+                case .failed(let error):
                     switch state.deliveryFailed(stopping: service.stop.isSet) {
                     case .leaveInOutbox(let attempt):
                         log.error("publishing outputs failed, retrying", metadata: ["error": "\(error)", "attempt": "\(attempt)"])
@@ -395,9 +470,7 @@ public final class BatchConsumerService: Service, Sendable {
                         let delivery = try service.producer.enqueue(messages, after: first)
                         state.republished(delivery)
                     }
-                    continue
                 }
-                state.delivered()
             }
         }
 

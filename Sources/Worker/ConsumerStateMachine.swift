@@ -20,11 +20,14 @@ struct ConsumerStateMachine<Delivery> {
     let maxBatchWaitNanoseconds: UInt64
     /// The changelog topic of a `ChangelogProcessor`, `nil` for a plain processor.
     let changelogTopic: String?
+    /// How long delivery waits may go on once a stop was requested.
+    let shutdownTimeoutNanoseconds: UInt64
 
-    init(maxBatchSize: Int, maxBatchWaitNanoseconds: UInt64, changelogTopic: String?) {
+    init(maxBatchSize: Int, maxBatchWaitNanoseconds: UInt64, changelogTopic: String?, shutdownTimeoutNanoseconds: UInt64) {
         self.maxBatchSize = maxBatchSize
         self.maxBatchWaitNanoseconds = maxBatchWaitNanoseconds
         self.changelogTopic = changelogTopic
+        self.shutdownTimeoutNanoseconds = shutdownTimeoutNanoseconds
     }
 
     /// Messages polled and not yet committed, in poll order.
@@ -346,9 +349,23 @@ struct ConsumerStateMachine<Delivery> {
         inFlight[0].delivery = delivery
     }
 
+    /// Stops tracking every flight without retiring it: its outbox rows stay for the next start.
+    mutating func leaveInFlightInOutbox() {
+        inFlight.removeAll()
+    }
+
     /// The retired rows were deleted outside a batch (`retiredOutboxSeq` is spent).
     mutating func outboxDeleted() {
         retiredOutboxSeq = nil
+    }
+
+    // MARK: Shutdown
+
+    /// Whether delivery waits must give up: a stop was requested at `stopRequestedAt` (uptime
+    /// nanoseconds) and the shutdown timeout has passed since.
+    func shutdownTimedOut(now: UInt64, stopRequestedAt: UInt64?) -> Bool {
+        guard let stopRequestedAt else { return false }
+        return now >= stopRequestedAt &+ shutdownTimeoutNanoseconds
     }
 }
 
