@@ -243,6 +243,11 @@ let package = Package(
         ),
         .testTarget(name: "ModelTests", dependencies: ["Model", "Ingest", "Kafka", "Worker"], swiftSettings: swiftSettings),
         .testTarget(
+            name: "WorkerTests",
+            dependencies: ["Worker", "Kafka", "Model", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "InventoryTests",
             dependencies: ["Inventory", "Worker", "Model", "Kafka", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: swiftSettings
