@@ -244,7 +244,7 @@ let package = Package(
         .testTarget(name: "ModelTests", dependencies: ["Model", "Ingest", "Kafka", "Worker"], swiftSettings: swiftSettings),
         .testTarget(
             name: "WorkerTests",
-            dependencies: ["Worker", "Kafka", "Model", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["Worker", "Kafka", "Model", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         .testTarget(
