@@ -304,6 +304,11 @@ let package = Package(
         ),
         .testTarget(name: "ModelTests", dependencies: ["Model", "Ingest", "Kafka", "Worker", "Bootstrap"], swiftSettings: swiftSettings),
         .testTarget(
+            name: "WorkerTests",
+            dependencies: ["Worker", "Kafka", "Model", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "InventoryTests",
             dependencies: ["Inventory", "Worker", "Bootstrap", "LiveSyncTesting", "Model", "Kafka", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: swiftSettings
