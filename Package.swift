@@ -305,7 +305,7 @@ let package = Package(
         .testTarget(name: "ModelTests", dependencies: ["Model", "Ingest", "Kafka", "Worker", "Bootstrap"], swiftSettings: swiftSettings),
         .testTarget(
             name: "WorkerTests",
-            dependencies: ["Worker", "Kafka", "Model", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log")],
+            dependencies: ["Worker", "Kafka", "Model", "LiveSyncTesting", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -64,16 +64,11 @@ extension AlertingConfiguration {
                                                      webhookURL: settings.optionalString("alerting.webhookUrl"))
         return AlertingConfiguration(
             unsyncedAfterSeconds: unsynced,
-            sweepInterval: .milliseconds(try settings.int("alerting.sweepIntervalMs", default: Self.milliseconds(defaults.sweepInterval))),
+            sweepInterval: .milliseconds(try settings.int("alerting.sweepIntervalMs", default: defaults.sweepInterval.wholeMilliseconds)),
             rules: rules, stockDatabase: try settings.stateStore("stock").path, dataDir: settings.string("dataDir", default: "var/data"),
             erpDatabase: try settings.stateStore("erp").path, kafka: try settings.kafka(),
             dispatchGroup: settings.string("group.dispatch", default: defaults.dispatchGroup),
-            processCheckInterval: .milliseconds(try settings.int("alerting.processCheckIntervalMs", default: Self.milliseconds(defaults.processCheckInterval))))
-    }
-
-    static func milliseconds(_ d: Duration) -> Int {
-        let (s, atto) = d.components
-        return Int(s * 1_000 + atto / 1_000_000_000_000_000)
+            processCheckInterval: .milliseconds(try settings.int("alerting.processCheckIntervalMs", default: defaults.processCheckInterval.wholeMilliseconds)))
     }
 }
 

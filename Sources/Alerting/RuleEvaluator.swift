@@ -56,8 +56,7 @@ final class RuleEvaluator: Sendable {
         let silentMs = configuration.rules.rules.compactMap { rule -> Int? in
             if case .processSilent(let seconds) = rule { return seconds * 500 } else { return nil }
         }.min() ?? Int.max
-        let (s, atto) = configuration.processCheckInterval.components
-        let interval = min(s * 1_000_000 + atto / 1_000_000_000_000, silentMs == Int.max ? Int64.max : Int64(silentMs) * 1_000)
+        let interval = min(configuration.processCheckInterval.wholeMicroseconds, silentMs == Int.max ? Int64.max : Int64(silentMs) * 1_000)
         let due = processesCheckedAt.withLock { last in
             guard last.map({ now - $0 >= interval || now < $0 }) ?? true else { return false }
             last = now

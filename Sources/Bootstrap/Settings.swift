@@ -97,18 +97,20 @@ public struct LiveSyncConfig: Sendable {
         return StateStoreConfiguration(path: string("db.\(name)", default: "\(dir)/\(name).sqlite"), synchronous: sync)
     }
 
-    /// The batching consumer's settings for `group`: `consumer.maxBatch` (default 50000),
-    /// `consumer.maxWaitMs` (default 5), `kafka.sessionTimeoutMs` (default 45000, Kafka's; the
-    /// embedded broker waits this minus 1 s before each rebalance, so dev uses 6000), and the
-    /// static membership id (`kafka.instanceId`).
+    /// The batching consumer's settings for `group` over `BatchConsumerConfiguration`'s defaults:
+    /// `consumer.maxBatch`, `consumer.maxWaitMs`, `consumer.shutdownTimeoutMs`,
+    /// `kafka.sessionTimeoutMs` (default 45000, Kafka's; the embedded broker waits this minus 1 s
+    /// before each rebalance, so dev uses 6000), and the static membership id (`kafka.instanceId`).
     public func consumer(group: String, topics: [String], companionTopics: [String] = []) throws -> BatchConsumerConfiguration {
         var kafka = try kafka()
         kafka.properties["session.timeout.ms"] = String(try int("kafka.sessionTimeoutMs", default: 45_000))
         if let id = optionalString("kafka.instanceId"), !id.isEmpty { kafka.properties["group.instance.id"] = id }
+        let defaults = BatchConsumerConfiguration(kafka: kafka, groupID: group, topics: topics)
         return BatchConsumerConfiguration(
             kafka: kafka, groupID: group, topics: topics, companionTopics: companionTopics, instanceID: instanceID,
-            maxBatchSize: try int("consumer.maxBatch", default: 50_000),
-            maxBatchWaitMilliseconds: try int("consumer.maxWaitMs", default: 5))
+            maxBatchSize: try int("consumer.maxBatch", default: defaults.maxBatchSize),
+            maxBatchWait: .milliseconds(try int("consumer.maxWaitMs", default: defaults.maxBatchWait.wholeMilliseconds)),
+            shutdownTimeout: .milliseconds(try int("consumer.shutdownTimeoutMs", default: defaults.shutdownTimeout.wholeMilliseconds)))
     }
 }
 

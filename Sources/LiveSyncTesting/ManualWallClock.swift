@@ -12,8 +12,7 @@ public final class ManualWallClock: Sendable {
 
     /// Moves the clock forward by `duration`.
     public func advance(by duration: Duration) {
-        let (seconds, attoseconds) = duration.components
-        offset.add(seconds * 1_000_000 + attoseconds / 1_000_000_000_000, ordering: .relaxed)
+        offset.add(duration.wholeMicroseconds, ordering: .relaxed)
     }
 
     /// The clock to inject where a `WallClock` is taken.

@@ -19,3 +19,17 @@ public struct WallClock: Sendable {
     /// The system's real-time clock.
     public static let system = WallClock { Clock.nowMicros() }
 }
+
+extension Duration {
+    /// Whole milliseconds (rounded down): for settings expressed in milliseconds.
+    public var wholeMilliseconds: Int {
+        let (seconds, attoseconds) = components
+        return Int(seconds * 1_000 + attoseconds / 1_000_000_000_000_000)
+    }
+
+    /// Whole microseconds (rounded down): for timestamps and intervals on the wire's clock.
+    public var wholeMicroseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1_000_000 + attoseconds / 1_000_000_000_000
+    }
+}

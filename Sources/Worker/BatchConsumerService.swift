@@ -23,20 +23,20 @@ public struct BatchConsumerConfiguration: Sendable {
     public var maxBatchSize: Int
     /// How long a batch may wait to fill after its first message. Default 5 ms: the bound on the
     /// latency batching adds.
-    public var maxBatchWaitMilliseconds: Int
+    public var maxBatchWait: Duration
     /// How long a stopping consumer (graceful shutdown or task cancellation) waits for its
     /// outputs' delivery reports. Default 30 s. Past it, it leaves: the unacknowledged outputs
     /// stay in the outbox and are republished at the next start, so nothing is lost.
     public var shutdownTimeout: Duration
 
-    public init(kafka: KafkaConfiguration, groupID: String, topics: [String], companionTopics: [String] = [], instanceID: String = "default", maxBatchSize: Int = 50_000, maxBatchWaitMilliseconds: Int = 5, shutdownTimeout: Duration = .seconds(30)) {
+    public init(kafka: KafkaConfiguration, groupID: String, topics: [String], companionTopics: [String] = [], instanceID: String = "default", maxBatchSize: Int = 50_000, maxBatchWait: Duration = .milliseconds(5), shutdownTimeout: Duration = .seconds(30)) {
         self.companionTopics = companionTopics
         self.kafka = kafka
         self.groupID = groupID
         self.topics = topics
         self.instanceID = instanceID
         self.maxBatchSize = maxBatchSize
-        self.maxBatchWaitMilliseconds = maxBatchWaitMilliseconds
+        self.maxBatchWait = maxBatchWait
         self.shutdownTimeout = shutdownTimeout
     }
 }
@@ -157,7 +157,7 @@ public final class BatchConsumerService: Service, Sendable {
             self.consumerStore = ConsumerStore(group: configuration.groupID, owner: "\(configuration.groupID)/\(configuration.instanceID)")
             self.state = ConsumerStateMachine(
                 maxBatchSize: configuration.maxBatchSize,
-                maxBatchWaitNanoseconds: UInt64(configuration.maxBatchWaitMilliseconds) * 1_000_000,
+                maxBatchWaitNanoseconds: Self.nanoseconds(configuration.maxBatchWait),
                 changelogTopic: changelogged?.changelogTopic,
                 shutdownTimeoutNanoseconds: Self.nanoseconds(configuration.shutdownTimeout))
             try service.store.database.write { db in try processor.prepare(db) }
