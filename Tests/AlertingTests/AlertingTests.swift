@@ -411,8 +411,10 @@ func stockInstance(_ path: String, heads: [Int32: Int64], rows: [(sku: String, o
 
 /// Blocking work off the pool (topic reads, scans) is asked to stop when its task is cancelled.
 @Test func blockingWorkIsAskedToStopWhenItsTaskIsCancelled() async throws {
+    let (started, signal) = AsyncStream<Void>.makeStream()
     let task = Task {
         try await runBlocking { stop -> Int in
+            signal.yield()
             let deadline = Date().addingTimeInterval(30)
             while Date() < deadline {
                 if stop.isRequested { throw StoppedOnRequest() }
@@ -421,7 +423,7 @@ func stockInstance(_ path: String, heads: [Int32: Int64], rows: [(sku: String, o
             return 0
         }
     }
-    try await Task.sleep(for: .milliseconds(200))
+    for await _ in started { break }  // the work is running
     let cancelled = ContinuousClock.now
     task.cancel()
     await #expect(throws: StoppedOnRequest.self) { try await task.value }

@@ -166,7 +166,10 @@ func metricSum(_ text: String, _ name: String) -> Double {
         let kill = try runCommand(livesync, ["kill", "dispatch", "--cluster", dir + "/cluster.json"])
         #expect(kill.status == 0)
         try await waitFor("the silent-process alert and its end", seen: "\(sink.events(key: "process_silent:dispatch-1"))") { sink.events(key: "process_silent:dispatch-1") == ["firing", "resolved"] }
-        try await Task.sleep(for: .seconds(1))
+        // Two more completed sweeps (each would have re-raised a still-silent process): still one incident.
+        func sweeps() async throws -> Double { metricSum(try await httpGet(urls["alerting-1"]! + "/metrics").1, "livesync_alerting_sweeps_total") }
+        let resolvedAt = try await sweeps()
+        try await waitFor("two more alerting sweeps") { try await sweeps() >= resolvedAt + 2 }
         #expect(sink.events(key: "process_silent:dispatch-1") == ["firing", "resolved"], "exactly one alert and one resolved")
         #expect(sink.events(key: hotKey) == ["firing", "resolved"])
     }
