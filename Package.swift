@@ -42,9 +42,9 @@ let package = Package(
             providers: [.apt(["librdkafka-dev"])]
         ),
 
-        // MARK: Libraries, one per concern
+        // MARK: Libraries, one per concern (production)
 
-        /// Kafka clients over librdkafka: producer, balanced consumer, admin, embedded broker, murmur2.
+        /// Kafka clients over librdkafka: producer, balanced consumer, admin, partition reader, murmur2.
         .target(
             name: "Kafka",
             dependencies: [
@@ -53,10 +53,12 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        /// The canonical order model and its Protobuf wire format (generated code is committed).
+        /// The canonical order model, its Protobuf wire format (generated code is committed), the
+        /// topics (names, keys, partition counts) and the wire's clock.
         .target(
             name: "Model",
             dependencies: [
+                "Kafka",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             swiftSettings: swiftSettings
@@ -74,26 +76,38 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        /// The batching consumer loop, SQLite state with offsets and outbox, service wiring.
+        /// The consumer runtime: the batching consumer loop, its SQLite state store with offsets,
+        /// changelog heads and outbox, and the changelog chain.
         .target(
             name: "Worker",
             dependencies: [
                 "Kafka", "Model", "Telemetry",
                 .product(name: "Metrics", package: "swift-metrics"),
-                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        /// How a LiveSync process starts: configuration loading (environment, file, defaults),
+        /// logging, the service group with health endpoints, shutdown-aware waits.
+        .target(
+            name: "Bootstrap",
+            dependencies: [
+                "Kafka", "Model", "Telemetry", "Worker",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Configuration", package: "swift-configuration"),
             ],
             swiftSettings: swiftSettings
         ),
-        /// Stock per SKU and warehouse: reservation rules and the stock-deduction processor.
+        /// Stock per SKU and warehouse: reservation rules, the stock-deduction processor, the stock store's read API.
         .target(
             name: "Inventory",
             dependencies: [
-                "Worker", "Model", "Kafka", "Telemetry", .product(name: "Metrics", package: "swift-metrics"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"), .product(name: "Logging", package: "swift-log"),
+                "Worker", "Bootstrap", "Model", "Kafka", "Telemetry", .product(name: "Metrics", package: "swift-metrics"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"), .product(name: "Logging", package: "swift-log"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
             ],
@@ -110,12 +124,20 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        /// Live-stream platform connectors: each platform's webhook protocol (signatures, decryption,
-        /// envelopes, acknowledgements), order-detail APIs, field mapping, message de-duplication.
+        /// The ERP book (erp.sqlite): its schema, the typed writes dispatch and after-sales make in
+        /// their batch transactions, and the one read API every view uses (`ErpBookView`).
+        .target(
+            name: "ErpBookStore",
+            dependencies: ["Worker", "Model", "Kafka", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: swiftSettings
+        ),
+        /// Live-stream platform connectors, inbound: each platform's webhook protocol (signatures,
+        /// decryption, envelopes, acknowledgements), its signed API calls and tokens, order-detail
+        /// APIs, pollers, field mapping, message de-duplication.
         .target(
             name: "Connectors",
             dependencies: [
-                "Ingest", "Model", "Worker", "Kafka", "Telemetry",
+                "Ingest", "Model", "Worker", "Kafka", "Telemetry", "Bootstrap", "ErpBookStore",
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -128,23 +150,37 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        /// The ERP book and the dispatch join (orders x reservations -> shipments).
+        /// Channels, outbound: stock pushed to each channel's SKUs (allocation, coalescing, rate
+        /// limits) and shipments written back, through a durable queue with retries and dead letters.
+        .target(
+            name: "Channels",
+            dependencies: [
+                "Connectors", "Model", "Worker", "Kafka", "Telemetry", "Bootstrap",
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        /// The dispatch join (orders x reservations -> shipments), booked through `ErpBook`.
         .target(
             name: "Fulfillment",
-            dependencies: ["Worker", "Model", "Kafka", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["Worker", "Model", "Kafka", "ErpBookStore", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: swiftSettings
         ),
         /// Refunds: cancel unshipped orders, release their stock, book the refund.
         .target(
             name: "AfterSales",
-            dependencies: ["Worker", "Model", "Kafka", "Fulfillment", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["Worker", "Model", "Kafka", "Fulfillment", "ErpBookStore", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: swiftSettings
         ),
         /// Alerts on stock-outs, dead letters and orders not synced in time.
         .target(
             name: "Alerting",
             dependencies: [
-                "Worker", "Model", "Kafka", "Inspection", "Inventory", "Telemetry",
+                "Worker", "Model", "Kafka", "Inspection", "Inventory", "Telemetry", "Bootstrap", "ErpBookStore",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -156,24 +192,49 @@ let package = Package(
         /// Consistency inspection (健康巡检): topics vs stock store vs ERP book.
         .target(
             name: "Inspection",
-            dependencies: ["Kafka", "Model", "Worker", "Inventory", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["Kafka", "Model", "Worker", "Inventory", "Bootstrap", "ErpBookStore", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: swiftSettings
         ),
         /// The live dashboard: figures from the ERP book, stock and alert stores, pushed over SSE.
         .target(
             name: "Dashboard",
             dependencies: [
-                "Worker", "Telemetry", "Inventory",
+                "Worker", "Telemetry", "Inventory", "Bootstrap", "ErpBookStore", "Model",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Hummingbird", package: "hummingbird"),
             ],
             swiftSettings: swiftSettings
         ),
-        /// The operator's side: embedded dev cluster supervisor, replay producer, demo summary.
+        /// Production operator tools: dead letters (`livesync dlq list|replay`).
         .target(
-            name: "Cluster",
+            name: "Operations",
+            dependencies: ["Kafka", "Model", "Worker", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: Test and development tooling (never linked into a worker executable)
+
+        /// What tests and `livesync dev` stand in for the outside world with: the embedded Kafka
+        /// broker (librdkafka's mock cluster), the platform emulator and fake platform APIs, the
+        /// development credentials.
+        .target(
+            name: "LiveSyncTesting",
             dependencies: [
-                "Kafka", "Model", "Worker", "Ingest", "Fulfillment", "Inventory", "Connectors", "Dashboard", "Inspection", "Telemetry",
+                "CRdkafka", "Kafka", "Model", "Worker", "Ingest", "Connectors", "Channels",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        /// The dev harness: embedded dev cluster supervisor, replay producer, demo, chaos, benchmarks.
+        .target(
+            name: "DevHarness",
+            dependencies: [
+                "Kafka", "Model", "Worker", "Bootstrap", "Ingest", "Fulfillment", "ErpBookStore", "Inventory", "Connectors", "Dashboard", "Inspection", "Operations", "Telemetry", "LiveSyncTesting",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -188,7 +249,7 @@ let package = Package(
         .executableTarget(
             name: "livesync",
             dependencies: [
-                "Cluster", "Ingest", "Kafka", "Worker", "Inspection", "Inventory", "Telemetry", "Dashboard",
+                "DevHarness", "Operations", "Ingest", "Kafka", "Model", "Worker", "Bootstrap", "Inspection", "Inventory", "Telemetry", "Dashboard",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
@@ -196,41 +257,41 @@ let package = Package(
         ),
         .executableTarget(
             name: "livesync-ingest",
-            dependencies: ["Ingest", "Connectors", "Worker", "Telemetry", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            dependencies: ["Ingest", "Connectors", "Worker", "Bootstrap", "Model", "Telemetry", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "AsyncHTTPClient", package: "async-http-client"),
                            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
             name: "livesync-stock",
-            dependencies: ["Inventory", "Worker", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Inventory", "Worker", "Bootstrap", "Model", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
             name: "livesync-dispatch",
-            dependencies: ["Fulfillment", "Worker", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Fulfillment", "Worker", "Bootstrap", "Model", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
             name: "livesync-aftersales",
-            dependencies: ["AfterSales", "Worker", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["AfterSales", "Worker", "Bootstrap", "Model", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
             name: "livesync-alerting",
-            dependencies: ["Alerting", "Worker", "Inspection", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"), .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Alerting", "Worker", "Bootstrap", "Model", "Inspection", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"), .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftSettings
         ),
 
         .executableTarget(
             name: "livesync-channels",
-            dependencies: ["Connectors", "Worker", "Model", "Kafka", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            dependencies: ["Channels", "Connectors", "Worker", "Bootstrap", "Model", "Kafka", .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "AsyncHTTPClient", package: "async-http-client")],
             swiftSettings: swiftSettings
         ),
 
         // MARK: Tests
 
-        .testTarget(name: "KafkaTests", dependencies: ["Kafka"], swiftSettings: swiftSettings),
+        .testTarget(name: "KafkaTests", dependencies: ["Kafka", "LiveSyncTesting"], swiftSettings: swiftSettings),
         .testTarget(
             name: "TelemetryTests",
             dependencies: [
@@ -241,21 +302,26 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "ModelTests", dependencies: ["Model", "Ingest", "Kafka", "Worker"], swiftSettings: swiftSettings),
+        .testTarget(name: "ModelTests", dependencies: ["Model", "Ingest", "Kafka", "Worker", "Bootstrap"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "WorkerTests",
+            dependencies: ["Worker", "Kafka", "Model", "LiveSyncTesting", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "InventoryTests",
-            dependencies: ["Inventory", "Worker", "Model", "Kafka", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["Inventory", "Worker", "Bootstrap", "LiveSyncTesting", "Model", "Kafka", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "FulfillmentTests",
-            dependencies: ["Fulfillment", "AfterSales", "Worker", "Model", "Kafka", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["Fulfillment", "AfterSales", "ErpBookStore", "Worker", "Model", "Kafka", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "AlertingTests",
             dependencies: [
-                "Alerting", "Worker", "Model", "Kafka", "Telemetry", "Inventory", "Fulfillment", "Inspection",
+                "Alerting", "Worker", "Bootstrap", "ErpBookStore", "LiveSyncTesting", "Model", "Kafka", "Telemetry", "Inventory", "Fulfillment", "Inspection",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -267,7 +333,7 @@ let package = Package(
         .testTarget(
             name: "ConnectorTests",
             dependencies: [
-                "Connectors", "Ingest", "Model", "Kafka", "Worker",
+                "Connectors", "Channels", "LiveSyncTesting", "Bootstrap", "Ingest", "Model", "Kafka", "Worker",
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -283,7 +349,7 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "Cluster", "Kafka", "Model", "Ingest", "Worker",
+                "DevHarness", "LiveSyncTesting", "Operations", "Bootstrap", "ErpBookStore", "Kafka", "Model", "Ingest", "Worker",
                 "Connectors", "Inventory", "Inspection", "Dashboard", "Fulfillment", "Alerting",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),

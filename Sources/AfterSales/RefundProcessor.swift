@@ -1,4 +1,5 @@
 import Foundation
+import ErpBookStore
 import Fulfillment
 import GRDB
 import Kafka
@@ -19,6 +20,7 @@ public final class RefundProcessor: BatchProcessor {
         let now = Clock.nowMicros()
         // The book's running totals of the batch's cancellations, written once with them.
         var summary = ErpBook.Summary()
+        let book = try ErpBook.Writer(db)
         for message in messages {
             guard message.topic == Topics.refundRequests else {
                 output.deadLetter(message, error: "after-sales does not consume topic \(message.topic)")
@@ -28,27 +30,27 @@ public final class RefundProcessor: BatchProcessor {
                 output.deadLetter(message, error: "not a valid RefundRequest (needs refund_id, order_id, amount_fen >= 0)")
                 continue
             }
-            if try Bool.fetchOne(db, sql: "SELECT 1 FROM erp_refunds WHERE refund_id = ?", arguments: [refund.refundID]) == true { continue }
-            let row = try Row.fetchOne(db, sql: "SELECT status, ingested_at_us, platform, decided_at_us FROM erp_orders WHERE order_id = ?", arguments: [refund.orderID])
+            if try book.refundExists(refund.refundID) { continue }
+            let row = try book.orderState(refund.orderID)
             var refundStatus = "refunded"
             var outcome = OrderOutcome()
             outcome.orderID = refund.orderID
             outcome.decidedAtUs = now
             outcome.kind = .refundBooked
             if let row {
-                let status: String = row[0]
-                outcome.ingestedAtUs = row[1]
-                if status == ErpBook.Status.synced {
-                    let shipped = try Bool.fetchOne(db, sql: "SELECT 1 FROM erp_shipments WHERE order_id = ? AND status = 'shipped' LIMIT 1", arguments: [refund.orderID]) == true
-                    if shipped {
+                outcome.ingestedAtUs = row.ingestedAtUs
+                if row.status == ErpBook.Status.synced {
+                    if try book.isShipped(refund.orderID) {
                         refundStatus = "awaiting_return"
                         outcome.detail = "order already shipped: refund waits for the return"
                     } else {
                         // Moved from synced to cancelled in the running totals.
-                        summary.order(platform: row[2], status: status, ingestedAtUs: row[1], decidedAtUs: row[3], sign: -1)
-                        summary.order(platform: row[2], status: ErpBook.Status.cancelled, ingestedAtUs: row[1], decidedAtUs: row[3])
+                        summary.order(platform: row.platform, status: row.status, ingestedAtUs: row.ingestedAtUs, decidedAtUs: row.decidedAtUs, sign: -1)
+                        summary.order(platform: row.platform, status: ErpBook.Status.cancelled, ingestedAtUs: row.ingestedAtUs, decidedAtUs: row.decidedAtUs)
                         summary.decided(ErpBook.Status.cancelled, atUs: now)
-                        try cancel(refund.orderID, db: db, output: &output, now: now)
+                        for line in try book.cancelOrder(refund.orderID, atUs: now) {
+                            output.emit(topic: Topics.stockAdjustments, key: line.sku, value: DispatchProcessor.release(line, reason: "refund", now: now).bytes)
+                        }
                         outcome.kind = .cancelled
                         outcome.detail = "refund before shipping"
                     }
@@ -56,27 +58,11 @@ public final class RefundProcessor: BatchProcessor {
             } else {
                 refundStatus = "pending"
             }
-            try db.execute(sql: """
-                INSERT INTO erp_refunds (refund_id, order_id, amount_fen, reason, status, requested_at_us, booked_at_us)
-                VALUES (?, ?, ?, ?, ?, ?, ?)
-                """, arguments: [refund.refundID, refund.orderID, refund.amountFen, refund.reason, refundStatus, refund.requestedAtUs, refundStatus == "pending" ? nil : now])
+            try book.bookRefund(refund, status: refundStatus, atUs: now)
             if refundStatus != "pending" {
                 output.emit(topic: Topics.orderOutcomes, key: refund.orderID, value: outcome.bytes)
             }
         }
         try summary.write(db)
-    }
-
-    private func cancel(_ orderID: String, db: Database, output: inout BatchOutput, now: Int64) throws {
-        try db.execute(sql: "UPDATE erp_orders SET status = ?, cancelled_at_us = ? WHERE order_id = ?", arguments: [ErpBook.Status.cancelled, now, orderID])
-        try db.execute(sql: "UPDATE erp_shipments SET status = 'cancelled' WHERE order_id = ?", arguments: [orderID])
-        for row in try Row.fetchAll(db, sql: "SELECT event_id, sku, warehouse, quantity FROM erp_order_lines WHERE order_id = ? AND reservation = 'reserved'", arguments: [orderID]) {
-            var line = OrderLine()
-            line.eventID = row[0]
-            line.sku = row[1]
-            line.warehouse = row[2]
-            line.quantity = row[3]
-            output.emit(topic: Topics.stockAdjustments, key: line.sku, value: DispatchProcessor.release(line, reason: "refund", now: now).bytes)
-        }
     }
 }

@@ -1,3 +1,5 @@
+import Model
+import Bootstrap
 import Foundation
 import GRDB
 import Logging
@@ -41,7 +43,7 @@ public struct AlertNotifier: Service {
                 Counter(label: MetricNames.alertSweeps, dimensions: [("result", "failed")]).increment()
                 logger.error("alert sweep failed", metadata: ["error": "\(error)"])
             }
-            guard await pauseUnlessShuttingDown(for: .milliseconds(configuration.sweepIntervalMilliseconds)) else { break }
+            guard await pauseUnlessShuttingDown(for: configuration.sweepInterval) else { break }
         }
     }
 

@@ -1,3 +1,4 @@
+import Bootstrap
 import Foundation
 import GRDB
 import Kafka
@@ -12,7 +13,7 @@ public struct AlertingConfiguration: Sendable {
     /// Where alerts are POSTed as JSON (none: log only). Adds a generic webhook channel.
     public var webhookURL: String?
     /// How often rules are evaluated and deliveries run. Default 1 s.
-    public var sweepIntervalMilliseconds: Int
+    public var sweepInterval: Duration
     /// Rules and channels (from the configuration file).
     public var rules: AlertRulesConfiguration
     /// Where the rules read the stock store (the first instance's database; further instances'
@@ -28,15 +29,15 @@ public struct AlertingConfiguration: Sendable {
     /// How often `consumer_lag` and `process_silent` ask every process's `/readyz` (each answer
     /// costs the process a broker round trip and a SQLite lock probe). Default 5 s; at least
     /// twice within the shortest `process_silent` time.
-    public var processCheckIntervalMilliseconds: Int
+    public var processCheckInterval: Duration
 
-    public init(unsyncedAfterSeconds: Int = 5, webhookURL: String? = nil, sweepIntervalMilliseconds: Int = 1_000,
+    public init(unsyncedAfterSeconds: Int = 5, webhookURL: String? = nil, sweepInterval: Duration = .seconds(1),
                 rules: AlertRulesConfiguration? = nil, stockDatabase: String? = nil, dataDir: String? = nil,
                 erpDatabase: String? = nil, kafka: KafkaConfiguration? = nil, dispatchGroup: String = "livesync-dispatch",
-                processCheckIntervalMilliseconds: Int = 5_000) {
+                processCheckInterval: Duration = .seconds(5)) {
         self.unsyncedAfterSeconds = unsyncedAfterSeconds
         self.webhookURL = webhookURL
-        self.sweepIntervalMilliseconds = sweepIntervalMilliseconds
+        self.sweepInterval = sweepInterval
         var rules = rules ?? AlertRulesConfiguration(rules: [.orderUnsynced(seconds: unsyncedAfterSeconds), .deadLetters(resolveAfterSeconds: 600)], channels: [])
         if let webhookURL, !webhookURL.isEmpty, !rules.channels.contains(where: { $0.name == "webhook" }) {
             rules.channels.append(.webhook(name: "webhook", url: webhookURL))
@@ -47,7 +48,27 @@ public struct AlertingConfiguration: Sendable {
         self.erpDatabase = erpDatabase
         self.kafka = kafka
         self.dispatchGroup = dispatchGroup
-        self.processCheckIntervalMilliseconds = processCheckIntervalMilliseconds
+        self.processCheckInterval = processCheckInterval
+    }
+}
+
+extension AlertingConfiguration {
+    /// `livesync-alerting`'s settings, read once at start over this type's defaults:
+    /// `alerting.unsyncedAfterSeconds`, `alerting.sweepIntervalMs`, `alerting.processCheckIntervalMs`,
+    /// `alerting.webhookUrl`, the stock and ERP databases, `group.dispatch`, and the rules and
+    /// channels of `configFile` (a bad rule or channel is refused naming its line).
+    public static func load(_ settings: LiveSyncConfig, configFile: String?) throws -> AlertingConfiguration {
+        let defaults = AlertingConfiguration()
+        let unsynced = try settings.int("alerting.unsyncedAfterSeconds", default: defaults.unsyncedAfterSeconds)
+        let rules = try AlertRulesConfiguration.load(file: configFile, unsyncedAfterSeconds: unsynced,
+                                                     webhookURL: settings.optionalString("alerting.webhookUrl"))
+        return AlertingConfiguration(
+            unsyncedAfterSeconds: unsynced,
+            sweepInterval: .milliseconds(try settings.int("alerting.sweepIntervalMs", default: defaults.sweepInterval.wholeMilliseconds)),
+            rules: rules, stockDatabase: try settings.stateStore("stock").path, dataDir: settings.string("dataDir", default: "var/data"),
+            erpDatabase: try settings.stateStore("erp").path, kafka: try settings.kafka(),
+            dispatchGroup: settings.string("group.dispatch", default: defaults.dispatchGroup),
+            processCheckInterval: .milliseconds(try settings.int("alerting.processCheckIntervalMs", default: defaults.processCheckInterval.wholeMilliseconds)))
     }
 }
 
@@ -116,10 +137,7 @@ public enum AlertStore {
             DROP TABLE IF EXISTS alert_sku_sales;
             DROP TABLE IF EXISTS alert_outcome_counts;
             """)
-        if try db.tableExists("consumer_offsets") {
-            try db.execute(sql: "DELETE FROM consumer_offsets WHERE topic IN (?, ?, ?)",
-                           arguments: [Topics.ordersPlaced, Topics.stockReservations, Topics.orderOutcomes])
-        }
+        try StateStore.forgetPositions(db, topics: [Topics.ordersPlaced, Topics.stockReservations, Topics.orderOutcomes])
     }
 
     /// Opens an alert, or counts one more occurrence of the open alert with the same key
@@ -150,10 +168,9 @@ public enum AlertStore {
     }
 }
 
-/// Watches the flow for what an operator must know now, at the cost of a few rows per batch:
-/// order outcomes counted per second of decision (for the failure-rate rule) and dead letters
-/// (raised at once). Every other rule reads the stores on its sweep instead (`RuleEvaluator`):
-/// undecided orders from the ERP book and `orders.placed`, stock levels and their sales rate
+/// Raises dead letters at once (the only topic alerting consumes). Every other rule reads on its
+/// sweep instead (`RuleEvaluator`): decisions per second and undecided orders from the ERP book
+/// (`ErpBookView`) and the unread head of `orders.placed`, stock levels and their sales rate
 /// from the stock store.
 public final class AlertingProcessor: BatchProcessor {
     /// The topics it consumes.

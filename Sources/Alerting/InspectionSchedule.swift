@@ -1,3 +1,5 @@
+import Model
+import Bootstrap
 import Foundation
 import Inspection
 import Logging

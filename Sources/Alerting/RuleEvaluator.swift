@@ -1,3 +1,5 @@
+import Bootstrap
+import ErpBookStore
 import Dispatch
 import Foundation
 import GRDB
@@ -54,7 +56,7 @@ final class RuleEvaluator: Sendable {
         let silentMs = configuration.rules.rules.compactMap { rule -> Int? in
             if case .processSilent(let seconds) = rule { return seconds * 500 } else { return nil }
         }.min() ?? Int.max
-        let interval = Int64(min(configuration.processCheckIntervalMilliseconds, silentMs)) * 1_000
+        let interval = min(configuration.processCheckInterval.wholeMicroseconds, silentMs == Int.max ? Int64.max : Int64(silentMs) * 1_000)
         let due = processesCheckedAt.withLock { last in
             guard last.map({ now - $0 >= interval || now < $0 }) ?? true else { return false }
             last = now
@@ -104,12 +106,8 @@ final class RuleEvaluator: Sendable {
     /// decisions per second (`erp_summary_decisions`, written with the decisions).
     func evaluateFailureRate(threshold: Double, windowSeconds: Int, minOrders: Int, now: Int64) throws {
         guard let path = configuration.erpDatabase, FileManager.default.fileExists(atPath: path) else { return }
-        let (total, failed) = try StateStore.openForReading(path).read { db -> (Int, Int) in
-            guard try db.tableExists("erp_summary_decisions") else { return (0, 0) }
-            let row = try Row.fetchOne(db, sql: """
-                SELECT COALESCE(SUM(synced + rejected + cancelled), 0), COALESCE(SUM(rejected), 0) FROM erp_summary_decisions WHERE second >= ?
-                """, arguments: [(now - Int64(windowSeconds) * 1_000_000) / 1_000_000])!
-            return (row[0], row[1])
+        let (total, failed) = try ErpBookView(path: path).read {
+            try $0.decisionCounts(sinceSecond: (now - Int64(windowSeconds) * 1_000_000) / 1_000_000)
         }
         try store.database.write { db in
             let rate = total > 0 ? Double(failed) / Double(total) : 0

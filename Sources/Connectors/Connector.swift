@@ -151,15 +151,15 @@ enum Digests {
 }
 
 /// Loosely typed JSON access for platform payloads, whose numbers and strings vary by version.
-enum JSON {
-    static func object(_ bytes: some DataProtocol) throws(ConnectorError) -> [String: Any] {
+package enum JSON {
+    package static func object(_ bytes: some DataProtocol) throws(ConnectorError) -> [String: Any] {
         guard let obj = try? JSONSerialization.jsonObject(with: Data(bytes), options: [.fragmentsAllowed]) as? [String: Any] else {
             throw .malformed("body is not a JSON object")
         }
         return obj
     }
 
-    static func array(_ bytes: some DataProtocol) throws(ConnectorError) -> [Any] {
+    package static func array(_ bytes: some DataProtocol) throws(ConnectorError) -> [Any] {
         guard let arr = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [Any] else {
             throw .malformed("body is not a JSON array")
         }
@@ -167,7 +167,7 @@ enum JSON {
     }
 
     /// A string or number as a string (platform ids arrive as either); nil when absent.
-    static func string(_ value: Any?) -> String? {
+    package static func string(_ value: Any?) -> String? {
         switch value {
         case let s as String: return s
         case let n as NSNumber: return n.stringValue
@@ -175,7 +175,7 @@ enum JSON {
         }
     }
 
-    static func int(_ value: Any?) -> Int64? {
+    package static func int(_ value: Any?) -> Int64? {
         switch value {
         case let n as NSNumber: return n.int64Value
         case let s as String: return Int64(s)
@@ -183,12 +183,12 @@ enum JSON {
         }
     }
 
-    static func require(_ obj: [String: Any], _ key: String, in context: String) throws(ConnectorError) -> String {
+    package static func require(_ obj: [String: Any], _ key: String, in context: String) throws(ConnectorError) -> String {
         guard let v = string(obj[key]), !v.isEmpty else { throw .malformed("\(context).\(key) is required") }
         return v
     }
 
-    static func encode(_ obj: Any) -> String {
+    package static func encode(_ obj: Any) -> String {
         let data = (try? JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
         return String(decoding: data, as: UTF8.self)
     }

@@ -64,7 +64,7 @@ public struct ConnectorPipeline: Sendable {
 
     func apply(_ event: PlatformEvent, wiring: PlatformWiring) async throws(ConnectorError) {
         do { if try ledger.seen(event) { return } } catch { throw .retryLater("message ledger: \(error)") }
-        let now = Worker.Clock.nowMicros()
+        let now = Model.Clock.nowMicros()
         let orderID = Identifiers.orderID(platform: event.platform, shop: event.shopID, platformOrderID: event.platformOrderID)
         switch event.kind {
         case .paid:

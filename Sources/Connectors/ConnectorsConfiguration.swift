@@ -1,3 +1,4 @@
+import Bootstrap
 import AsyncHTTPClient
 import Foundation
 import Ingest
@@ -74,11 +75,14 @@ public struct ConnectorsConfiguration: Sendable {
                 mapping: mapping(.douyin), defaultWarehouse: warehouse("douyin")))
         }
         if let key = s("kuaishou.appKey"), let msg = s("kuaishou.messageSecret") {
-            guard let sign = s("kuaishou.signSecret") else { throw ConfigurationError("connectors.kuaishou.signSecret is required with kuaishou.appKey") }
+            // Without `signSecret` the shop is push-only: orders come from the pushed messages,
+            // no order-detail call is made (as for WeChat without credentials).
             wirings.append(PlatformWiring(
                 connector: try KuaishouConnector(appKey: key, messageSecret: msg),
-                details: KuaishouOrderAPI(baseURL: s("kuaishou.apiBase") ?? "https://openapi.kwaixiaodian.com", appKey: key, signSecret: sign,
-                                          appSecret: s("kuaishou.appSecret") ?? "", tokens: tokens(.kuaishou), client: client),
+                details: s("kuaishou.signSecret").map { sign in
+                    KuaishouOrderAPI(baseURL: s("kuaishou.apiBase") ?? "https://openapi.kwaixiaodian.com", appKey: key, signSecret: sign,
+                                     appSecret: s("kuaishou.appSecret") ?? "", tokens: tokens(.kuaishou), client: client)
+                },
                 mapping: mapping(.kuaishou), defaultWarehouse: warehouse("kuaishou")))
         }
         if let token = s("wechat.token"), let aes = s("wechat.encodingAesKey") {
@@ -131,33 +135,13 @@ public struct ConnectorsConfiguration: Sendable {
             polls.append((api, shops, s("poll.\(platform).warehouse") ?? "main", pollMapping))
         }
         var poll = PollerConfiguration()
-        poll.interval = .seconds(settings.int("connectors.poll.intervalSeconds", default: 30))
-        poll.overlapSeconds = Int64(settings.int("connectors.poll.overlapSeconds", default: 300))
+        poll.interval = .seconds(try settings.int("connectors.poll.intervalSeconds", default: 30))
+        poll.overlapSeconds = Int64(try settings.int("connectors.poll.overlapSeconds", default: 300))
         let ledger = s("ledger") ?? "\(settings.string("dataDir", default: "var/data"))/connectors.sqlite"
         var result = ConnectorsConfiguration(platforms: wirings, ledgerPath: ledger, sealer: sealer)
         result.polls = polls
         result.poll = poll
         result.tokenBooks = books
         return result
-    }
-
-    /// Settings (as environment variables) that enable every connector with the development
-    /// credentials against a fake platform API at `apiBase` — what `livesync dev` and the tests use.
-    public static func developmentEnvironment(apiBase: String, credentials c: PlatformCredentials = .development, accessToken: String = "dev-access-token",
-                                              refreshToken: String = "dev-refresh-token") -> [String: String] {
-        [
-            "LIVESYNC_CONNECTORS_DOUYIN_APP_KEY": c.douyinAppKey, "LIVESYNC_CONNECTORS_DOUYIN_APP_SECRET": c.douyinAppSecret,
-            "LIVESYNC_CONNECTORS_DOUYIN_API_BASE": apiBase, "LIVESYNC_CONNECTORS_DOUYIN_ACCESS_TOKENS": "*=\(accessToken):\(refreshToken)",
-            "LIVESYNC_CONNECTORS_KUAISHOU_APP_KEY": c.kuaishouAppKey, "LIVESYNC_CONNECTORS_KUAISHOU_SIGN_SECRET": c.kuaishouSignSecret,
-            "LIVESYNC_CONNECTORS_KUAISHOU_MESSAGE_SECRET": c.kuaishouMessageSecret, "LIVESYNC_CONNECTORS_KUAISHOU_API_BASE": apiBase,
-            "LIVESYNC_CONNECTORS_KUAISHOU_ACCESS_TOKENS": "*=\(accessToken):\(refreshToken)",
-            "LIVESYNC_CONNECTORS_KUAISHOU_APP_SECRET": "dev-kuaishou-app-secret",
-            "LIVESYNC_CONNECTORS_WECHAT_TOKEN": c.wechatToken, "LIVESYNC_CONNECTORS_WECHAT_ENCODING_AES_KEY": c.wechatEncodingAESKey,
-            "LIVESYNC_CONNECTORS_WECHAT_APP_ID": c.wechatAppID, "LIVESYNC_CONNECTORS_WECHAT_SHOP_ID": "wx-shop-1",
-            "LIVESYNC_CONNECTORS_WECHAT_ACCESS_TOKEN": accessToken, "LIVESYNC_CONNECTORS_WECHAT_API_BASE": apiBase,
-            "LIVESYNC_CONNECTORS_TIKTOK_APP_KEY": c.tiktokAppKey, "LIVESYNC_CONNECTORS_TIKTOK_APP_SECRET": c.tiktokAppSecret,
-            "LIVESYNC_CONNECTORS_TIKTOK_API_BASE": apiBase, "LIVESYNC_CONNECTORS_TIKTOK_AUTH_BASE": apiBase,
-            "LIVESYNC_CONNECTORS_TIKTOK_ACCESS_TOKENS": "*=\(accessToken):\(refreshToken)",
-        ]
     }
 }

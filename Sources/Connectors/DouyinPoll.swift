@@ -26,7 +26,7 @@ public struct DouyinPollAPI: OrderPollAPI {
         return .failed(text)
     }
 
-    func call(_ method: String, param: [String: Any], accessToken: String?) async throws(PollError) -> [String: Any] {
+    package func call(_ method: String, param: [String: Any], accessToken: String?) async throws(PollError) -> [String: Any] {
         let r: (code: Int64, text: String, body: [String: Any])
         do { r = try await gateway.call(method, param, accessToken: accessToken) } catch { throw .failed("\(error)") }
         guard r.code == 10000 else {

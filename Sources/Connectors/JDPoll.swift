@@ -25,7 +25,7 @@ public struct JDPollAPI: OrderPollAPI {
     /// One signed JOS call through `/routerjson`: the method's parameters go in `360buy_param_json`.
     /// Code 19 (invalid or expired token) is `tokenExpired`, 2, 37 or a frequency message `rateLimited`,
     /// other `error_response`s `failed("JOS error …")`.
-    func call(_ method: String, _ param: [String: Any], accessToken: String) async throws(PollError) -> [String: Any] {
+    package func call(_ method: String, _ param: [String: Any], accessToken: String) async throws(PollError) -> [String: Any] {
         var params = ["method": method, "app_key": appKey, "access_token": accessToken,
                       "timestamp": TaobaoPollAPI.time(Int64(Date().timeIntervalSince1970)), "v": "2.0", "360buy_param_json": JSON.encode(param)]
         params["sign"] = APISigning.md5Wrapped(params: params, secret: appSecret)

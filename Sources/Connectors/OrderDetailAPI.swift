@@ -65,12 +65,17 @@ public enum APISigning {
 }
 
 /// Shared HTTP plumbing: one GET/POST with a timeout, JSON response, platform error mapping.
-struct PlatformHTTP: Sendable {
-    let client: HTTPClient
-    var timeout: TimeAmount = .seconds(10)
+package struct PlatformHTTP: Sendable {
+    package let client: HTTPClient
+    package var timeout: TimeAmount = .seconds(10)
+
+    package init(client: HTTPClient, timeout: TimeAmount = .seconds(10)) {
+        self.client = client
+        self.timeout = timeout
+    }
 
     /// A request with `headers` and, when given, a JSON `body`.
-    static func request(_ url: String, method: HTTPMethod, headers: [(String, String)], json body: String?) -> HTTPClientRequest {
+    package static func request(_ url: String, method: HTTPMethod, headers: [(String, String)], json body: String?) -> HTTPClientRequest {
         var request = HTTPClientRequest(url: url)
         request.method = method
         for (k, v) in headers { request.headers.add(name: k, value: v) }
@@ -81,7 +86,7 @@ struct PlatformHTTP: Sendable {
         return request
     }
 
-    func call(_ url: String, method: HTTPMethod = .GET, headers: [(String, String)] = [], body: String? = nil) async throws(ConnectorError) -> [String: Any] {
+    package func call(_ url: String, method: HTTPMethod = .GET, headers: [(String, String)] = [], body: String? = nil) async throws(ConnectorError) -> [String: Any] {
         let request = Self.request(url, method: method, headers: headers, json: body)
         let bytes: ByteBuffer
         let status: UInt
@@ -98,7 +103,7 @@ struct PlatformHTTP: Sendable {
     }
 
     /// An `application/x-www-form-urlencoded` POST (the TOP, JOS and Pinduoduo gateways).
-    func form(_ url: String, _ params: [String: String]) async throws(PollError) -> [String: Any] {
+    package func form(_ url: String, _ params: [String: String]) async throws(PollError) -> [String: Any] {
         var request = HTTPClientRequest(url: url)
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded;charset=utf-8")
@@ -116,7 +121,7 @@ struct PlatformHTTP: Sendable {
         }
     }
 
-    static func query(_ params: [String: String]) -> String {
+    package static func query(_ params: [String: String]) -> String {
         var allowed = CharacterSet.urlQueryAllowed
         allowed.remove(charactersIn: "&=+?/:,{}\"")
         return params.sorted { $0.key < $1.key }
@@ -126,13 +131,20 @@ struct PlatformHTTP: Sendable {
 
 /// One signed call to Douyin shop's open API: `GET {base}/<method with / for .>?app_key&method&param_json&timestamp&v=2&sign[&access_token]`.
 /// Returns the response code (10000 is success) with the body; transport failures throw.
-struct DouyinGateway: Sendable {
-    var baseURL: String
-    var appKey: String
-    var appSecret: String
-    let http: PlatformHTTP
+package struct DouyinGateway: Sendable {
+    package var baseURL: String
+    package var appKey: String
+    package var appSecret: String
+    package let http: PlatformHTTP
 
-    static let timestampFormat: DateFormatter = {
+    package init(baseURL: String, appKey: String, appSecret: String, http: PlatformHTTP) {
+        self.baseURL = baseURL
+        self.appKey = appKey
+        self.appSecret = appSecret
+        self.http = http
+    }
+
+    package static let timestampFormat: DateFormatter = {
         let f = DateFormatter()
         f.locale = Locale(identifier: "en_US_POSIX")
         f.timeZone = TimeZone(identifier: "Asia/Shanghai")
@@ -140,7 +152,7 @@ struct DouyinGateway: Sendable {
         return f
     }()
 
-    func call(_ method: String, _ param: [String: Any], accessToken: String?) async throws(ConnectorError) -> (code: Int64, text: String, body: [String: Any]) {
+    package func call(_ method: String, _ param: [String: Any], accessToken: String?) async throws(ConnectorError) -> (code: Int64, text: String, body: [String: Any]) {
         let paramJSON = JSON.encode(param)
         let timestamp = Self.timestampFormat.string(from: Date())
         var params = ["app_key": appKey, "method": method, "param_json": paramJSON, "timestamp": timestamp, "v": "2",
@@ -153,7 +165,7 @@ struct DouyinGateway: Sendable {
 
     /// Whether an answer says the access token expired or no longer exists (code 40003 with
     /// sub-code `isv.access-token-expired` or `isv.access-token-no-existed`): refresh it.
-    static func tokenExpired(_ body: [String: Any]) -> Bool {
+    package static func tokenExpired(_ body: [String: Any]) -> Bool {
         DouyinPollAPI.expiredTokenSubCodes.contains(JSON.string(body["sub_code"]) ?? "")
     }
 }
@@ -266,20 +278,20 @@ public struct WeChatOrderAPI: OrderDetailSource {
 /// The shop's WeChat access token: cached until shortly before `expires_in`, renewed through
 /// `stable_token` (which returns the same token until it nears expiry, so several ingest
 /// instances do not invalidate each other's tokens).
-final class WeChatAccessToken: Sendable {
-    let fixed: String?
-    let baseURL: String
-    let appID: String
-    let appSecret: String
-    let http: PlatformHTTP?
-    let cached = Mutex<(token: String, expires: Date)?>(nil)
+package final class WeChatAccessToken: Sendable {
+    package let fixed: String?
+    package let baseURL: String
+    package let appID: String
+    package let appSecret: String
+    package let http: PlatformHTTP?
+    package let cached = Mutex<(token: String, expires: Date)?>(nil)
 
-    init(fixed: String) {
+    package init(fixed: String) {
         self.fixed = fixed
         baseURL = ""; appID = ""; appSecret = ""; http = nil
     }
 
-    init(baseURL: String, appID: String, appSecret: String, http: PlatformHTTP) {
+    package init(baseURL: String, appID: String, appSecret: String, http: PlatformHTTP) {
         fixed = nil
         self.baseURL = baseURL
         self.appID = appID
@@ -287,9 +299,9 @@ final class WeChatAccessToken: Sendable {
         self.http = http
     }
 
-    var canRefresh: Bool { fixed == nil }
+    package var canRefresh: Bool { fixed == nil }
 
-    func current(forceRefresh: Bool) async throws(ConnectorError) -> String {
+    package func current(forceRefresh: Bool) async throws(ConnectorError) -> String {
         if let fixed { return fixed }
         if !forceRefresh, let c = cached.withLock({ $0 }), c.expires > Date() { return c.token }
         guard let http else { throw .notConfigured("no WeChat app secret") }

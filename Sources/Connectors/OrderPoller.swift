@@ -1,3 +1,4 @@
+import Bootstrap
 import Foundation
 import GRDB
 import Ingest
@@ -105,7 +106,7 @@ extension MessageLedger {
                 INSERT INTO poll_state (platform, shop_id, watermark, access_token, refresh_token, updated_at_us) VALUES (?, ?, ?, ?, ?, ?)
                 ON CONFLICT (platform, shop_id) DO UPDATE SET watermark = excluded.watermark, access_token = excluded.access_token,
                     refresh_token = excluded.refresh_token, updated_at_us = excluded.updated_at_us
-                """, arguments: [platform.slug, shop, watermark, tokens.accessToken, tokens.refreshToken, Worker.Clock.nowMicros()])
+                """, arguments: [platform.slug, shop, watermark, tokens.accessToken, tokens.refreshToken, Model.Clock.nowMicros()])
         }
     }
 }
@@ -226,7 +227,7 @@ public struct OrderPoller: Sendable {
         let order: Order
         do {
             order = try mapping.order(from: obj, platform: api.platform, shopID: shopID, platformOrderID: platformOrderID,
-                                      defaultWarehouse: defaultWarehouse, now: Worker.Clock.nowMicros())
+                                      defaultWarehouse: defaultWarehouse, now: Model.Clock.nowMicros())
         } catch {
             // A platform order that does not map is reported, not silently skipped forever.
             logger.error("polled order does not map; fix connectors.\(api.platform.slug).mapping", metadata: ["order": "\(orderID)", "error": "\(error)"])

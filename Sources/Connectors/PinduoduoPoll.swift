@@ -20,7 +20,7 @@ public struct PinduoduoPollAPI: OrderPollAPI {
         self.http = PlatformHTTP(client: client)
     }
 
-    func call(_ type: String, _ extra: [String: String]) async throws(PollError) -> [String: Any] {
+    package func call(_ type: String, _ extra: [String: String]) async throws(PollError) -> [String: Any] {
         var params = ["type": type, "client_id": clientID, "timestamp": String(Int64(Date().timeIntervalSince1970)), "data_type": "JSON"]
         params.merge(extra) { _, new in new }
         params["sign"] = APISigning.md5Wrapped(params: params, secret: clientSecret)

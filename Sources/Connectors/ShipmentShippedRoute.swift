@@ -1,3 +1,4 @@
+import ErpBookStore
 import Foundation
 import GRDB
 import HTTPTypes
@@ -110,7 +111,7 @@ public enum ShipmentShippedRoute {
             do {
                 let (shipmentID, body) = try await verified(&request, configuration: configuration)
                 guard let booked = try book.shipment(shipmentID) else { throw Refusal.unknownShipment(shipmentID) }
-                let now = Worker.Clock.nowMicros()
+                let now = Model.Clock.nowMicros()
                 var event = ShipmentShipped()
                 event.shipmentID = shipmentID
                 event.orderID = booked.orderID
@@ -176,28 +177,21 @@ public enum ShipmentShippedRoute {
 /// start before dispatch has created the book.
 final class ErpBookReader: Sendable {
     let path: String
-    private let queue = Mutex<DatabaseQueue?>(nil)
+    private let queue = Mutex<ErpBookView?>(nil)
 
     init(path: String) { self.path = path }
 
     func shipment(_ shipmentID: String) throws(ShipmentShippedRoute.Refusal) -> ShipmentShippedRoute.BookedShipment? {
         do {
-            let db = try queue.withLock { q -> DatabaseQueue in
+            let db = try queue.withLock { q -> ErpBookView in
                 if let q { return q }
                 guard FileManager.default.fileExists(atPath: path) else { throw ConfigurationError("ERP book \(path) does not exist yet (is dispatch running?)") }
-                let opened = try StateStore.openForReading(path)
+                let opened = try ErpBookView(path: path)
                 q = opened
                 return opened
             }
-            return try db.read { db in
-                guard try db.tableExists("erp_shipments") else { return nil }
-                return try Row.fetchOne(db, sql: """
-                    SELECT s.order_id, o.platform, o.shop_id, o.platform_order_id FROM erp_shipments s
-                    JOIN erp_orders o ON o.order_id = s.order_id WHERE s.shipment_id = ?
-                    """, arguments: [shipmentID]).map { row in
-                    let slug: String = row[1]
-                    return .init(orderID: row[0], platform: Platform.allCases.first { $0.slug == slug } ?? .unspecified, shopID: row[2], platformOrderID: row[3])
-                }
+            return try db.read { try $0.shipmentOwner(shipmentID) }.map { o in
+                .init(orderID: o.orderID, platform: Platform.allCases.first { $0.slug == o.platform } ?? .unspecified, shopID: o.shopID, platformOrderID: o.platformOrderID)
             }
         } catch {
             throw .bookUnavailable("\(error)")

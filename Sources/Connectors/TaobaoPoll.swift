@@ -25,7 +25,7 @@ public struct TaobaoPollAPI: OrderPollAPI {
 
     static func time(_ s: Int64) -> String { FieldMapping.chinaFormatter.string(from: Date(timeIntervalSince1970: TimeInterval(s))) }
 
-    func call(_ method: String, _ extra: [String: String]) async throws(PollError) -> [String: Any] {
+    package func call(_ method: String, _ extra: [String: String]) async throws(PollError) -> [String: Any] {
         var params = ["method": method, "app_key": appKey, "timestamp": Self.time(Int64(Date().timeIntervalSince1970)),
                       "format": "json", "v": "2.0", "sign_method": signMethod]
         params.merge(extra) { _, new in new }

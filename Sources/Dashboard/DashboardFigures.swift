@@ -1,3 +1,5 @@
+import Model
+import ErpBookStore
 import Dispatch
 import Foundation
 import GRDB
@@ -78,21 +80,6 @@ public struct DashboardSnapshot: Sendable, Codable, Equatable {
     public var recentOrders: [RecentOrder] = []
 }
 
-/// Buyer data never leaves the dashboard unmasked.
-public enum PIIMask {
-    /// 王芳 → 王*, Alice Wong → A*********
-    public static func name(_ name: String) -> String {
-        guard let first = name.first else { return "" }
-        return String(first) + String(repeating: "*", count: max(1, name.count - 1))
-    }
-    /// 13900001111 → 139****1111; short numbers keep at most their last 2 digits.
-    public static func phone(_ phone: String) -> String {
-        let chars = Array(phone)
-        guard chars.count >= 7 else { return String(repeating: "*", count: max(0, chars.count - 2)) + String(chars.suffix(2)) }
-        return String(chars.prefix(3)) + String(repeating: "*", count: chars.count - 7) + String(chars.suffix(4))
-    }
-}
-
 public enum DashboardFigures {
     static func open(_ path: String) -> DatabaseQueue? {
         guard FileManager.default.fileExists(atPath: path) else { return nil }
@@ -116,31 +103,25 @@ public enum DashboardFigures {
         /// Orders not decided beyond the SLA, with their ingest time.
         var late: [String: Int64] = [:]
         s.generatedAtUs = now
-        if let erp = open(configuration.erpDatabase) {
-            try erp.read { db in
-                db.clearSchemaCache()
-                guard try db.tableExists("erp_orders") else { return }
-                // From the book's running totals (`ErpBook.Summary`: a few hundred rows however
-                // many orders), or aggregated from the rows in a book written before them.
-                let summarised = try db.tableExists("erp_summary_orders")
+        if let erp = try? ErpBookView.ifPresent(path: configuration.erpDatabase) {
+            try erp.read { book in
+                // From the book's running totals (`ErpBook.Summary`: a few hundred rows however many orders).
+                let totals = try book.totals()
                 var platforms: [String: DashboardSnapshot.Platform] = [:]
                 var latencySum: Int64 = 0
                 let firstMinute = now / 60_000_000 - 59
                 var perMinute: [Int64: Int] = [:]
-                // One scan: per platform, status and minute of ingest.
-                for row in try Row.fetchAll(db, sql: summarised
-                    ? "SELECT platform, status, minute, orders, sync_us_sum FROM erp_summary_orders WHERE orders != 0"
-                    : "SELECT platform, status, ingested_at_us / 60000000, COUNT(*), SUM(decided_at_us - ingested_at_us) FROM erp_orders GROUP BY 1, 2, 3") {
-                    let platform: String = row[0], status: String = row[1], minute: Int64 = row[2], n: Int = row[3]
+                for g in totals.groups {
+                    let n = g.orders
                     s.total += n
-                    if minute >= firstMinute { perMinute[minute, default: 0] += n }
-                    var p = platforms[platform] ?? .init(platform: platform, synced: 0, failed: 0, cancelled: 0)
-                    switch status {
-                    case "synced": s.synced += n; p.synced += n; latencySum += row[4]
+                    if g.minute >= firstMinute { perMinute[g.minute, default: 0] += n }
+                    var p = platforms[g.platform] ?? .init(platform: g.platform, synced: 0, failed: 0, cancelled: 0)
+                    switch g.status {
+                    case "synced": s.synced += n; p.synced += n; latencySum += g.syncMicros
                     case "out_of_stock": s.failed += n; p.failed += n
                     default: s.cancelled += n; p.cancelled += n
                     }
-                    platforms[platform] = p
+                    platforms[g.platform] = p
                 }
                 s.platforms = platforms.values.sorted { $0.platform < $1.platform }
                 if let first = perMinute.keys.min() {
@@ -151,41 +132,22 @@ public enum DashboardFigures {
                     // Nearest-rank p99 over whole milliseconds (a histogram at 1 ms resolution).
                     let rank = Int((0.99 * Double(s.synced)).rounded(.up))
                     var seen = 0
-                    for row in try Row.fetchAll(db, sql: summarised
-                        ? "SELECT ms, orders FROM erp_summary_sync_ms WHERE orders != 0 ORDER BY 1"
-                        : "SELECT (decided_at_us - ingested_at_us) / 1000, COUNT(*) FROM erp_orders WHERE status = 'synced' GROUP BY 1 ORDER BY 1") {
-                        seen += row[1] as Int
-                        if seen >= rank { s.p99SyncMs = Double(row[0] as Int64); break }
+                    for bucket in totals.syncMilliseconds {
+                        seen += bucket.orders
+                        if seen >= rank { s.p99SyncMs = Double(bucket.ms); break }
                     }
                 }
-                if try db.tableExists("dispatch_pending_orders") {
-                    s.waiting = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM dispatch_pending_orders") ?? 0
-                    // Orders dispatch holds for their stock decisions beyond the SLA (rows of an
-                    // earlier release have no ingest time: dispatch's receive time is later).
-                    let hasIngested = try db.columns(in: "dispatch_pending_orders").contains { $0.name == "ingested_at_us" }
-                    let at = hasIngested ? "COALESCE(ingested_at_us, received_at_us)" : "received_at_us"
-                    for row in try Row.fetchAll(db, sql: "SELECT order_id, \(at) FROM dispatch_pending_orders WHERE \(at) < ? ORDER BY 2, 1 LIMIT 1000",
-                                                arguments: [now - Int64(configuration.slaSeconds * 1e6)]) {
-                        late[row[0]] = row[1]
-                    }
+                // Orders dispatch holds for their stock decisions beyond the SLA.
+                let waiting = try book.waitingForStock(limit: 0).count
+                s.waiting = waiting
+                for o in try book.waitingForStock(ingestedBefore: now - Int64(configuration.slaSeconds * 1e6), limit: 1000).oldest {
+                    late[o.orderID] = o.ingestedAtUs
                 }
-                if summarised {
-                    for row in try Row.fetchAll(db, sql: "SELECT sku, lines FROM erp_summary_rejected WHERE lines != 0 ORDER BY lines DESC, sku LIMIT 5") {
-                        s.rejections.append(.init(sku: row[0], lines: row[1]))
-                    }
-                    s.rejectedLines = try Int.fetchOne(db, sql: "SELECT COALESCE(SUM(lines), 0) FROM erp_summary_rejected") ?? 0
-                } else {
-                    for row in try Row.fetchAll(db, sql: """
-                        SELECT sku, COUNT(*) FROM erp_order_lines WHERE reservation = 'rejected' GROUP BY sku ORDER BY COUNT(*) DESC, sku LIMIT 5
-                        """) { s.rejections.append(.init(sku: row[0], lines: row[1])) }
-                    s.rejectedLines = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM erp_order_lines WHERE reservation = 'rejected'") ?? 0
-                }
-                for row in try Row.fetchAll(db, sql: """
-                    SELECT order_id, platform, status, total_fen, buyer_name, buyer_phone, decided_at_us - ingested_at_us
-                    FROM erp_orders ORDER BY decided_at_us DESC, order_id LIMIT 10
-                    """) {
-                    s.recentOrders.append(.init(orderID: row[0], platform: row[1], status: row[2], totalFen: row[3],
-                                                buyer: PIIMask.name(row[4]), phone: PIIMask.phone(row[5]), syncMs: Double(row[6] as Int64) / 1_000))
+                s.rejections = totals.mostRejected.map { .init(sku: $0.sku, lines: $0.lines) }
+                s.rejectedLines = totals.rejectedLines
+                for o in try book.recentOrders(limit: 10) {
+                    s.recentOrders.append(.init(orderID: o.orderID, platform: o.platform, status: o.status, totalFen: o.totalFen,
+                                                buyer: PIIMask.name(o.buyerName), phone: PIIMask.phone(o.buyerPhone), syncMs: Double(o.syncMicros) / 1_000))
                 }
             }
         }
@@ -221,11 +183,7 @@ public enum DashboardFigures {
 
     /// Which of `ids` the ERP book holds (the alert store may not have seen their outcome yet).
     static func booked(_ ids: [String], _ configuration: DashboardConfiguration) throws -> Set<String> {
-        guard !ids.isEmpty, let erp = open(configuration.erpDatabase) else { return [] }
-        return try erp.read { db in
-            guard try db.tableExists("erp_orders") else { return [] }
-            let statement = try db.makeStatement(sql: "SELECT 1 FROM erp_orders WHERE order_id = ?")
-            return Set(try ids.filter { try Bool.fetchOne(statement, arguments: [$0]) == true })
-        }
+        guard !ids.isEmpty, let erp = try ErpBookView.ifPresent(path: configuration.erpDatabase) else { return [] }
+        return try erp.read { try $0.known(ids) }
     }
 }

@@ -3,6 +3,7 @@ import GRDB
 import Kafka
 import Model
 import Worker
+import ErpBookStore
 
 /// Joins `orders.placed` with `stock.reservations` (co-partitioned by order id) and decides
 /// each order once every line has its stock decision.
@@ -15,23 +16,7 @@ import Worker
 public final class DispatchProcessor: BatchProcessor {
     public init() {}
 
-    public func prepare(_ db: Database) throws {
-        try ErpBook.createSchema(db)
-        try db.execute(sql: """
-            CREATE TABLE IF NOT EXISTS dispatch_pending_orders (
-                order_id TEXT PRIMARY KEY, payload BLOB NOT NULL, received_at_us INTEGER NOT NULL,
-                ingested_at_us INTEGER) WITHOUT ROWID;
-            CREATE TABLE IF NOT EXISTS dispatch_pending_reservations (
-                event_id TEXT PRIMARY KEY, order_id TEXT NOT NULL, line_no INTEGER NOT NULL,
-                status INTEGER NOT NULL) WITHOUT ROWID;
-            CREATE INDEX IF NOT EXISTS dispatch_pending_reservations_order ON dispatch_pending_reservations (order_id);
-            """)
-        // Books of an earlier release: the order's ingest time, which alerting reads to find
-        // orders waiting beyond their SLA (NULL on rows stored before).
-        if try !db.columns(in: "dispatch_pending_orders").contains(where: { $0.name == "ingested_at_us" }) {
-            try db.execute(sql: "ALTER TABLE dispatch_pending_orders ADD COLUMN ingested_at_us INTEGER")
-        }
-    }
+    public func prepare(_ db: Database) throws { try ErpBook.createSchema(db) }
 
     /// An order's pieces gathered in one batch: what arrived now, merged with what was pending.
     struct Pending {
@@ -79,84 +64,48 @@ public final class DispatchProcessor: BatchProcessor {
             }
         }
         guard !touched.isEmpty else { return }
-        let s = try Statements(db)
+        let s = try ErpBook.Writer(db)
         let now = Clock.nowMicros()
         var summary = ErpBook.Summary()
         for orderID in touched {
             guard var p = pending[orderID] else { continue }
-            if try Bool.fetchOne(s.decided, arguments: [orderID]) == true { continue }  // duplicate of a decided order
+            if try s.isDecided(orderID) { continue }  // duplicate of a decided order
             // Merge what earlier batches left pending.
-            if let payload = try Data.fetchOne(s.pendingOrder, arguments: [orderID]) {
+            if let payload = try s.pendingOrder(orderID) {
                 p.orderIsStored = true
                 if p.order == nil { p.order = try? Order(serializedBytes: payload) }
             }
-            for row in try Row.fetchAll(s.pendingReservations, arguments: [orderID]) {
-                let lineNo: UInt32 = row[0]
-                if p.statusByLine[lineNo] == nil { p.statusByLine[lineNo] = row[1] }
+            try s.pendingReservations(orderID) { lineNo, status in
+                if p.statusByLine[lineNo] == nil { p.statusByLine[lineNo] = status }
             }
             if let order = p.order, order.lines.allSatisfy({ p.statusByLine[$0.lineNo] != nil }) {
                 try decide(order, statusByLine: p.statusByLine, s: s, summary: &summary, output: &output, now: now)
-                try s.deletePendingOrder.execute(arguments: [orderID])
-                try s.deletePendingReservations.execute(arguments: [orderID])
+                try s.releasePending(orderID)
             } else {
                 if let payload = p.payload, !p.orderIsStored {
-                    try s.insertPendingOrder.execute(arguments: [orderID, Data(payload), now, p.order?.ingestedAtUs])
+                    try s.holdOrder(orderID, payload: payload, receivedAtUs: now, ingestedAtUs: p.order?.ingestedAtUs)
                 }
                 for r in p.newReservations {
-                    try s.insertPendingReservation.execute(arguments: [r.eventID, orderID, r.lineNo, r.status])
+                    try s.holdReservation(eventID: r.eventID, orderID: orderID, lineNo: r.lineNo, status: r.status)
                 }
             }
         }
         try summary.write(db)
     }
 
-    /// The statements of the join, prepared once per connection (SQLite caches them).
-    struct Statements {
-        let decided, pendingOrder, pendingReservations, insertPendingOrder, insertPendingReservation: Statement
-        let deletePendingOrder, deletePendingReservations, refundWaiting, settleRefunds: Statement
-        let insertOrder, insertLine, insertShipment, insertShipmentLine: Statement
-
-        init(_ db: Database) throws {
-            decided = try db.cachedStatement(sql: "SELECT 1 FROM erp_orders WHERE order_id = ?")
-            pendingOrder = try db.cachedStatement(sql: "SELECT payload FROM dispatch_pending_orders WHERE order_id = ?")
-            pendingReservations = try db.cachedStatement(sql: "SELECT line_no, status FROM dispatch_pending_reservations WHERE order_id = ?")
-            insertPendingOrder = try db.cachedStatement(sql: "INSERT OR IGNORE INTO dispatch_pending_orders (order_id, payload, received_at_us, ingested_at_us) VALUES (?, ?, ?, ?)")
-            insertPendingReservation = try db.cachedStatement(sql: "INSERT OR IGNORE INTO dispatch_pending_reservations (event_id, order_id, line_no, status) VALUES (?, ?, ?, ?)")
-            deletePendingOrder = try db.cachedStatement(sql: "DELETE FROM dispatch_pending_orders WHERE order_id = ?")
-            deletePendingReservations = try db.cachedStatement(sql: "DELETE FROM dispatch_pending_reservations WHERE order_id = ?")
-            refundWaiting = try db.cachedStatement(sql: "SELECT 1 FROM erp_refunds WHERE order_id = ? AND status = 'pending' LIMIT 1")
-            settleRefunds = try db.cachedStatement(sql: "UPDATE erp_refunds SET status = 'refunded', booked_at_us = ? WHERE order_id = ? AND status = 'pending'")
-            insertOrder = try db.cachedStatement(sql: """
-                INSERT INTO erp_orders (order_id, platform, shop_id, platform_order_id, status, currency, total_fen,
-                    buyer_name, buyer_phone, buyer_address, remark, line_count, paid_at_us, ingested_at_us, decided_at_us, cancelled_at_us)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """)
-            insertLine = try db.cachedStatement(sql: """
-                INSERT INTO erp_order_lines (order_id, line_no, event_id, sku, warehouse, quantity, unit_price_fen, reservation)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                """)
-            insertShipment = try db.cachedStatement(sql: "INSERT INTO erp_shipments (shipment_id, order_id, warehouse, status, created_at_us) VALUES (?, ?, ?, 'pending', ?)")
-            insertShipmentLine = try db.cachedStatement(sql: "INSERT INTO erp_shipment_lines (shipment_id, sku, quantity) VALUES (?, ?, ?)")
-        }
-    }
-
-    private func decide(_ order: Order, statusByLine: [UInt32: Int], s: Statements, summary: inout ErpBook.Summary, output: inout BatchOutput, now: Int64) throws {
+    private func decide(_ order: Order, statusByLine: [UInt32: Int], s: ErpBook.Writer, summary: inout ErpBook.Summary, output: inout BatchOutput, now: Int64) throws {
         let orderID = order.orderID
         let reservedRaw = ReservationStatus.reserved.rawValue
         let allReserved = order.lines.allSatisfy { statusByLine[$0.lineNo] == reservedRaw }
-        let refundWaiting = try Bool.fetchOne(s.refundWaiting, arguments: [orderID]) == true
+        let refundWaiting = try s.hasRefundWaiting(orderID)
         let status = refundWaiting ? ErpBook.Status.cancelled : (allReserved ? ErpBook.Status.synced : ErpBook.Status.outOfStock)
 
-        try s.insertOrder.execute(arguments: [
-            orderID, order.platform.slug, order.shopID, order.platformOrderID, status, order.currency, order.totalFen,
-            order.buyer.name, order.buyer.phone, order.buyer.address, order.buyerRemark, order.lines.count,
-            order.paidAtUs, order.ingestedAtUs, now, status == ErpBook.Status.cancelled ? now : nil,
-        ])
+        try s.bookOrder(order, status: status, decidedAtUs: now)
         summary.order(platform: order.platform.slug, status: status, ingestedAtUs: order.ingestedAtUs, decidedAtUs: now)
         summary.decided(status, atUs: now)
         for line in order.lines {
             let reserved = statusByLine[line.lineNo] == reservedRaw
-            try s.insertLine.execute(arguments: [orderID, line.lineNo, line.eventID, line.sku, line.warehouse, line.quantity, line.unitPriceFen, reserved ? "reserved" : "rejected"])
+            try s.bookLine(line, of: orderID, reserved: reserved)
             if !reserved { summary.rejectedLine(sku: line.sku) }
             if reserved && status != ErpBook.Status.synced {
                 output.emit(topic: Topics.stockAdjustments, key: line.sku, value: Self.release(line, reason: status, now: now).bytes)
@@ -177,16 +126,15 @@ public final class DispatchProcessor: BatchProcessor {
                 shipment.orderID = orderID
                 shipment.warehouse = warehouse
                 shipment.createdAtUs = now
-                try s.insertShipment.execute(arguments: [shipment.shipmentID, orderID, warehouse, now])
                 var totals: [String: Int64] = [:]
                 for line in lines { totals[line.sku, default: 0] += line.quantity }
                 for (sku, qty) in totals.sorted(by: { $0.key < $1.key }) {
-                    try s.insertShipmentLine.execute(arguments: [shipment.shipmentID, sku, qty])
                     var sl = ShipmentLine()
                     sl.sku = sku
                     sl.quantity = qty
                     shipment.lines.append(sl)
                 }
+                try s.bookShipment(shipment)
                 output.emit(topic: Topics.shipments, key: orderID, value: shipment.bytes)
             }
         case ErpBook.Status.outOfStock:
@@ -195,7 +143,7 @@ public final class DispatchProcessor: BatchProcessor {
         default:
             outcome.kind = .cancelled
             outcome.detail = "refund requested before the order was synced"
-            try s.settleRefunds.execute(arguments: [now, orderID])
+            try s.settleWaitingRefunds(orderID, atUs: now)
         }
         output.emit(topic: Topics.orderOutcomes, key: orderID, value: outcome.bytes)
         output.recordDuration(Self.latencyKeys[status] ?? .syncLatency(status: status), nanoseconds: max(0, now - order.ingestedAtUs) * 1_000)

@@ -1,3 +1,5 @@
+import Bootstrap
+import ErpBookStore
 import Foundation
 import GRDB
 import Inventory
@@ -80,30 +82,26 @@ public enum Inspector {
         }
         // Every stock instance's database; each partition from the one that owns it.
         let stock = try StockStoreView.read(StockStoreView.databases(beside: configuration.stockDatabase), parts: [.rows, .lineTotals, .offsets])
-        let erp = try open(configuration.erpDatabase)
+        let erp = try ErpBookView(path: configuration.erpDatabase, busyTimeout: .seconds(10))
         let reader = try KafkaPartitionReader(configuration: configuration.kafka)
         let cutoff = now - Int64(configuration.graceSeconds * 1e6)
         var checks: [InspectionCheck] = []
         checks.append(try placedOrdersBooked(reader: reader, erp: erp, cutoff: cutoff, max: configuration.maxListed, stop: stop))
         checks.append(try stockConserved(stock: stock, erp: erp, cutoff: cutoff, max: configuration.maxListed))
-        var positions = [("stock", stock.positions.map { Position(group: "livesync-stock", partition: TopicPartition($0.topic, $0.partition), next: $0.nextOffset) })]
-        positions.append(("erp", try storedPositions(erp)))
+        var positions = [("stock", stock.positions.map { StoredPosition(group: "livesync-stock", partition: TopicPartition($0.topic, $0.partition), next: $0.nextOffset) })]
+        positions.append(("erp", try erp.read { try $0.positions() }))
         if let path = configuration.alertingDatabase, FileManager.default.fileExists(atPath: path) {
-            positions.append(("alerting", try storedPositions(try open(path))))
+            positions.append(("alerting", try StateStore.openForReading(path, busyTimeout: 10).read { try StateStore.storedPositions($0) }))
         }
         checks.append(try noOffsetGap(reader: reader, positions: positions, max: configuration.maxListed))
         return InspectionReport(checks: checks, inspectedAtUs: now)
-    }
-
-    static func open(_ path: String) throws -> DatabaseQueue {
-        try StateStore.openForReading(path, busyTimeout: 10)
     }
 
     static func check(_ name: String, _ summary: String, _ problems: [String], max: Int) -> InspectionCheck {
         InspectionCheck(name: name, passed: problems.isEmpty, summary: summary, problemCount: problems.count, problems: Array(problems.prefix(max)))
     }
 
-    static func placedOrdersBooked(reader: KafkaPartitionReader, erp: DatabaseQueue, cutoff: Int64, max: Int, stop: StopRequest? = nil) throws -> InspectionCheck {
+    static func placedOrdersBooked(reader: KafkaPartitionReader, erp: ErpBookView, cutoff: Int64, max: Int, stop: StopRequest? = nil) throws -> InspectionCheck {
         var placed: [String: Int64] = [:]
         var undecodable = 0
         let partitions = (0..<Topics.partitions).map { TopicPartition(Topics.ordersPlaced, $0) }
@@ -112,10 +110,7 @@ public enum Inspector {
             guard let order = try? Order(serializedBytes: m.value), !order.orderID.isEmpty else { undecodable += 1; return }
             placed[order.orderID] = order.ingestedAtUs
         }
-        let booked: Set<String> = try erp.read { db in
-            guard try db.tableExists("erp_orders") else { return [] }
-            return Set(try String.fetchAll(db, sql: "SELECT order_id FROM erp_orders"))
-        }
+        let booked = try erp.read { try $0.orderIDs() }
         var problems: [String] = []
         var inFlight = 0
         for (id, ingested) in placed.sorted(by: { $0.value < $1.value }) where !booked.contains(id) {
@@ -133,7 +128,7 @@ public enum Inspector {
         var text: String { "\(sku)@\(warehouse)" }
     }
 
-    static func stockConserved(stock: StockStoreView, erp: DatabaseQueue, cutoff: Int64, max: Int) throws -> InspectionCheck {
+    static func stockConserved(stock: StockStoreView, erp: ErpBookView, cutoff: Int64, max: Int) throws -> InspectionCheck {
         var levels: [SkuKey: (onHand: Int64, reserved: Int64)] = [:]
         var reservedLines: [SkuKey: Int64] = [:]
         var lastActivity: [SkuKey: Int64] = [:]
@@ -148,16 +143,10 @@ public enum Inspector {
             lastActivity[k] = Swift.max(lastActivity[k] ?? 0, t.lastDecidedAtUs)
         }
         var bookedUnits: [SkuKey: Int64] = [:]
-        try erp.read { db in
-            guard try db.tableExists("erp_orders") else { return }
-            for row in try Row.fetchAll(db, sql: """
-                SELECT l.sku, l.warehouse, SUM(CASE WHEN o.status = 'synced' THEN l.quantity ELSE 0 END), MAX(o.decided_at_us), MAX(COALESCE(o.cancelled_at_us, 0))
-                FROM erp_order_lines l JOIN erp_orders o ON o.order_id = l.order_id GROUP BY l.sku, l.warehouse
-                """) {
-                let k = SkuKey(sku: row[0], warehouse: row[1])
-                bookedUnits[k] = row[2]
-                lastActivity[k] = Swift.max(lastActivity[k] ?? 0, row[3], row[4])
-            }
+        for b in try erp.read({ try $0.skuBookings() }) {
+            let k = SkuKey(sku: b.sku, warehouse: b.warehouse)
+            bookedUnits[k] = b.syncedUnits
+            lastActivity[k] = Swift.max(lastActivity[k] ?? 0, b.lastActivityAtUs)
         }
         var problems: [String] = []
         var busy = 0
@@ -181,24 +170,9 @@ public enum Inspector {
         return check("stock_conserved", "\(keys.count) SKUs compared (\(busy) with activity in the grace period compared with the store only)", problems, max: max)
     }
 
-    struct Position {
-        var group: String
-        var partition: TopicPartition
-        var next: Int64
-    }
-
-    /// The consumer positions a database stores.
-    static func storedPositions(_ db: DatabaseQueue) throws -> [Position] {
-        try db.read { db in
-            guard try db.tableExists("consumer_offsets") else { return [] }
-            return try Row.fetchAll(db, sql: "SELECT group_id, topic, partition, next_offset FROM consumer_offsets ORDER BY group_id, topic, partition")
-                .map { Position(group: $0[0], partition: TopicPartition($0[1], $0[2]), next: $0[3]) }
-        }
-    }
-
     /// `positions` per store; the stock store's are those of each partition's owning instance
     /// (a copy a partition moved away from keeps an old position that is no longer read).
-    static func noOffsetGap(reader: KafkaPartitionReader, positions stores: [(String, [Position])], max: Int) throws -> InspectionCheck {
+    static func noOffsetGap(reader: KafkaPartitionReader, positions stores: [(String, [StoredPosition])], max: Int) throws -> InspectionCheck {
         var problems: [String] = []
         var positions = 0
         var watermarks: [TopicPartition: (low: Int64, high: Int64)] = [:]

@@ -1,3 +1,5 @@
+import Bootstrap
+import ErpBookStore
 import Foundation
 import GRDB
 import Kafka
@@ -84,27 +86,16 @@ public final class UnsyncedOrderFinder: @unchecked Sendable {
         var result = UnsyncedOrders()
         var late: [UnsyncedOrders.Late] = []
         var stored: [Int32: Int64] = [:]
-        var erp: DatabaseQueue?
-        if FileManager.default.fileExists(atPath: erpDatabase) {
-            let queue = try StateStore.openForReading(erpDatabase)
-            erp = queue
+        var erp: ErpBookView?
+        if let book = try ErpBookView.ifPresent(path: erpDatabase) {
+            erp = book
             // One read transaction: the pending orders and the positions they were read up to agree.
-            try queue.read { db in
-                db.clearSchemaCache()
-                if try db.tableExists("dispatch_pending_orders") {
-                    // Rows from before `ingested_at_us` existed: dispatch's receive time (not earlier than ingest).
-                    let hasIngested = try db.columns(in: "dispatch_pending_orders").contains { $0.name == "ingested_at_us" }
-                    let at = hasIngested ? "COALESCE(ingested_at_us, received_at_us)" : "received_at_us"
-                    result.waitingForStock = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM dispatch_pending_orders WHERE \(at) < ?", arguments: [cutoff]) ?? 0
-                    for row in try Row.fetchAll(db, sql: "SELECT order_id, \(at) FROM dispatch_pending_orders WHERE \(at) < ? ORDER BY 2, 1 LIMIT ?", arguments: [cutoff, listed]) {
-                        late.append(.init(orderID: row[0], ingestedAtUs: row[1]))
-                    }
-                }
-                if try db.tableExists("consumer_offsets") {
-                    for row in try Row.fetchAll(db, sql: "SELECT partition, next_offset FROM consumer_offsets WHERE group_id = ? AND topic = ?",
-                                                arguments: [dispatchGroup, Topics.ordersPlaced]) {
-                        stored[row[0]] = row[1]
-                    }
+            try book.read { r in
+                let waiting = try r.waitingForStock(ingestedBefore: cutoff, limit: listed)
+                result.waitingForStock = waiting.count
+                late += waiting.oldest.map { .init(orderID: $0.orderID, ingestedAtUs: $0.ingestedAtUs) }
+                for position in try r.positions(group: dispatchGroup, topic: Topics.ordersPlaced) {
+                    stored[position.partition.partition] = position.next
                 }
             }
         }
@@ -147,15 +138,7 @@ public final class UnsyncedOrderFinder: @unchecked Sendable {
             }
             // A redelivered order may be decided, or pending (counted above), from its first copy.
             if !unread.isEmpty, let erp {
-                let known: Set<String> = try erp.read { db in
-                    var known: Set<String> = []
-                    for table in ["erp_orders", "dispatch_pending_orders"] {
-                        guard try db.tableExists(table) else { continue }
-                        let statement = try db.makeStatement(sql: "SELECT 1 FROM \(table) WHERE order_id = ?")
-                        known.formUnion(try unread.map(\.orderID).filter { try Bool.fetchOne(statement, arguments: [$0]) == true })
-                    }
-                    return known
-                }
+                let known = try erp.read { try $0.known(unread.map(\.orderID), includingPending: true) }
                 unread.removeAll { known.contains($0.orderID) }
             }
             result.notReadByDispatch = unread.count

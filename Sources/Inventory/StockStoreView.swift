@@ -82,10 +82,8 @@ public struct StockStoreView: Sendable {
             let q = try StateStore.openForReading(path, busyTimeout: 10)
             queues.append((path, q))
             try q.read { db in
-                guard try db.tableExists("changelog_heads") else { return }
-                for r in try GRDB.Row.fetchAll(db, sql: "SELECT partition, seq FROM changelog_heads WHERE group_id = ?", arguments: [group]) {
-                    let p: Int32 = r[0], seq: Int64 = r[1]
-                    if seq > best[p]?.seq ?? -1 { best[p] = (seq, path) }
+                for (p, seq) in try StateStore.changelogSequences(db, group: group) where seq > best[p]?.seq ?? -1 {
+                    best[p] = (seq, path)
                 }
             }
         }
@@ -125,12 +123,12 @@ public struct StockStoreView: Sendable {
                         view.adjustmentIDs.insert(r[1])
                     }
                 }
-                if parts.contains(.offsets), try db.tableExists("consumer_offsets") {
-                    for r in try GRDB.Row.fetchAll(db, sql: "SELECT topic, partition, next_offset FROM consumer_offsets WHERE group_id = ? ORDER BY topic, partition", arguments: [group]) {
-                        let topic: String = r[0], p: Int32 = r[1], next: Int64 = r[2]
+                if parts.contains(.offsets) {
+                    for position in try StateStore.storedPositions(db, group: group) {
+                        let (topic, p) = (position.partition.topic, position.partition.partition)
                         guard owns(p) else { continue }
-                        view.offsets["\(topic)[\(p)]"] = next
-                        view.positions.append((topic, p, next))
+                        view.offsets["\(topic)[\(p)]"] = position.next
+                        view.positions.append((topic, p, position.next))
                     }
                 }
             }

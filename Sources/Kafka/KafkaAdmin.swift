@@ -24,13 +24,7 @@ public final class KafkaAdmin {
     private let handle: OpaquePointer
 
     public init(configuration: KafkaConfiguration) throws {
-        let conf = try configuration.makeConf(defaults: [:])
-        var errbuf = [CChar](repeating: 0, count: 512)
-        guard let rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, &errbuf, errbuf.count) else {
-            rd_kafka_conf_destroy(conf)
-            throw KafkaError.configuration(errbuf.withUnsafeBufferPointer { String(cString: $0.baseAddress!) })
-        }
-        handle = rk
+        handle = try RdKafka.handle(RD_KAFKA_PRODUCER, settings: configuration.settings(defaults: [:]))
     }
 
     deinit { rd_kafka_destroy(handle) }

@@ -59,26 +59,6 @@ public struct KafkaConfiguration: Sendable, Hashable {
         return properties
     }
 
-    func makeConf(defaults: [String: String]) throws -> OpaquePointer {
-        guard let conf = rd_kafka_conf_new() else { throw KafkaError.configuration("rd_kafka_conf_new failed") }
-        var merged = defaults
-        for (k, v) in properties { merged[k] = v }
-        merged["bootstrap.servers"] = bootstrapServers
-        for (key, value) in merged.sorted(by: { $0.key < $1.key }) {
-            try Self.set(conf, key, value)
-        }
-        return conf
-    }
-
-    static func set(_ conf: OpaquePointer, _ key: String, _ value: String) throws {
-        var errbuf = [CChar](repeating: 0, count: 512)
-        let res = rd_kafka_conf_set(conf, key, value, &errbuf, errbuf.count)
-        if res != RD_KAFKA_CONF_OK {
-            rd_kafka_conf_destroy(conf)
-            let detail = errbuf.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
-            throw KafkaError.configuration("property \(key)=\(value) rejected: \(detail)")
-        }
-    }
 }
 
 /// A topic and partition, as Kafka names them.

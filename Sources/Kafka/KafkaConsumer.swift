@@ -66,30 +66,21 @@ public final class KafkaConsumer {
         self.companions = companions
         var config = configuration
         config.properties["group.id"] = groupID
-        let conf = try config.makeConf(defaults: KafkaConfiguration.consumerDefaults)
-        rd_kafka_conf_set_rebalance_cb(conf) { rk, err, partitions, opaque in
-            guard let rk, let opaque else { return }
-            let box = Unmanaged<OpaqueBox>.fromOpaque(opaque).takeUnretainedValue()
-            box.consumer?.rebalance(rk: rk, err: err, partitions: partitions)
-        }
-        var errbuf = [CChar](repeating: 0, count: 512)
         // librdkafka copies the opaque at rd_kafka_new, before `self` exists: point it at a box.
         let box = OpaqueBox()
-        rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(box).toOpaque())
-        guard let rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, &errbuf, errbuf.count) else {
-            rd_kafka_conf_destroy(conf)
-            throw KafkaError.configuration(errbuf.withUnsafeBufferPointer { String(cString: $0.baseAddress!) })
+        let rk = try RdKafka.handle(RD_KAFKA_CONSUMER, settings: config.settings(defaults: KafkaConfiguration.consumerDefaults)) { conf in
+            rd_kafka_conf_set_rebalance_cb(conf) { rk, err, partitions, opaque in
+                guard let rk, let opaque else { return }
+                let box = Unmanaged<OpaqueBox>.fromOpaque(opaque).takeUnretainedValue()
+                box.consumer?.rebalance(rk: rk, err: err, partitions: partitions)
+            }
+            rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(box).toOpaque())
         }
         self.handle = rk
         self.opaqueBox = box
         box.consumer = self
         rd_kafka_poll_set_consumer(rk)
-        guard let list = rd_kafka_topic_partition_list_new(Int32(topics.count)) else {
-            throw KafkaError.configuration("cannot allocate a topic list")
-        }
-        defer { rd_kafka_topic_partition_list_destroy(list) }
-        for t in topics { rd_kafka_topic_partition_list_add(list, t, RD_KAFKA_PARTITION_UA) }
-        let err = rd_kafka_subscribe(rk, list)
+        let err = try RdKafka.withPartitionList(topics.map { (TopicPartition($0, RD_KAFKA_PARTITION_UA), nil) }) { rd_kafka_subscribe(rk, $0) }
         if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, context: "subscribing to \(topics)") }
     }
 
@@ -141,12 +132,8 @@ public final class KafkaConsumer {
 
     /// Commits offsets to the group without waiting (for lag tools only: the truth is in SQLite).
     public func commitAsync(_ offsets: [TopicPartition: Int64]) {
-        guard !offsets.isEmpty, let list = rd_kafka_topic_partition_list_new(Int32(offsets.count)) else { return }
-        defer { rd_kafka_topic_partition_list_destroy(list) }
-        for (tp, offset) in offsets {
-            rd_kafka_topic_partition_list_add(list, tp.topic, tp.partition).pointee.offset = offset
-        }
-        _ = rd_kafka_commit(handle, list, 1)
+        guard !offsets.isEmpty else { return }
+        _ = try? RdKafka.withPartitionList(offsets.map { ($0.key, $0.value) }) { rd_kafka_commit(handle, $0, 1) }
     }
 
     /// Leaves the group (revoking the assignment through the delegate), waiting at most
@@ -204,49 +191,52 @@ public final class KafkaConsumer {
         for topic in companions {
             for p in numbers.sorted() where !tps.contains(TopicPartition(topic, p)) { tps.append(TopicPartition(topic, p)) }
         }
-        let partitions = rd_kafka_topic_partition_list_new(Int32(max(1, tps.count)))
-        defer { if let partitions { rd_kafka_topic_partition_list_destroy(partitions) } }
-        for tp in tps { rd_kafka_topic_partition_list_add(partitions, tp.topic, tp.partition) }
-        switch err {
-        case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
-            var starts: [TopicPartition: Int64] = [:]
-            do {
-                starts = try delegate?.partitionsAssigned(tps) ?? [:]
-            } catch {
-                pendingError = error
-            }
-            if let partitions {
-                for i in 0..<Int(partitions.pointee.cnt) {
-                    let tp = tps[i]
-                    partitions.pointee.elems[i].offset = starts[tp] ?? Int64(RD_KAFKA_OFFSET_BEGINNING)
+        do {
+            switch err {
+            case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
+                var starts: [TopicPartition: Int64] = [:]
+                do {
+                    starts = try delegate?.partitionsAssigned(tps) ?? [:]
+                } catch {
+                    pendingError = error
                 }
-            }
-            if cooperative {
-                if let e = rd_kafka_incremental_assign(rk, partitions) {
-                    pendingError = KafkaError(rd_kafka_error_code(e), context: "assigning \(tps)")
-                    rd_kafka_error_destroy(e)
+                try RdKafka.withPartitionList(tps.map { ($0, starts[$0] ?? Int64(RD_KAFKA_OFFSET_BEGINNING)) }) { partitions in
+                    if cooperative {
+                        if let e = rd_kafka_incremental_assign(rk, partitions) {
+                            pendingError = KafkaError(rd_kafka_error_code(e), context: "assigning \(tps)")
+                            rd_kafka_error_destroy(e)
+                        }
+                    } else {
+                        let e = rd_kafka_assign(rk, partitions)
+                        if e != RD_KAFKA_RESP_ERR_NO_ERROR { pendingError = KafkaError(e, context: "assigning \(tps)") }
+                    }
                 }
-            } else {
-                let e = rd_kafka_assign(rk, partitions)
-                if e != RD_KAFKA_RESP_ERR_NO_ERROR { pendingError = KafkaError(e, context: "assigning \(tps)") }
+                assignment.formUnion(tps)
+                logger.info("partitions assigned", metadata: ["partitions": "\(tps.map(\.description).joined(separator: ","))"])
+                return
+            case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
+                let lost = rd_kafka_assignment_lost(rk) != 0
+                delegate?.partitionsRevoked(tps, lost: lost)
+                if cooperative {
+                    try RdKafka.withPartitionList(tps.map { ($0, nil) }) { partitions in
+                        if let e = rd_kafka_incremental_unassign(rk, partitions) { rd_kafka_error_destroy(e) }
+                    }
+                } else {
+                    _ = rd_kafka_assign(rk, nil)
+                }
+                assignment.subtract(tps)
+                logger.info("partitions revoked", metadata: ["partitions": "\(tps.map(\.description).joined(separator: ","))", "lost": "\(lost)"])
+                return
+            default:
+                break
             }
-            assignment.formUnion(tps)
-            logger.info("partitions assigned", metadata: ["partitions": "\(tps.map(\.description).joined(separator: ","))"])
-        case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
-            let lost = rd_kafka_assignment_lost(rk) != 0
-            delegate?.partitionsRevoked(tps, lost: lost)
-            if cooperative {
-                if let e = rd_kafka_incremental_unassign(rk, partitions) { rd_kafka_error_destroy(e) }
-            } else {
-                _ = rd_kafka_assign(rk, nil)
-            }
-            assignment.subtract(tps)
-            logger.info("partitions revoked", metadata: ["partitions": "\(tps.map(\.description).joined(separator: ","))", "lost": "\(lost)"])
-        default:
-            logger.error("rebalance error", metadata: ["error": "\(KafkaError(err, context: "rebalancing"))"])
-            _ = rd_kafka_assign(rk, nil)
-            assignment.removeAll()
+        } catch {
+            pendingError = error
+            return
         }
+        logger.error("rebalance error", metadata: ["error": "\(KafkaError(err, context: "rebalancing"))"])
+        _ = rd_kafka_assign(rk, nil)
+        assignment.removeAll()
     }
 }
 

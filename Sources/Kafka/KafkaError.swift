@@ -16,7 +16,7 @@ public struct KafkaError: Error, CustomStringConvertible, Sendable, Equatable {
         self.context = context
     }
 
-    init(_ err: rd_kafka_resp_err_t, context: String) {
+    package init(_ err: rd_kafka_resp_err_t, context: String) {
         self.code = err.rawValue
         self.message = String(cString: rd_kafka_err2str(err))
         self.context = context
@@ -27,7 +27,7 @@ public struct KafkaError: Error, CustomStringConvertible, Sendable, Equatable {
         return "Kafka error \(name) (\(code)) while \(context): \(message)"
     }
 
-    static func configuration(_ message: String) -> KafkaError {
+    package static func configuration(_ message: String) -> KafkaError {
         KafkaError(code: RD_KAFKA_RESP_ERR__INVALID_ARG.rawValue, message: message, context: "configuring the client")
     }
 }

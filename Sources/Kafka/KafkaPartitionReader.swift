@@ -24,12 +24,7 @@ public final class KafkaPartitionReader {
         defaults["session.timeout.ms"] = nil
         defaults["heartbeat.interval.ms"] = nil
         defaults["queued.min.messages"] = "100000"
-        let conf = try config.makeConf(defaults: defaults)
-        var errbuf = [CChar](repeating: 0, count: 512)
-        guard let rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, &errbuf, errbuf.count) else {
-            rd_kafka_conf_destroy(conf)
-            throw KafkaError.configuration(errbuf.withUnsafeBufferPointer { String(cString: $0.baseAddress!) })
-        }
+        let rk = try RdKafka.handle(RD_KAFKA_CONSUMER, settings: config.settings(defaults: defaults))
         handle = rk
         rd_kafka_poll_set_consumer(rk)
     }
@@ -75,10 +70,7 @@ public final class KafkaPartitionReader {
                              context: "reading \(tp)")
         }
         guard first < high else { return (low, high) }
-        guard let list = rd_kafka_topic_partition_list_new(1) else { throw KafkaError.configuration("cannot allocate a partition list") }
-        defer { rd_kafka_topic_partition_list_destroy(list) }
-        rd_kafka_topic_partition_list_add(list, tp.topic, tp.partition).pointee.offset = first
-        var err = rd_kafka_assign(handle, list)
+        var err = try RdKafka.withPartitionList([(tp, first)]) { rd_kafka_assign(handle, $0) }
         if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, context: "assigning \(tp)") }
         defer { _ = rd_kafka_assign(handle, nil) }
         let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(timeoutMilliseconds) * 1_000_000
@@ -113,16 +105,15 @@ public final class KafkaPartitionReader {
     /// watermark and the high watermark as of the call, for inspections. Throws if the broker stops answering for `timeoutMilliseconds`.
     public func readAll(_ partitions: [TopicPartition], timeoutMilliseconds: Int = 30_000, _ body: (KafkaMessage) throws -> Void) throws {
         var end: [TopicPartition: Int64] = [:]
-        guard let list = rd_kafka_topic_partition_list_new(Int32(partitions.count)) else { throw KafkaError.configuration("cannot allocate a partition list") }
-        defer { rd_kafka_topic_partition_list_destroy(list) }
+        var starts: [(TopicPartition, Int64?)] = []
         for tp in partitions {
             let (low, high) = try watermarks(tp)
             guard high > low else { continue }
             end[tp] = high
-            rd_kafka_topic_partition_list_add(list, tp.topic, tp.partition).pointee.offset = low
+            starts.append((tp, low))
         }
         guard !end.isEmpty else { return }
-        let err = rd_kafka_assign(handle, list)
+        let err = try RdKafka.withPartitionList(starts) { rd_kafka_assign(handle, $0) }
         if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, context: "assigning \(partitions.count) partitions") }
         defer { _ = rd_kafka_assign(handle, nil) }
         var lastProgress = DispatchTime.now().uptimeNanoseconds

@@ -108,18 +108,14 @@ public final class KafkaProducer: @unchecked Sendable {
 
     public init(configuration: KafkaConfiguration, logger: Logger = Logger(label: "livesync.kafka.producer")) throws {
         self.logger = logger
-        let conf = try configuration.makeConf(defaults: KafkaConfiguration.producerDefaults)
-        rd_kafka_conf_set_dr_msg_cb(conf) { _, message, _ in
-            guard let message, let opaque = message.pointee._private else { return }
-            // The group keeps itself alive until its last report (see DeliveryGroup.retainUntilComplete).
-            let group = Unmanaged<DeliveryGroup>.fromOpaque(opaque).takeUnretainedValue()
-            let err = message.pointee.err
-            group.complete(err == RD_KAFKA_RESP_ERR_NO_ERROR ? nil : KafkaError(err, context: "delivering a message"))
-        }
-        var errbuf = [CChar](repeating: 0, count: 512)
-        guard let rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, &errbuf, errbuf.count) else {
-            rd_kafka_conf_destroy(conf)
-            throw KafkaError.configuration(errbuf.withUnsafeBufferPointer { String(cString: $0.baseAddress!) })
+        let rk = try RdKafka.handle(RD_KAFKA_PRODUCER, settings: configuration.settings(defaults: KafkaConfiguration.producerDefaults)) { conf in
+            rd_kafka_conf_set_dr_msg_cb(conf) { _, message, _ in
+                guard let message, let opaque = message.pointee._private else { return }
+                // The group keeps itself alive until its last report (see DeliveryGroup.retainUntilComplete).
+                let group = Unmanaged<DeliveryGroup>.fromOpaque(opaque).takeUnretainedValue()
+                let err = message.pointee.err
+                group.complete(err == RD_KAFKA_RESP_ERR_NO_ERROR ? nil : KafkaError(err, context: "delivering a message"))
+            }
         }
         self.handle = rk
         let thread = Thread { [handle = UncheckedHandle(rk), closed, done = pollerDone] in

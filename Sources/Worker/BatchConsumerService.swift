@@ -23,16 +23,21 @@ public struct BatchConsumerConfiguration: Sendable {
     public var maxBatchSize: Int
     /// How long a batch may wait to fill after its first message. Default 5 ms: the bound on the
     /// latency batching adds.
-    public var maxBatchWaitMilliseconds: Int
+    public var maxBatchWait: Duration
+    /// How long a stopping consumer (graceful shutdown or task cancellation) waits for its
+    /// outputs' delivery reports. Default 30 s. Past it, it leaves: the unacknowledged outputs
+    /// stay in the outbox and are republished at the next start, so nothing is lost.
+    public var shutdownTimeout: Duration
 
-    public init(kafka: KafkaConfiguration, groupID: String, topics: [String], companionTopics: [String] = [], instanceID: String = "default", maxBatchSize: Int = 50_000, maxBatchWaitMilliseconds: Int = 5) {
+    public init(kafka: KafkaConfiguration, groupID: String, topics: [String], companionTopics: [String] = [], instanceID: String = "default", maxBatchSize: Int = 50_000, maxBatchWait: Duration = .milliseconds(5), shutdownTimeout: Duration = .seconds(30)) {
         self.companionTopics = companionTopics
         self.kafka = kafka
         self.groupID = groupID
         self.topics = topics
         self.instanceID = instanceID
         self.maxBatchSize = maxBatchSize
-        self.maxBatchWaitMilliseconds = maxBatchWaitMilliseconds
+        self.maxBatchWait = maxBatchWait
+        self.shutdownTimeout = shutdownTimeout
     }
 }
 
@@ -54,8 +59,9 @@ public struct BatchStatistics: Sendable {
 /// Guarantees: a message's effects and its offset commit together (a crash repeats nothing and
 /// loses nothing); outputs are published after commit, from the outbox, at least once. A
 /// dedicated thread owns the librdkafka consumer and blocks in `poll`, so nothing spins. On
-/// graceful shutdown (SIGTERM) it finishes the batch in hand, commits, waits for its outputs'
-/// delivery reports and leaves the group.
+/// graceful shutdown (SIGTERM) or cancellation (a sibling service failed) it finishes the batch
+/// in hand, commits, waits for its outputs' delivery reports at most `shutdownTimeout` and
+/// leaves the group.
 public final class BatchConsumerService: Service, Sendable {
     public let configuration: BatchConsumerConfiguration
     private let store: StateStore
@@ -63,6 +69,9 @@ public final class BatchConsumerService: Service, Sendable {
     private let makeProcessor: @Sendable () throws -> any BatchProcessor
     private let logger: Logger
     private let stop = StopFlag()
+    /// When the stop was requested (uptime nanoseconds), 0 before: delivery waits end
+    /// `shutdownTimeout` after it.
+    private let stopRequestedAt = Atomic<UInt64>(0)
     private let stats = Mutex<BatchStatistics>(BatchStatistics())
     private let metrics: ConsumerMetrics
 
@@ -83,74 +92,82 @@ public final class BatchConsumerService: Service, Sendable {
 
     public var statistics: BatchStatistics { stats.withLock { $0 } }
 
+    /// Runs until graceful shutdown or cancellation of the calling task (a `ServiceGroup` cancels
+    /// its services when one of them fails), either of which stops the consumer's thread cleanly.
     public func run() async throws {
-        try await withGracefulShutdownHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                let thread = Thread { [self] in
-                    do {
-                        let loop = try ConsumerLoop(service: self, processor: try makeProcessor())
-                        try loop.run()
-                        continuation.resume()
-                    } catch {
-                        continuation.resume(throwing: error)
+        try await withTaskCancellationHandler {
+            try await withGracefulShutdownHandler {
+                try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                    let thread = Thread { [self] in
+                        do {
+                            let loop = try ConsumerLoop(service: self, processor: try makeProcessor())
+                            try loop.run()
+                            continuation.resume()
+                        } catch {
+                            continuation.resume(throwing: error)
+                        }
                     }
+                    thread.name = "consumer-\(configuration.groupID)"
+                    thread.stackSize = 8 << 20
+                    thread.start()
                 }
-                thread.name = "consumer-\(configuration.groupID)"
-                thread.stackSize = 8 << 20
-                thread.start()
+            } onGracefulShutdown: {
+                self.requestStop()
             }
-        } onGracefulShutdown: {
-            self.stop.set()
+        } onCancel: {
+            self.requestStop()
         }
     }
 
-    /// The thread-confined part: owns the consumer, the pending batch and the in-flight outputs.
+    /// Asks the consumer's thread to stop (it checks between polls), and starts the shutdown clock.
+    private func requestStop() {
+        _ = stopRequestedAt.compareExchange(expected: 0, desired: max(1, DispatchTime.now().uptimeNanoseconds), ordering: .relaxed)
+        stop.set()
+    }
+
+    /// When the stop was requested (uptime nanoseconds), or `nil`.
+    private var stopRequestTime: UInt64? {
+        let t = stopRequestedAt.load(ordering: .relaxed)
+        return t == 0 ? nil : t
+    }
+
+    /// The thread-confined part: owns the consumer and carries out the decisions of its
+    /// `ConsumerStateMachine` (the pending batch, offsets, heads, in-flight outputs) with
+    /// librdkafka and SQLite.
     private final class ConsumerLoop: KafkaRebalanceDelegate {
         let service: BatchConsumerService
         let processor: any BatchProcessor
+        /// The processor as a changelog processor, when it is one.
+        let changelogged: (any ChangelogProcessor)?
         var consumer: KafkaConsumer?
-        var batch: [KafkaMessage] = []
-        /// Next offset to apply per owned partition; anything below it is a re-delivery.
-        var next: [TopicPartition: Int64] = [:]
-        /// Outputs of committed batches not yet acknowledged, oldest first. Producing overlaps the
-        /// next batches; at most `maxInFlight` are outstanding before the loop waits.
-        var inFlight: [Flight] = []
-        let maxInFlight = 4
-        struct Flight {
-            var group: DeliveryGroup
-            let seq: Int64
-            /// Changelog entries, acknowledged before `messages` are produced (see `stages`).
-            let first: [ProducerMessage]
-            let messages: [ProducerMessage]
-            var attempts = 0
-        }
-
-        /// Splits outputs into the changelog entries and the rest. The entries go out first: an
-        /// output someone has seen always belongs to a batch a restore will replay, so a member
-        /// that lost its disk never re-decides a line differently from what was published.
-        func stages(_ messages: [ProducerMessage]) -> (first: [ProducerMessage], rest: [ProducerMessage]) {
-            guard let topic = (processor as? any ChangelogProcessor)?.changelogTopic else { return ([], messages) }
-            var first: [ProducerMessage] = [], rest: [ProducerMessage] = []
-            rest.reserveCapacity(messages.count)
-            for m in messages { if m.topic == topic { first.append(m) } else { rest.append(m) } }
-            return (first, rest)
-        }
-        /// Changelog chain head per source partition this member holds (changelog processors only).
-        var heads: [Int32: ChangelogHead?] = [:]
+        var state: ConsumerStateMachine<DeliveryGroup>
+        let consumerStore: ConsumerStore
         var changelogReader: KafkaPartitionReader?
-        var restoredOutputs: [(Int64, [ProducerMessage])] = []
-        /// Entries at a restored chain's tip whose outputs are published again: more than the
-        /// batches a writer can have in flight (`maxInFlight`) plus the one it was committing.
-        static let republishedEntries = 8
         var group: String { service.configuration.groupID }
         /// Owner of this member's outbox rows.
-        var owner: String { "\(service.configuration.groupID)/\(service.configuration.instanceID)" }
+        var owner: String { consumerStore.owner }
         var log: Logger { service.logger }
 
         init(service: BatchConsumerService, processor: any BatchProcessor) throws {
             self.service = service
             self.processor = processor
+            let changelogged = processor as? any ChangelogProcessor
+            self.changelogged = changelogged
+            let configuration = service.configuration
+            self.consumerStore = ConsumerStore(group: configuration.groupID, owner: "\(configuration.groupID)/\(configuration.instanceID)")
+            self.state = ConsumerStateMachine(
+                maxBatchSize: configuration.maxBatchSize,
+                maxBatchWaitNanoseconds: Self.nanoseconds(configuration.maxBatchWait),
+                changelogTopic: changelogged?.changelogTopic,
+                shutdownTimeoutNanoseconds: Self.nanoseconds(configuration.shutdownTimeout))
             try service.store.database.write { db in try processor.prepare(db) }
+        }
+
+        static func nanoseconds(_ d: Duration) -> UInt64 {
+            let (seconds, attoseconds) = d.components
+            guard seconds >= 0 else { return 0 }
+            let (ns, overflow) = UInt64(seconds).multipliedReportingOverflow(by: 1_000_000_000)
+            return overflow ? .max : ns &+ UInt64(max(0, attoseconds) / 1_000_000_000)
         }
 
         func run() throws {
@@ -159,25 +176,20 @@ public final class BatchConsumerService: Service, Sendable {
                 configuration: service.configuration.kafka, groupID: group,
                 topics: service.configuration.topics, companions: service.configuration.companionTopics, delegate: self, logger: log)
             self.consumer = consumer
-            let maxBatch = service.configuration.maxBatchSize
-            let maxWaitNs = UInt64(service.configuration.maxBatchWaitMilliseconds) * 1_000_000
-            var deadline: UInt64 = 0
             defer { self.consumer = nil }
             while !service.stop.isSet {
-                let now = DispatchTime.now().uptimeNanoseconds
-                let timeout: Int32 = batch.isEmpty ? 100 : Int32(max(0, Int64(deadline) - Int64(now)) / 1_000_000)
+                let timeout = state.pollTimeoutMilliseconds(now: DispatchTime.now().uptimeNanoseconds)
                 if let message = try consumer.poll(timeoutMilliseconds: timeout) {
-                    if batch.isEmpty { deadline = DispatchTime.now().uptimeNanoseconds + maxWaitNs }
-                    batch.append(message)
+                    state.received(message, now: DispatchTime.now().uptimeNanoseconds)
                     // Drain what librdkafka already holds without waiting.
-                    while batch.count < maxBatch, let more = try consumer.poll(timeoutMilliseconds: 0) {
-                        batch.append(more)
+                    while state.batchHasRoom, let more = try consumer.poll(timeoutMilliseconds: 0) {
+                        state.buffered(more)
                     }
                 }
-                if !batch.isEmpty && (batch.count >= maxBatch || DispatchTime.now().uptimeNanoseconds >= deadline) {
-                    try flush()
-                } else if batch.isEmpty {
-                    try retireDelivered()
+                switch state.afterPoll(now: DispatchTime.now().uptimeNanoseconds) {
+                case .commitBatch: try flush()
+                case .retireDelivered: try retireDelivered()
+                case .poll: break
                 }
                 publishPositions(force: false)
             }
@@ -191,45 +203,41 @@ public final class BatchConsumerService: Service, Sendable {
         // MARK: Rebalance (called inside poll, on this thread)
 
         func partitionsAssigned(_ partitions: [TopicPartition]) throws -> [TopicPartition: Int64] {
-            if let changelogged = processor as? any ChangelogProcessor {
+            if let changelogged {
                 // State first: the start offsets are the ones the restored state was committed with.
-                for p in Set(partitions.map { $0.partition }).sorted() where heads[p] == nil {
-                    heads[p] = try restore(partition: p, changelogged)
+                for p in state.partitionsToRestore(partitions) {
+                    let head = try restore(partition: p, changelogged)
+                    state.restored(partition: p, head: head)
                 }
             }
             let stored = try service.store.offsets(group: group, for: partitions)
-            for tp in partitions { next[tp] = stored[tp] ?? 0 }
+            state.assigned(partitions, stored: stored)
             publishPositions(force: true)
             log.info("start offsets loaded from SQLite", metadata: ["offsets": "\(stored.map { "\($0.key)=\($0.value)" }.sorted().joined(separator: ","))"])
             return stored
         }
 
         func partitionsRevoked(_ partitions: [TopicPartition], lost: Bool) {
-            let revoked = Set(partitions)
-            if lost {
-                // Another member may own them already: drop, never write, their pending messages.
-                batch.removeAll { revoked.contains($0.topicPartition) }
-            } else {
+            switch state.revoke(partitions, lost: lost) {
+            case .dropped:
+                break
+            case .commitBatchAndSettle:
                 do {
                     try flush()
-                    // The new owner restores from the changelog: it must hold this member's last entries.
                     try settleInFlight(waitForAll: true)
                 } catch {
                     log.error("could not commit the batch in hand on revoke; the new owner re-applies it", metadata: ["error": "\(error)"])
-                    batch.removeAll { revoked.contains($0.topicPartition) }
+                    state.dropPending(of: partitions)
                 }
             }
-            for tp in partitions { next[tp] = nil }
-            let held = Set(next.keys.map(\.partition))
-            for p in Set(partitions.map(\.partition)) where !held.contains(p) { heads[p] = nil }
+            state.forget(partitions)
             publishPositions(force: true)
         }
 
         // MARK: Changelog
 
-        /// Brings source partition `p`'s local state up to the changelog's committed chain:
-        /// nothing to do when the local head is the chain's tip, the missing tail when it is on
-        /// the chain, a rebuild from scratch when the local copy is missing or diverged.
+        /// Brings source partition `p`'s local state up to the changelog's committed chain, as
+        /// `ConsumerStateMachine.restoreAction` decides; returns the partition's head after it.
         func restore(partition p: Int32, _ changelogged: any ChangelogProcessor) throws -> ChangelogHead? {
             let started = DispatchTime.now().uptimeNanoseconds
             if changelogReader == nil {
@@ -239,71 +247,54 @@ public final class BatchConsumerService: Service, Sendable {
             let tp = TopicPartition(changelogged.changelogTopic, p)
             try changelogReader!.read(tp) { m in entries.append(try ChangelogEntry(serializedBytes: m.value)) }
             let chain = ChangelogChain.longest(ChangelogChain.assemble(entries))
-            let local: ChangelogHead? = try service.store.database.read { [group] db in
-                try Row.fetchOne(db, sql: "SELECT writer, seq FROM changelog_heads WHERE group_id = ? AND partition = ?", arguments: [group, p])
-                    .map { ChangelogHead(writer: $0[0], seq: $0[1]) }
-            }
-            let apply: ArraySlice<ChangelogEntry>
+            let local = try service.store.database.read { [consumerStore] db in try consumerStore.head(partition: p, db) }
+            let action = state.restoreAction(partition: p, local: local, chain: chain)
             let fromScratch: Bool
-            if let local, let i = chain.firstIndex(where: { $0.head == local }) {
-                apply = chain[(i + 1)...]
-                fromScratch = false
-            } else if let local, chain.isEmpty {
-                log.warning("changelog \(tp) is empty but local state is at \(local): keeping the local state (was the topic recreated?)")
-                return local
-            } else {
+            let tip: ChangelogHead?
+            switch action {
+            case .upToDate(let head):
+                return head
+            case .keepLocal(let head):
+                log.warning("changelog \(tp) is empty but local state is at \(head): keeping the local state (was the topic recreated?)")
+                return head
+            case .refuse(let error):
                 if let local { log.warning("local state of partition \(p) (\(local)) is not on the changelog's chain: rebuilding it from the changelog") }
-                apply = chain[...]
+                throw error
+            case .applyTail(_, let t):
+                fromScratch = false
+                tip = t
+            case .rebuild(_, let t):
+                if let local { log.warning("local state of partition \(p) (\(local)) is not on the changelog's chain: rebuilding it from the changelog") }
                 fromScratch = true
+                tip = t
             }
-            guard fromScratch || !apply.isEmpty else { return local }
-            if fromScratch, let first = chain.first, let missing = first.previous {
-                // Retention dropped the chain's start: a restore would miss those batches' rows.
-                throw ConfigurationError(
-                    "changelog \(tp) no longer holds the start of its chain (its first entry follows \(missing), which is gone): "
-                        + "partition \(p) cannot be restored without a wrong count. Keep the changelog's retention unlimited "
-                        + "(deploy/kafka/topics.sh) and restore the instance's disk from a backup.")
-            }
-            let tip = chain.last?.head
-            try service.store.database.write { [group] db in
+            let apply = action.entries
+            let restoredOutputs: (seq: Int64, messages: [ProducerMessage])? = try service.store.database.write { [group, consumerStore] db in
                 if fromScratch {
                     try changelogged.dropPartition(p, db: db)
-                    try db.execute(sql: "DELETE FROM consumer_offsets WHERE group_id = ? AND partition = ?", arguments: [group, p])
-                    try db.execute(sql: "DELETE FROM changelog_heads WHERE group_id = ? AND partition = ?", arguments: [group, p])
+                    try consumerStore.forget(partition: p, db)
                 }
-                let upsert = try db.cachedStatement(sql: """
-                    INSERT INTO consumer_offsets (group_id, topic, partition, next_offset, updated_at_us) VALUES (?, ?, ?, ?, ?)
-                    ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = excluded.next_offset, updated_at_us = excluded.updated_at_us
-                    """)
                 let now = Clock.nowMicros()
                 for entry in apply {
                     try changelogged.restore([UInt8](entry.payload), partition: p, db: db)
-                    for (topic, offset) in entry.nextOffsets {
-                        try upsert.execute(arguments: [group, topic, p, offset, now])
-                    }
+                    try consumerStore.saveOffsets(entry.nextOffsets, partition: p, at: now, db)
                 }
-                if let tip {
-                    try db.execute(sql: """
-                        INSERT INTO changelog_heads (group_id, partition, writer, seq) VALUES (?, ?, ?, ?)
-                        ON CONFLICT (group_id, partition) DO UPDATE SET writer = excluded.writer, seq = excluded.seq
-                        """, arguments: [group, p, tip.writer, tip.seq])
-                }
+                if let tip { try consumerStore.saveHead(tip, partition: p, db) }
                 // The last writer may have crashed with its disk between the entry's acknowledgement and
                 // its outputs' publication (at most its in-flight batches): publish those outputs again,
                 // through this member's outbox so a crash here does not lose them either.
                 var output = BatchOutput(group: group)
-                for entry in apply.suffix(Self.republishedEntries) {
+                for entry in action.republished {
                     try changelogged.outputs(ofRestored: [UInt8](entry.payload), partition: p, output: &output)
                 }
-                if !output.messages.isEmpty {
-                    try db.execute(sql: "INSERT INTO outbox (owner, messages) VALUES (?, ?)", arguments: [owner, Data(OutboxFrame.encode(output.messages))])
-                    restoredOutputs.append((db.lastInsertedRowID, output.messages))
-                }
+                guard !output.messages.isEmpty else { return nil }
+                return (try consumerStore.insertOutbox(OutboxFrame.encode(output.messages), db), output.messages)
             }
-            for (seq, messages) in restoredOutputs {
-                inFlight.append(Flight(group: service.producer.enqueueInBackground(messages), seq: seq, first: [], messages: messages))
+            if let restoredOutputs {
+                let launch = state.restoredLaunch(seq: restoredOutputs.seq, messages: restoredOutputs.messages)
+                let delivery = service.producer.enqueueInBackground(launch.messages, after: launch.first)
+                state.track(launch, delivery: delivery)
             }
-            restoredOutputs.removeAll()
             log.info("partition restored from the changelog", metadata: [
                 "partition": "\(tp)", "entries": "\(apply.count)", "of": "\(entries.count)", "fromScratch": "\(fromScratch)",
                 "tip": "\(tip.map(\.description) ?? "-")", "ms": "\((DispatchTime.now().uptimeNanoseconds - started) / 1_000_000)",
@@ -314,31 +305,14 @@ public final class BatchConsumerService: Service, Sendable {
         /// Wraps each touched partition's delta in the next entry of its chain (inside the batch's
         /// transaction, so heads, state and offsets move together) and adds it to the outputs.
         func appendChangelog(_ changelogged: any ChangelogProcessor, offsets: [TopicPartition: Int64], output: inout BatchOutput, db: Database) throws -> [Int32: ChangelogHead] {
-            var partitions = Set(offsets.keys.map(\.partition))
-            partitions.formUnion(output.changelog.keys)
             var newHeads: [Int32: ChangelogHead] = [:]
             let now = Clock.nowMicros()
-            let upsert = try db.cachedStatement(sql: """
-                INSERT INTO changelog_heads (group_id, partition, writer, seq) VALUES (?, ?, ?, ?)
-                ON CONFLICT (group_id, partition) DO UPDATE SET writer = excluded.writer, seq = excluded.seq
-                """)
-            for p in partitions.sorted() {
-                let prev = heads[p] ?? nil
-                var entry = ChangelogEntry()
-                entry.writer = owner
-                entry.seq = (prev?.seq ?? 0) + 1
-                if let prev {
-                    entry.prevWriter = prev.writer
-                    entry.prevSeq = prev.seq
-                }
-                for (tp, o) in next where tp.partition == p { entry.nextOffsets[tp.topic] = o }
-                for (tp, o) in offsets where tp.partition == p { entry.nextOffsets[tp.topic] = o }
-                entry.payload = Data(output.changelog[p] ?? [])
-                entry.writtenAtUs = now
+            for p in state.changelogPartitions(offsets: offsets, deltas: output.changelog) {
+                let entry = state.changelogEntry(partition: p, offsets: offsets, delta: output.changelog[p], writer: owner, now: now)
                 for part in ChangelogChain.split(entry) {
                     output.messages.append(ProducerMessage(topic: changelogged.changelogTopic, key: String(p), value: try part.serializedBytes(), partition: p))
                 }
-                try upsert.execute(arguments: [group, p, owner, entry.seq])
+                try consumerStore.saveHead(entry.head, partition: p, db)
                 newHeads[p] = entry.head
             }
             return newHeads
@@ -352,76 +326,48 @@ public final class BatchConsumerService: Service, Sendable {
             guard force || now &- positionsPublishedAt >= 1_000_000_000 else { return }
             positionsPublishedAt = now
             var positions: [TopicPartition: PartitionPosition] = [:]
-            for (tp, n) in next { positions[tp] = PartitionPosition(next: n, highWatermark: consumer?.cachedHighWatermark(tp)) }
+            for (tp, n) in state.next { positions[tp] = PartitionPosition(next: n, highWatermark: consumer?.cachedHighWatermark(tp)) }
             service.stats.withLock { $0.partitions = positions }
             service.metrics.positions(positions)
         }
 
         // MARK: Batches
 
+        /// Commits the batch in hand (what `takeBatch` keeps of it) in one transaction with its
+        /// offsets, changelog entries and outbox row, then hands its outputs to the producer.
         func flush() throws {
-            guard !batch.isEmpty else { return }
-            // One pass: drop re-deliveries and partitions no longer ours, and find each partition's
-            // next offset. Messages come in runs from one partition, so look each run up once.
-            var messages: [KafkaMessage] = []
-            messages.reserveCapacity(batch.count)
-            var offsets: [TopicPartition: Int64] = [:]
-            var runPartition: (topic: String, partition: Int32)?
-            var runNext: Int64?
-            var runLast: Int64 = -1
-            func closeRun() {
-                if let run = runPartition, runLast >= 0 {
-                    let tp = TopicPartition(run.topic, run.partition)
-                    offsets[tp] = max(offsets[tp] ?? 0, runLast + 1)
-                }
-            }
-            for m in batch {
-                if runPartition?.partition != m.partition || runPartition?.topic != m.topic {
-                    closeRun()
-                    runPartition = (m.topic, m.partition)
-                    runNext = next[m.topicPartition]
-                    runLast = -1
-                }
-                guard let n = runNext, m.offset >= n else { continue }  // not ours (any more), or a re-delivery
-                messages.append(m)
-                runLast = max(runLast, m.offset)
-            }
-            closeRun()
-            batch.removeAll(keepingCapacity: true)
-            guard !messages.isEmpty else { return }
+            guard let batch = state.takeBatch() else { return }
             // Acknowledged outputs' outbox rows are deleted in this batch's transaction.
             let t0 = DispatchTime.now().uptimeNanoseconds
             try settleInFlight(waitForAll: false)
             let t1 = DispatchTime.now().uptimeNanoseconds
-            let retiredSeq = retiredOutboxSeq
+            let retiredSeq = state.retiredOutboxSeq
             var attempt = 0
             while true {
                 do {
-                    let (output, seq, newHeads) = try commit(messages, offsets: offsets, retire: retiredSeq)
-                    for (p, h) in newHeads { heads[p] = h }
+                    let (output, seq, newHeads) = try commit(batch, retire: retiredSeq)
+                    state.committed(batch, heads: newHeads)
                     let t2 = DispatchTime.now().uptimeNanoseconds
                     if log.logLevel <= .debug {
                         log.debug("batch committed", metadata: [
-                            "messages": "\(messages.count)", "outputs": "\(output.messages.count)",
+                            "messages": "\(batch.messages.count)", "outputs": "\(output.messages.count)",
                             "waitDeliveryMs": "\((t1 - t0) / 1_000_000)", "commitMs": "\((t2 - t1) / 1_000_000)",
                             "applyMs": "\(phaseMs.apply)", "changelogMs": "\(phaseMs.changelog)", "offsetsAndOutboxMs": "\(phaseMs.outbox)",
                         ])
                     }
-                    retiredOutboxSeq = nil
-                    for (tp, o) in offsets { next[tp] = o }
-                    consumer?.commitAsync(offsets)
-                    if !output.messages.isEmpty {
-                        let (first, rest) = stages(output.messages)
-                        inFlight.append(Flight(group: service.producer.enqueueInBackground(rest, after: first), seq: seq, first: first, messages: rest))
+                    consumer?.commitAsync(batch.offsets)
+                    if let launch = state.launch(outputs: output.messages, seq: seq) {
+                        let delivery = service.producer.enqueueInBackground(launch.messages, after: launch.first)
+                        state.track(launch, delivery: delivery)
                     }
                     let committedAt = Clock.nowMicros()
                     service.stats.withLock {
                         $0.batches += 1
-                        $0.messages += messages.count
+                        $0.messages += batch.messages.count
                         $0.deadLetters += output.deadLetters
                         $0.lastBatchAtUs = committedAt
                     }
-                    service.metrics.batchCommitted(messages: messages.count, output: output, commitNanoseconds: t2 - t1, at: committedAt)
+                    service.metrics.batchCommitted(messages: batch.messages.count, output: output, commitNanoseconds: t2 - t1, at: committedAt)
                     return
                 } catch let error as DatabaseError where attempt < 20 && (error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED) {
                     attempt += 1
@@ -431,51 +377,29 @@ public final class BatchConsumerService: Service, Sendable {
             }
         }
 
-        var retiredOutboxSeq: Int64?
         /// Where the last batch's transaction spent its time (debug log).
         var phaseMs: (apply: UInt64, changelog: UInt64, outbox: UInt64) = (0, 0, 0)
 
-        func commit(_ messages: [KafkaMessage], offsets: [TopicPartition: Int64], retire: Int64?) throws -> (BatchOutput, Int64, [Int32: ChangelogHead]) {
-            try service.store.database.writeWithoutTransaction { [group, owner, processor] db in
+        func commit(_ batch: ConsumerStateMachine<DeliveryGroup>.Commit, retire: Int64?) throws -> (BatchOutput, Int64, [Int32: ChangelogHead]) {
+            try service.store.database.writeWithoutTransaction { [group, processor, changelogged, consumerStore] db in
                 var result: (BatchOutput, Int64, [Int32: ChangelogHead])?
                 try db.inTransaction(.immediate) {
                     var output = BatchOutput(group: group)
                     let started = DispatchTime.now().uptimeNanoseconds
-                    try processor.apply(messages, db: db, output: &output)
+                    try processor.apply(batch.messages, db: db, output: &output)
                     let applied = DispatchTime.now().uptimeNanoseconds
                     var newHeads: [Int32: ChangelogHead] = [:]
-                    if let changelogged = processor as? any ChangelogProcessor {
-                        newHeads = try appendChangelog(changelogged, offsets: offsets, output: &output, db: db)
+                    if let changelogged {
+                        newHeads = try appendChangelog(changelogged, offsets: batch.offsets, output: &output, db: db)
                     }
-                    let changelogged = DispatchTime.now().uptimeNanoseconds
-                    let now = Clock.nowMicros()
-                    let upsert = try db.cachedStatement(sql: """
-                        INSERT INTO consumer_offsets (group_id, topic, partition, next_offset, updated_at_us) VALUES (?, ?, ?, ?, ?)
-                        ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = excluded.next_offset, updated_at_us = excluded.updated_at_us
-                        """)
-                    for (tp, o) in offsets {
-                        try upsert.execute(arguments: [group, tp.topic, tp.partition, o, now])
-                    }
-                    if let retire {
-                        try db.execute(sql: "DELETE FROM outbox WHERE seq <= ? AND owner = ?", arguments: [retire, owner])
-                    }
+                    let changelogDone = DispatchTime.now().uptimeNanoseconds
+                    try consumerStore.saveOffsets(batch.offsets, at: Clock.nowMicros(), db)
+                    if let retire { try consumerStore.deleteOutbox(through: retire, db) }
                     var seq: Int64 = 0
                     if !output.messages.isEmpty {
-                        let frame = OutboxFrame.encode(output.messages, skipping: (processor as? any ChangelogProcessor)?.derivedOutputTopic)
-                        let insert = try db.cachedStatement(sql: "INSERT INTO outbox (owner, messages) VALUES (?, ?)")
-                        try insert.setUncheckedArguments([owner])
-                        // Bind the frame's bytes in place: one copy fewer of megabytes per batch.
-                        let rc = frame.withUnsafeBytes { buf in
-                            sqlite3_bind_blob(insert.sqliteStatement, 2, buf.baseAddress, Int32(buf.count), nil) == SQLITE_OK
-                                ? sqlite3_step(insert.sqliteStatement) : sqlite3_errcode(db.sqliteConnection)
-                        }
-                        sqlite3_reset(insert.sqliteStatement)
-                        guard rc == SQLITE_DONE else {
-                            throw DatabaseError(resultCode: ResultCode(rawValue: rc), message: String(cString: sqlite3_errmsg(db.sqliteConnection)), sql: "INSERT INTO outbox")
-                        }
-                        seq = db.lastInsertedRowID
+                        seq = try consumerStore.insertOutbox(OutboxFrame.encode(output.messages, skipping: changelogged?.derivedOutputTopic), db)
                     }
-                    phaseMs = ((applied - started) / 1_000_000, (changelogged - applied) / 1_000_000, (DispatchTime.now().uptimeNanoseconds - changelogged) / 1_000_000)
+                    phaseMs = ((applied - started) / 1_000_000, (changelogDone - applied) / 1_000_000, (DispatchTime.now().uptimeNanoseconds - changelogDone) / 1_000_000)
                     result = (output, seq, newHeads)
                     return .commit
                 }
@@ -483,40 +407,78 @@ public final class BatchConsumerService: Service, Sendable {
             }
         }
 
+        // MARK: Outputs
+
+        enum DeliveryOutcome {
+            case acknowledged
+            case failed(any Error)
+            /// A stop was requested `shutdownTimeout` ago and the reports are still outstanding.
+            case timedOut
+        }
+
+        /// Waits for `group`'s delivery reports without spinning (the thread parks until they
+        /// arrive, waking every 100 ms to check the shutdown clock); gives up once a stop was
+        /// requested more than `shutdownTimeout` ago.
+        func awaitDelivery(_ group: DeliveryGroup) -> DeliveryOutcome {
+            if !group.isComplete {
+                let reported = DispatchSemaphore(value: 0)
+                Task.detached {
+                    try? await group.value()
+                    reported.signal()
+                }
+                while !group.isComplete {
+                    if state.shutdownTimedOut(now: DispatchTime.now().uptimeNanoseconds, stopRequestedAt: service.stopRequestTime) {
+                        return .timedOut
+                    }
+                    _ = reported.wait(timeout: .now() + .milliseconds(100))
+                }
+            }
+            do {
+                try group.wait()
+                return .acknowledged
+            } catch {
+                return .failed(error)
+            }
+        }
+
         /// Retires the acknowledged flights at the head of the queue (their outbox rows go in the
-        /// next transaction), waiting only when told to or when too many are outstanding. A failed
-        /// flight is published again until acknowledged; it stays in the outbox meanwhile, and
-        /// nothing after it is retired before it.
+        /// next transaction), waiting only when `ConsumerStateMachine.settleAction` says so. A
+        /// failed flight is published again until acknowledged; it stays in the outbox meanwhile,
+        /// and nothing after it is retired before it.
         func settleInFlight(waitForAll: Bool) throws {
-            while !inFlight.isEmpty {
-                if !inFlight[0].group.isComplete && !waitForAll && inFlight.count <= maxInFlight { return }
-                do {
-                    try inFlight[0].group.wait()
-                } catch {
-                    inFlight[0].attempts += 1
-                    let attempt = inFlight[0].attempts
-                    log.error("publishing outputs failed, retrying", metadata: ["error": "\(error)", "attempt": "\(attempt)"])
-                    if service.stop.isSet {
+            while case .wait(let delivery) = state.settleAction(waitForAll: waitForAll, isComplete: { $0.isComplete }) {
+                switch awaitDelivery(delivery) {
+                case .acknowledged:
+                    state.delivered()
+                case .timedOut:
+                    // Left in the outbox (with everything after it), republished at the next start.
+                    log.warning("shutdown timeout passed: leaving unacknowledged outputs in the outbox for the next start", metadata: [
+                        "flights": "\(state.inFlight.count)", "timeout": "\(service.configuration.shutdownTimeout)",
+                    ])
+                    state.leaveInFlightInOutbox()
+                    return
+                case .failed(let error):
+                    switch state.deliveryFailed(stopping: service.stop.isSet) {
+                    case .leaveInOutbox(let attempt):
+                        log.error("publishing outputs failed, retrying", metadata: ["error": "\(error)", "attempt": "\(attempt)"])
                         // Stopping: left in the outbox (with everything after it), republished at
                         // the next start, rather than holding the shutdown for more timeouts.
-                        inFlight.removeAll()
                         return
+                    case .republish(let first, let messages, let attempt, let delay):
+                        log.error("publishing outputs failed, retrying", metadata: ["error": "\(error)", "attempt": "\(attempt)"])
+                        usleep(delay)
+                        let delivery = try service.producer.enqueue(messages, after: first)
+                        state.republished(delivery)
                     }
-                    usleep(UInt32(min(5_000_000, 200_000 * attempt)))
-                    inFlight[0].group = try service.producer.enqueue(inFlight[0].messages, after: inFlight[0].first)
-                    continue
                 }
-                retiredOutboxSeq = inFlight.removeFirst().seq
             }
         }
 
         /// Deletes the retired outbox rows now (when no batch is coming to carry the delete).
         func deleteRetiredOutbox() throws {
-            guard let seq = retiredOutboxSeq else { return }
-            try service.store.database.write { db in
-                try db.execute(sql: "DELETE FROM outbox WHERE seq <= ? AND owner = ?", arguments: [seq, self.owner])
-            }
-            retiredOutboxSeq = nil
+            guard let seq = state.retiredOutboxSeq else { return }
+            try service.store.database.write { [consumerStore] db in try consumerStore.deleteOutbox(through: seq, db) }
+            state.outboxDeleted()
         }
 
         /// Between batches: retire what has been acknowledged.
@@ -525,10 +487,9 @@ public final class BatchConsumerService: Service, Sendable {
             try deleteRetiredOutbox()
         }
 
-        /// After a crash: outputs committed but maybe never published go out again.
         /// The outputs a changelog processor's outbox rows leave out, recreated from their entries.
         func recreatedOutputs(of messages: [ProducerMessage]) throws -> [ProducerMessage] {
-            guard let changelogged = processor as? any ChangelogProcessor, changelogged.derivedOutputTopic != nil else { return [] }
+            guard let changelogged, changelogged.derivedOutputTopic != nil else { return [] }
             // Sequence numbers count per partition: assemble each partition's entries on their own.
             var byPartition: [Int32: [ChangelogEntry]] = [:]
             for m in messages where m.topic == changelogged.changelogTopic {
@@ -544,22 +505,14 @@ public final class BatchConsumerService: Service, Sendable {
             return output.messages
         }
 
+        /// After a crash: outputs committed but maybe never published go out again, before any
+        /// new batch.
         func republishOutbox() throws {
-            let rows = try service.store.database.read { db in
-                try Row.fetchAll(db, sql: "SELECT seq, messages FROM outbox WHERE owner = ? ORDER BY seq", arguments: [owner])
-            }
-            guard !rows.isEmpty else { return }
-            var messages: [ProducerMessage] = []
-            var last: Int64 = 0
-            for row in rows {
-                let data: Data = row[1]
-                messages += try OutboxFrame.decode(Array(data))
-                last = row[0]
-            }
-            messages += try recreatedOutputs(of: messages)
-            log.info("republishing outbox left by the previous run", metadata: ["rows": "\(rows.count)", "messages": "\(messages.count)"])
-            let (first, rest) = stages(messages)
-            inFlight.append(Flight(group: try service.producer.enqueue(rest, after: first), seq: last, first: first, messages: rest))
+            let rows = try service.store.database.read { [consumerStore] db in try consumerStore.outbox(db) }
+            guard let launch = try state.recovery(of: rows, recreating: recreatedOutputs) else { return }
+            log.info("republishing outbox left by the previous run", metadata: ["rows": "\(rows.count)", "messages": "\(launch.first.count + launch.messages.count)"])
+            let delivery = try service.producer.enqueue(launch.messages, after: launch.first)
+            state.track(launch, delivery: delivery)
             try settleInFlight(waitForAll: true)
             try deleteRetiredOutbox()
         }

@@ -94,36 +94,3 @@ public protocol ChangelogProcessor: BatchProcessor {
     /// fewer written to SQLite per batch).
     var derivedOutputTopic: String? { get }
 }
-
-public enum Clock {
-    /// Unix time in microseconds, the unit of every timestamp on the wire.
-    public static func nowMicros() -> Int64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        return Int64(ts.tv_sec) * 1_000_000 + Int64(ts.tv_nsec) / 1_000
-    }
-}
-
-/// Maps a large array on every core, in contiguous chunks, preserving order: for the pure,
-/// CPU-bound steps of a batch (decoding, encoding) while the SQLite part stays on one thread.
-public enum ParallelMap {
-    public static func map<T: Sendable, R: Sendable>(_ input: [T], minimumChunk: Int = 1024, _ transform: @escaping @Sendable (T) -> R) -> [R] {
-        let n = input.count
-        let chunks = min(ProcessInfo.processInfo.activeProcessorCount, n / minimumChunk)
-        guard chunks > 1 else { return input.map(transform) }
-        return [R](unsafeUninitializedCapacity: n) { buffer, count in
-            let out = UncheckedPointer(base: buffer.baseAddress!)
-            DispatchQueue.concurrentPerform(iterations: chunks) { c in
-                // Each chunk initialises its own disjoint index range.
-                for i in (c * n / chunks)..<((c + 1) * n / chunks) {
-                    (out.base + i).initialize(to: transform(input[i]))
-                }
-            }
-            count = n
-        }
-    }
-
-    private struct UncheckedPointer<R>: @unchecked Sendable {
-        let base: UnsafeMutablePointer<R>
-    }
-}

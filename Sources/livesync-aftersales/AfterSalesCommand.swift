@@ -1,3 +1,5 @@
+import Model
+import Bootstrap
 import AfterSales
 import ArgumentParser
 import Worker

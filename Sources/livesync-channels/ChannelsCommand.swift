@@ -1,3 +1,5 @@
+import Channels
+import Bootstrap
 import ArgumentParser
 import AsyncHTTPClient
 import Connectors
@@ -19,23 +21,20 @@ struct ChannelsCommand: AsyncParsableCommand {
         try await ConsumerMain.run(
             name: "channels", group: "livesync-channels", topics: [Topics.stockReservations], companionTopics: [Topics.shipmentsShipped], configFile: config,
             extraServices: { settings, store, logger in
+                let channels = try ChannelsConfiguration.load(settings)
                 let clients = try ChannelClients.configured(settings, client: .shared)
-                for channel in try ChannelList.parse(settings.string("channels.list", default: "")).keys where clients[channel.platform] == nil {
+                for channel in channels.channels.keys where clients[channel.platform] == nil {
                     logger.warning("no write-back client configured for this channel: its stock pushes and shipments will be dead-lettered",
                                    metadata: ["channel": "\(channel.platform.slug):\(channel.shopID)"])
                 }
-                var outbound = OutboundConfiguration()
-                outbound.callsPerSecondPerShop = Double(settings.int("channels.callsPerSecondPerShop", default: 5))
-                outbound.maxAttempts = settings.int("channels.maxAttempts", default: 8)
                 let dispatcher = OutboundDispatcher(
-                    queue: try OutboundQueue(database: store.database), clients: clients,
-                    tokens: AccessTokens.parse(settings.string("channels.tokens", default: "")).tokens,
-                    configuration: outbound, deadLetterProducer: try KafkaProducer(configuration: settings.producerKafka(), logger: logger), logger: logger)
+                    queue: try OutboundQueue(database: store.database), clients: clients, tokens: channels.tokens,
+                    configuration: channels.outbound, deadLetterProducer: try KafkaProducer(configuration: settings.producerKafka(), logger: logger), logger: logger)
                 return [OutboundService(dispatcher: dispatcher)]
             }
         ) { settings in
-            ChannelStockProcessor(channels: try ChannelList.parse(settings.string("channels.list", default: "")),
-                                  skuMap: try ChannelSKUMap.parse(settings.string("channels.skuMap", default: "")))
+            let channels = try ChannelsConfiguration.load(settings)
+            return ChannelStockProcessor(channels: channels.channels, skuMap: channels.skuMap)
         }
     }
 }

@@ -1,3 +1,5 @@
+import Model
+import Bootstrap
 import ArgumentParser
 import Fulfillment
 import Worker

@@ -1,3 +1,4 @@
+import Bootstrap
 import ArgumentParser
 import AsyncHTTPClient
 import Connectors
@@ -28,39 +29,42 @@ struct IngestCommand: AsyncParsableCommand {
         guard !shops.isEmpty || !connectors.platforms.isEmpty || !connectors.polls.isEmpty else {
             throw ConfigurationError("no shops configured: set ingest.shops (LIVESYNC_INGEST_SHOPS=shop=secret[@warehouse];…) or a platform connector (connectors.*)")
         }
-        let producer = try KafkaProducer(configuration: settings.producerKafka(), logger: logger)
+        let kafka = try settings.producerKafka()
+        let producer = try KafkaProducer(configuration: kafka, logger: logger)
+        logger.info("starting", metadata: ["bootstrap": "\(kafka.bootstrapServers)", "ledger": "\(connectors.ledgerPath)"])
         let publisher = OrderPublisher(producer: producer, sealer: connectors.sealer)
         let ledger = try MessageLedger(path: connectors.ledgerPath)
         for book in connectors.tokenBooks { try book.attach(ledger.database) }
         let pipeline = ConnectorPipeline(publisher: publisher, ledger: ledger, logger: logger)
         let pollers = connectors.pollers(publisher: publisher, ledger: ledger, logger: logger)
-        let maxBody = settings.int("ingest.maxBodyBytes", default: 1 << 20)
+        let maxBody = try settings.int("ingest.maxBodyBytes", default: 1 << 20)
         logger.info("platform connectors", metadata: ["platforms": "\(connectors.platforms.map(\.connector.platform.slug))",
                                                       "pii_sealing": "\(connectors.sealer != nil)"])
         // The warehouse/ERP's shipment reports (POST /erp/shipments/{id}/shipped), when it has a secret.
         let erpSecret = settings.optionalString("erp.secret")
         let erpBook = try settings.stateStore("erp").path
+        let erpMaxBody = try settings.int("erp.maxBodyBytes", default: 16 << 10)
         let app = IngestApp.make(
             configuration: IngestConfiguration(
                 host: settings.string("ingest.host", default: "127.0.0.1"),
-                port: settings.int("ingest.port", default: 8080),
+                port: try settings.int("ingest.port", default: 8080),
                 shops: shops,
-                maxBodyBytes: settings.int("ingest.maxBodyBytes", default: 1 << 20),
+                maxBodyBytes: try settings.int("ingest.maxBodyBytes", default: 1 << 20),
                 addressFile: settings.optionalString("ingest.addressFile")),
             publisher: publisher, logger: logger,
             extraRoutes: { router in
                 ConnectorRoutes.register(on: router, platforms: connectors.platforms, pipeline: pipeline, maxBodyBytes: maxBody)
                 if let secret = erpSecret {
                     ShipmentShippedRoute.register(on: router, configuration: ShipmentShippedConfiguration(
-                        secret: secret, erpBookPath: erpBook, maxBodyBytes: settings.int("erp.maxBodyBytes", default: 16 << 10)), producer: producer, logger: logger)
+                        secret: secret, erpBookPath: erpBook, maxBodyBytes: erpMaxBody), producer: producer, logger: logger)
                 }
             },
             health: HealthEndpoints(process: settings.processName("ingest"), checks: [StandardChecks.brokerReachable(producer)]),
-            dataDir: settings.telemetry.dataDir)
+            dataDir: try settings.telemetry.dataDir)
         var services: [any Service] = [app]
         if !pollers.isEmpty { services.append(PollerService(pollers: pollers, interval: connectors.poll.interval)) }
         try await ServiceRunner.run(services, logger: logger)
-        if let dataDir = settings.telemetry.dataDir { ProcessRecord.remove(name: settings.processName("ingest"), dataDir: dataDir) }
+        if let dataDir = try settings.telemetry.dataDir { ProcessRecord.remove(name: settings.processName("ingest"), dataDir: dataDir) }
         producer.close()
     }
 }

@@ -1,3 +1,5 @@
+import Model
+import Bootstrap
 import ArgumentParser
 import Inventory
 import Worker
@@ -17,7 +19,7 @@ struct StockCommand: AsyncParsableCommand {
             name: "stock", group: "livesync-stock",
             topics: [Topics.orderLines], companionTopics: [Topics.stockAdjustments], configFile: config,
             extraServices: { settings, store, logger in
-                [HotSkuGauges(store: store, count: settings.int("metrics.hotSkus", default: 10), logger: logger)]
+                [HotSkuGauges(store: store, count: try settings.int("metrics.hotSkus", default: 10), logger: logger)]
             }
         ) { _ in StockProcessor() }
     }

@@ -1,6 +1,9 @@
+import Operations
+import Model
+import Bootstrap
 import ArgumentParser
 import AsyncHTTPClient
-import Cluster
+import DevHarness
 import Dashboard
 import Foundation
 import Ingest
@@ -113,13 +116,13 @@ extension LiveSyncCommand {
             config.dataDirectory = dataDir
             config.synchronous = synchronous
             config.alerting = !noAlerting
-            let summary = try await Cluster.Demo.run(config, logger: logger)
+            let summary = try await DevHarness.Demo.run(config, logger: logger)
             if json {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.sortedKeys]
                 print(String(decoding: try encoder.encode(summary), as: UTF8.self))
             } else {
-                print(Cluster.Demo.render(summary))
+                print(DevHarness.Demo.render(summary))
             }
             if !summary.passed { throw ExitCode(1) }
         }
@@ -161,13 +164,13 @@ extension LiveSyncCommand {
             config.loseDisks = !noDiskLoss
             config.settleTimeoutSeconds = settleTimeout
             config.dataDirectory = dataDir
-            let report = try await Cluster.Chaos.run(config, logger: logger)
+            let report = try await DevHarness.Chaos.run(config, logger: logger)
             if json {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.sortedKeys]
                 print(String(decoding: try encoder.encode(report), as: UTF8.self))
             } else {
-                print(Cluster.Chaos.render(report))
+                print(DevHarness.Chaos.render(report))
             }
             if !report.passed { throw ExitCode(1) }
         }
@@ -220,12 +223,12 @@ extension LiveSyncCommand {
             sender.concurrency = concurrency
             sender.platformAPIURL = platformAPIURL ?? info?.platformAPIURL
             if !noStock {
-                let loaded = try await sender.publishStock(records, sessionID: "replay-\(session.seed)")
+                let loaded = try await sender.publishStock(records, sessionID: try file.map(SessionGenerator.sessionID(ofRecording:)) ?? "replay-\(session.seed)")
                 // A live session starts once the shelves are stocked: on `livesync dev`, wait until stock
                 // applied the load, or the first orders would race it and be rejected.
                 if let info, bootstrap == info.bootstrap {
                     let devCluster = info.dataDirectory
-                    try await Cluster.Demo.waitForStockLoad(databases: { StockStoreView.databases(in: devCluster) }, expected: loaded.count, timeout: 60)
+                    try await DevHarness.Demo.waitForStockLoad(databases: { StockStoreView.databases(in: devCluster) }, expected: loaded.count, timeout: 60)
                 }
             }
             let result = try await sender.send(records)

@@ -1,3 +1,5 @@
+import LiveSyncTesting
+import Bootstrap
 import Foundation
 import Fulfillment
 import GRDB
@@ -57,15 +59,9 @@ func withWebhook(_ body: (String, FakeWebhook) async throws -> Void) async throw
         fake.bodies.withLock { $0.append(String(buffer: buffer)) }
         return Response(status: .init(code: fake.status.withLock { $0 }))
     }
-    let port = Mutex(0)
-    let app = Application(
-        router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-        onServerRunning: { channel in port.withLock { $0 = channel.localAddress?.port ?? 0 } },
-        logger: Logger(label: "fake-webhook"))
-    let server = Task { try await app.runService() }
+    let (url, server) = try await LocalServer.serve(router, label: "fake-webhook")
     defer { server.cancel() }
-    for _ in 0..<200 where port.withLock({ $0 }) == 0 { try await Task.sleep(for: .milliseconds(10)) }
-    try await body("http://127.0.0.1:\(port.withLock { $0 })/hook", fake)
+    try await body(url + "/hook", fake)
 }
 
 /// An ERP book beside the alert store, written by the real dispatch join.
@@ -401,7 +397,7 @@ func stockInstance(_ path: String, heads: [Int32: Int64], rows: [(sku: String, o
         inspection: InspectionConfiguration(kafka: KafkaConfiguration(bootstrapServers: "127.0.0.1:1"), stockDatabase: "/nonexistent/stock.sqlite",
                                             erpDatabase: "/nonexistent/erp.sqlite"),
         interval: .seconds(3_600), store: store, logger: logger)
-    let notifier = AlertNotifier(configuration: AlertingConfiguration(sweepIntervalMilliseconds: 600_000), store: store, logger: logger)
+    let notifier = AlertNotifier(configuration: AlertingConfiguration(sweepInterval: .seconds(600)), store: store, logger: logger)
     let group = ServiceGroup(services: [notifier, schedule], logger: logger)
     let started = ContinuousClock.now
     try await withThrowingTaskGroup(of: Void.self) { tasks in
@@ -415,8 +411,10 @@ func stockInstance(_ path: String, heads: [Int32: Int64], rows: [(sku: String, o
 
 /// Blocking work off the pool (topic reads, scans) is asked to stop when its task is cancelled.
 @Test func blockingWorkIsAskedToStopWhenItsTaskIsCancelled() async throws {
+    let (started, signal) = AsyncStream<Void>.makeStream()
     let task = Task {
         try await runBlocking { stop -> Int in
+            signal.yield()
             let deadline = Date().addingTimeInterval(30)
             while Date() < deadline {
                 if stop.isRequested { throw StoppedOnRequest() }
@@ -425,7 +423,7 @@ func stockInstance(_ path: String, heads: [Int32: Int64], rows: [(sku: String, o
             return 0
         }
     }
-    try await Task.sleep(for: .milliseconds(200))
+    for await _ in started { break }  // the work is running
     let cancelled = ContinuousClock.now
     task.cancel()
     await #expect(throws: StoppedOnRequest.self) { try await task.value }

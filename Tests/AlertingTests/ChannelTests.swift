@@ -1,3 +1,6 @@
+import LiveSyncTesting
+import Model
+import Bootstrap
 import Crypto
 import Foundation
 import GRDB
@@ -153,14 +156,9 @@ final class FakeSMTP: ChannelInboundHandler, @unchecked Sendable {
 
 func withRobots(_ body: (String, FakeRobots) async throws -> Void) async throws {
     let robots = FakeRobots()
-    let port = Mutex(0)
-    let app = Application(router: robots.router(), configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-                          onServerRunning: { channel in port.withLock { $0 = channel.localAddress?.port ?? 0 } },
-                          logger: Logger(label: "fake-robots"))
-    let server = Task { try await app.runService() }
+    let (url, server) = try await LocalServer.serve(robots.router(), label: "fake-robots")
     defer { server.cancel() }
-    for _ in 0..<200 where port.withLock({ $0 }) == 0 { try await Task.sleep(for: .milliseconds(10)) }
-    try await body("http://127.0.0.1:\(port.withLock { $0 })", robots)
+    try await body(url, robots)
 }
 
 @Suite struct ChannelTests {
@@ -305,16 +303,12 @@ func withRobots(_ body: (String, FakeRobots) async throws -> Void) async throws 
             let body = #"{"checks":{},"consumption":{"lag":\#(lag.withLock { $0 }),"lastBatchAtUs":1,"partitions":4},"failed":[],"pid":1,"process":"stock-1","status":"ready"}"#
             return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: body)))
         }
-        let port = Mutex(0)
-        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-                              onServerRunning: { channel in port.withLock { $0 = channel.localAddress?.port ?? 0 } }, logger: Logger(label: "fake-readyz"))
-        let server = Task { try await app.runService() }
+        let (url, server) = try await LocalServer.serve(router, label: "fake-readyz")
         defer { server.cancel() }
-        for _ in 0..<200 where port.withLock({ $0 }) == 0 { try await Task.sleep(for: .milliseconds(10)) }
 
         let store = try alertStore()
         let dataDir = (store.configuration.path as NSString).deletingLastPathComponent
-        try ProcessRecord(name: "stock-1", url: "http://127.0.0.1:\(port.withLock { $0 })", startedAtUs: 1).write(dataDir: dataDir)
+        try ProcessRecord(name: "stock-1", url: url, startedAtUs: 1).write(dataDir: dataDir)
         // A process that was killed: its record is left behind with a pid that no longer runs.
         let gone = Process()
         gone.executableURL = URL(fileURLWithPath: "/bin/true")
@@ -324,7 +318,7 @@ func withRobots(_ body: (String, FakeRobots) async throws -> Void) async throws 
 
         let config = AlertingConfiguration(
             rules: AlertRulesConfiguration(rules: [.consumerLag(max: 100), .processSilent(seconds: 30)], channels: []), dataDir: dataDir,
-            processCheckIntervalMilliseconds: 1_000)
+            processCheckInterval: .seconds(1))
         let notifier = AlertNotifier(configuration: config, store: store, logger: Logger(label: "t"))
         let now = Clock.nowMicros()
         try await notifier.sweep(now: now)

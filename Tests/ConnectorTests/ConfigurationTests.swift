@@ -1,3 +1,5 @@
+import LiveSyncTesting
+import Bootstrap
 import AsyncHTTPClient
 import Connectors
 import Foundation
@@ -29,6 +31,50 @@ import Worker
         // Douyin's search mapping takes the push mapping's SKU override but keeps its own root.
         let douyin = try #require(config.polls.first { $0.api.platform == .douyin })
         #expect(douyin.mapping.sku == "out_sku_id" && douyin.mapping.orderRoot == "")
+    }
+
+    @Test func aSettingThatIsNotAnIntegerIsRefusedNamingItsKeyNotReplacedByTheDefault() async throws {
+        #expect(LiveSyncConfig.environmentName("kafka.sessionTimeoutMs") == "LIVESYNC_KAFKA_SESSION_TIMEOUT_MS")
+        let bad = try await LiveSyncConfig(file: nil, environment: ["LIVESYNC_INGEST_PORT": "80a"])
+        #expect { _ = try bad.int("ingest.port", default: 8080) } throws: { "\($0)".contains("ingest.port") && "\($0)".contains("80a") }
+        let good = try await LiveSyncConfig(file: nil, environment: ["LIVESYNC_INGEST_PORT": "8081"])
+        #expect(try good.int("ingest.port", default: 8080) == 8081)
+        #expect(try good.int("ingest.maxBodyBytes", default: 7) == 7)
+        // In the file: a number is taken, a fraction refused.
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("livesync-int-\(UUID().uuidString).json").path
+        try #"{"livesync": {"ingest": {"port": 8082, "maxBodyBytes": 10.5}}}"#.write(toFile: file, atomically: true, encoding: .utf8)
+        let fromFile = try await LiveSyncConfig(file: file, environment: [:])
+        #expect(try fromFile.int("ingest.port", default: 8080) == 8082)
+        #expect(throws: (any Error).self) { _ = try fromFile.int("ingest.maxBodyBytes", default: 1) }
+    }
+
+    @Test func aPushOnlyKuaishouShopNeedsNoSignSecret() async throws {
+        var env = ConnectorsConfiguration.developmentEnvironment(apiBase: "http://127.0.0.1:1")
+        env["LIVESYNC_CONNECTORS_KUAISHOU_SIGN_SECRET"] = nil
+        let config = try ConnectorsConfiguration.load(try await LiveSyncConfig(file: nil, environment: env), client: .shared)
+        let kuaishou = try #require(config.platforms.first { $0.connector.platform == .kuaishou })
+        #expect(kuaishou.details == nil)
+        // With the secret, order details are fetched from Kuaishou's API.
+        env["LIVESYNC_CONNECTORS_KUAISHOU_SIGN_SECRET"] = "s"
+        let full = try ConnectorsConfiguration.load(try await LiveSyncConfig(file: nil, environment: env), client: .shared)
+        #expect(full.platforms.first { $0.connector.platform == .kuaishou }?.details != nil)
+    }
+
+    /// `livesync dev` lets `LIVESYNC_CONNECTORS_*` override its credentials: the fake platform API and
+    /// replay must then use the same ones the connectors are configured with.
+    @Test func overriddenDevelopmentCredentialsReachTheConnectorsAndTheFakeAlike() {
+        var overrides: [String: String] = [:]
+        for (key, value) in ConnectorsConfiguration.developmentEnvironment(apiBase: "http://127.0.0.1:1")
+        where !key.hasSuffix("_API_BASE") && !key.hasSuffix("_AUTH_BASE") && !key.hasSuffix("_ACCESS_TOKENS") && !key.hasSuffix("_ACCESS_TOKEN")
+            && !key.hasSuffix("_SHOP_ID") && !key.hasSuffix("KUAISHOU_APP_SECRET") {
+            overrides[key] = "custom-" + value
+        }
+        #expect(overrides.count == 10)
+        let credentials = PlatformCredentials.development(overriddenBy: overrides)
+        let env = ConnectorsConfiguration.developmentEnvironment(apiBase: "http://127.0.0.1:1", credentials: credentials)
+        for (key, value) in overrides { #expect(env[key] == value, "\(key)") }
+        #expect(credentials.jdAppKey == PlatformCredentials.development.jdAppKey)
+        #expect(PlatformCredentials.development(overriddenBy: ["LIVESYNC_CONNECTORS_POLL_JD_APP_KEY": "jd-own"]).jdAppKey == "jd-own")
     }
 
     @Test func unusableSecretsAreConfigurationErrorsNotSilentlyIgnored() async throws {

@@ -1,3 +1,6 @@
+import Channels
+import LiveSyncTesting
+import Bootstrap
 import Connectors
 import Foundation
 import GRDB
@@ -51,7 +54,22 @@ final class FakeChannelAPI: Sendable {
     }
 }
 
+/// Runs dispatcher passes until nothing is pending; between passes `clock` moves past the longest
+/// backoff, so retries come due without the test sleeping.
+func drainOutbound(_ d: OutboundDispatcher, clock: ManualWallClock) async throws -> OutboundDispatcher.RunResult {
+    var total = OutboundDispatcher.RunResult()
+    for _ in 0..<50 {
+        let r = try await d.runOnce()
+        total.sent += r.sent; total.retried += r.retried; total.dead += r.dead
+        if try d.queue.count("pending") == 0 { break }
+        clock.advance(by: d.configuration.maxBackoff)
+    }
+    return total
+}
+
 @Suite(.serialized) struct OutboundTests {
+    /// Each test's own clock (Swift Testing makes a suite instance per test).
+    let clock = ManualWallClock()
     let douyinShop = Channel(platform: .douyin, shopID: "dy-1")
     let taobaoShop = Channel(platform: .taobao, shopID: "tb-1")
 
@@ -76,20 +94,10 @@ final class FakeChannelAPI: Sendable {
             queue: queue,
             clients: [.douyin: DouyinChannelClient(baseURL: base, appKey: "dy-app", appSecret: fake.secret, client: .shared),
                       .taobao: TaobaoChannelClient(api: TaobaoPollAPI(gateway: base + "/router/rest", appKey: "tb-app", appSecret: fake.secret, client: .shared))],
-            tokens: ["douyin:dy-1": "dy-token", "taobao:tb-1": "tb-session"], configuration: config, deadLetterProducer: producer, logger: logger)
+            tokens: ["douyin:dy-1": "dy-token", "taobao:tb-1": "tb-session"], configuration: config, deadLetterProducer: producer, clock: clock.wallClock, logger: logger)
     }
 
-    /// Runs passes until nothing is pending (retries become due after their short backoff).
-    func drain(_ d: OutboundDispatcher) async throws -> OutboundDispatcher.RunResult {
-        var total = OutboundDispatcher.RunResult()
-        for _ in 0..<50 {
-            let r = try await d.runOnce()
-            total.sent += r.sent; total.retried += r.retried; total.dead += r.dead
-            if try d.queue.count("pending") == 0 { break }
-            try await Task.sleep(for: .milliseconds(10))
-        }
-        return total
-    }
+    func drain(_ d: OutboundDispatcher) async throws -> OutboundDispatcher.RunResult { try await drainOutbound(d, clock: clock) }
 
     @Test func allocationSharesAvailableStockAndHoldsBackSafetyStock() {
         #expect(ChannelAllocation().quantity(available: 17) == 17)
@@ -197,7 +205,7 @@ final class FakeChannelAPI: Sendable {
             fake.douyinErrors.withLock { $0 = [(40003, "商家编码不存在")] }
             try queue.enqueueStock(douyinShop, sku: "SKU-X", quantity: 1)
             // Busy beyond the attempts allowed: dead-lettered after the last one.
-            try await Task.sleep(for: .milliseconds(5))
+            clock.advance(by: .milliseconds(5))
             r = try await drain(dispatcher(base, fake, queue, producer: producer))
             #expect(r.dead == 1)
             fake.douyinErrors.withLock { $0 = Array(repeating: (60000, "触发限流，请稍后重试"), count: 10) }
@@ -219,6 +227,8 @@ final class FakeChannelAPI: Sendable {
 /// The write-back clients of Kuaishou, WeChat Channels, TikTok Shop, JD and Pinduoduo against
 /// `FakePlatformAPI`, which checks each request's signature and body as the platform does.
 @Suite(.serialized) struct PlatformWriteBackTests {
+    /// Each test's own clock (Swift Testing makes a suite instance per test).
+    let clock = ManualWallClock()
     static let shops: [Platform: String] = [.kuaishou: "ks-1", .wechatChannels: "wx-1", .tiktokShop: "tt-1", .jd: "jd-1", .pinduoduo: "pdd-1"]
     static let platforms: [Platform] = [.kuaishou, .wechatChannels, .tiktokShop, .jd, .pinduoduo]
     /// LiveSync's SKU-1 on each channel.
@@ -250,19 +260,10 @@ final class FakeChannelAPI: Sendable {
         var logger = Logger(label: "outbound")
         logger.logLevel = .critical
         let tokens = Dictionary(uniqueKeysWithValues: Self.platforms.map { ("\($0.slug):*", token) })
-        return OutboundDispatcher(queue: queue, clients: clients, tokens: tokens, configuration: config, metrics: metrics, logger: logger)
+        return OutboundDispatcher(queue: queue, clients: clients, tokens: tokens, configuration: config, metrics: metrics, clock: clock.wallClock, logger: logger)
     }
 
-    func drain(_ d: OutboundDispatcher) async throws -> OutboundDispatcher.RunResult {
-        var total = OutboundDispatcher.RunResult()
-        for _ in 0..<50 {
-            let r = try await d.runOnce()
-            total.sent += r.sent; total.retried += r.retried; total.dead += r.dead
-            if try d.queue.count("pending") == 0 { break }
-            try await Task.sleep(for: .milliseconds(10))
-        }
-        return total
-    }
+    func drain(_ d: OutboundDispatcher) async throws -> OutboundDispatcher.RunResult { try await drainOutbound(d, clock: clock) }
 
     /// Stock level 7 of SKU-1 and one shipment for every platform.
     func enqueueEverything(_ queue: OutboundQueue, fake: FakePlatformAPI) throws {
@@ -347,7 +348,7 @@ final class FakeChannelAPI: Sendable {
             // Not due before the backoff has passed.
             r = try await d.runOnce()
             #expect(r == OutboundDispatcher.RunResult())
-            try await Task.sleep(for: .milliseconds(450))
+            clock.advance(by: .milliseconds(400))
             r = try await d.runOnce()
             #expect(r.sent == 5 && r.retried == 0 && r.dead == 0)
             #expect(fake.channelStock == ["kuaishou:5100:88": 4, "wechat:P1:S1": 4, "tiktok:1729:1730": 4, "jd:2001": 4, "pinduoduo:9001:77": 4])

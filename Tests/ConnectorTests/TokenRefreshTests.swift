@@ -1,3 +1,4 @@
+import LiveSyncTesting
 import AsyncHTTPClient
 import Connectors
 import Foundation

@@ -1,3 +1,4 @@
+import LiveSyncTesting
 import Connectors
 import Foundation
 import HTTPTypes

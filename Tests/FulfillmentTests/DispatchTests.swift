@@ -1,3 +1,4 @@
+import ErpBookStore
 import AfterSales
 import Foundation
 import Fulfillment

@@ -1,5 +1,5 @@
 import AsyncHTTPClient
-import Cluster
+import DevHarness
 import Foundation
 import GRDB
 import Ingest
@@ -124,7 +124,7 @@ import Worker
         // kcat's simple consumer (-C without -G): a group member with another assignor would crash the mock.
         let kcat = ["/usr/bin/kcat", "/usr/local/bin/kcat"].first { FileManager.default.isExecutableFile(atPath: $0) }
         try #require(kcat != nil, "kcat is installed by the README's test command (apt-get install kcat)")
-        let out = try runCommand(kcat!, ["-C", "-b", cluster.bootstrap, "-t", Topics.orderLines, "-e", "-q", "-f", "%k %p\\n"], timeout: 60)
+        let out = try runCommand(kcat!, ["-C", "-b", cluster.bootstrap, "-t", Topics.orderLines, "-e", "-q", "-f", "%k %p\\n"], timeout: .seconds(60))
         let rows = out.stdout.split(separator: "\n").map { $0.split(separator: " ") }
         let expectedLines = records.compactMap(\.order).reduce(0) { $0 + $1.lines.count }
         #expect(rows.count == expectedLines)

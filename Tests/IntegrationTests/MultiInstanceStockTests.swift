@@ -1,3 +1,4 @@
+import LiveSyncTesting
 import Alerting
 import Dashboard
 import Foundation

@@ -1,3 +1,4 @@
+import LiveSyncTesting
 import AsyncHTTPClient
 import Foundation
 import GRDB
@@ -27,12 +28,8 @@ final class AlertSink: Sendable {
             }
             return Response(status: .ok)
         }
-        let port = Mutex(0)
-        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-                              onServerRunning: { channel in port.withLock { $0 = channel.localAddress?.port ?? 0 } }, logger: Logger(label: "alert-sink"))
-        let task = Task { try await app.runService() }
-        for _ in 0..<500 where port.withLock({ $0 }) == 0 { try await Task.sleep(for: .milliseconds(10)) }
-        return (task, "http://127.0.0.1:\(port.withLock { $0 })/alerts")
+        let (url, task) = try await LocalServer.serve(router, label: "alert-sink")
+        return (task, url + "/alerts")
     }
 }
 
@@ -169,7 +166,10 @@ func metricSum(_ text: String, _ name: String) -> Double {
         let kill = try runCommand(livesync, ["kill", "dispatch", "--cluster", dir + "/cluster.json"])
         #expect(kill.status == 0)
         try await waitFor("the silent-process alert and its end", seen: "\(sink.events(key: "process_silent:dispatch-1"))") { sink.events(key: "process_silent:dispatch-1") == ["firing", "resolved"] }
-        try await Task.sleep(for: .seconds(1))
+        // Two more completed sweeps (each would have re-raised a still-silent process): still one incident.
+        func sweeps() async throws -> Double { metricSum(try await httpGet(urls["alerting-1"]! + "/metrics").1, "livesync_alerting_sweeps_total") }
+        let resolvedAt = try await sweeps()
+        try await waitFor("two more alerting sweeps") { try await sweeps() >= resolvedAt + 2 }
         #expect(sink.events(key: "process_silent:dispatch-1") == ["firing", "resolved"], "exactly one alert and one resolved")
         #expect(sink.events(key: hotKey) == ["firing", "resolved"])
     }

@@ -1,4 +1,4 @@
-import Cluster
+import DevHarness
 import Foundation
 import GRDB
 import Inventory

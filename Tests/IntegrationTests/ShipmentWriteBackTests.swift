@@ -1,11 +1,12 @@
 import AsyncHTTPClient
-import Cluster
+import DevHarness
 import Connectors
 import Foundation
 import GRDB
 import Ingest
 import Kafka
 import Logging
+import Model
 import NIOCore
 import Testing
 import Worker
@@ -57,9 +58,18 @@ import Worker
     let second = try await report("/erp/shipments/douyin:dev-shop:DY1001%2Fmain/shipped", body, secret: cluster.erpSecret)
     #expect(second.0 == 202, "\(second.1)")
 
-    let deadline = Date().addingTimeInterval(20)
-    while Date() < deadline, cluster.platformAPI.writeBacks.isEmpty { try await Task.sleep(for: .milliseconds(100)) }
-    try await Task.sleep(for: .seconds(2))  // four dispatcher passes: a second write-back would have gone out by now
+    // Channels has applied both reports once its position on `fulfillment.shipped` covers two
+    // messages (in the transaction that queued the write-back); a second write-back, had the repeat
+    // queued one, would then be a job of its own, pending or sent: none may exist.
+    let channels = try StateStore.openForReading(dir + "/channels.sqlite", busyTimeout: 10)
+    try await waitFor("channels applied both shipment reports", timeout: 30) {
+        try await channels.read { db in
+            try StateStore.storedPositions(db, group: "livesync-channels", topic: Topics.shipmentsShipped).reduce(0) { $0 + $1.next } >= 2
+        }
+    }
+    try await waitFor("the write-back was sent", timeout: 30) { !cluster.platformAPI.writeBacks.isEmpty }
+    let jobs = try await channels.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM outbound_jobs WHERE kind = 'shipment'") }
+    #expect(jobs == 1)
     #expect(cluster.platformAPI.writeBacks == [.init(platformOrderID: "DY1001", carrier: "SF", trackingNumber: "SF1234567890")])
     #expect(cluster.platformAPI.refused.load(ordering: .relaxed) == 0)
 

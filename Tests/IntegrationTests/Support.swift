@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import Synchronization
 import Testing
 
 /// The directory holding the built executables (the test bundle sits next to them).
@@ -23,8 +24,18 @@ struct CommandResult {
     var stderr: String
 }
 
-/// Runs a command to completion, capturing its output (stderr goes to a file to avoid pipe stalls).
-func runCommand(_ executable: String, _ arguments: [String], timeout: TimeInterval = 600) throws -> CommandResult {
+/// A command that had not finished within its timeout (it was terminated, then killed).
+struct CommandTimedOut: Error, CustomStringConvertible {
+    var command: String
+    var timeout: Duration
+    var stderr: String
+    var description: String { "\(command) did not finish within \(timeout); it was stopped. Its last output: \(stderr.suffix(2000))" }
+}
+
+/// Runs a command to completion, capturing its output (stderr goes to a file to avoid pipe
+/// stalls). Past `timeout` the command gets SIGTERM, then SIGKILL 5 s later, and this throws
+/// `CommandTimedOut`: a hung executable fails its test instead of hanging the suite.
+func runCommand(_ executable: String, _ arguments: [String], timeout: Duration = .seconds(600)) throws -> CommandResult {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
@@ -35,10 +46,23 @@ func runCommand(_ executable: String, _ arguments: [String], timeout: TimeInterv
     process.standardOutput = out
     process.standardError = err
     try process.run()
+    let timedOut = Mutex(false)
+    let timer = DispatchSource.makeTimerSource(queue: .global())
+    timer.schedule(deadline: .now() + .milliseconds(Int(timeout.components.seconds * 1_000)))
+    timer.setEventHandler { [pid = process.processIdentifier] in
+        timedOut.withLock { $0 = true }
+        kill(pid, SIGTERM)
+        DispatchQueue.global().asyncAfter(deadline: .now() + 5) { kill(pid, SIGKILL) }
+    }
+    timer.resume()
     let data = out.fileHandleForReading.readDataToEndOfFile()
     process.waitUntilExit()
+    timer.cancel()
     try? err.close()
     let errText = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
+    if timedOut.withLock({ $0 }) {
+        throw CommandTimedOut(command: ([executable] + arguments).joined(separator: " "), timeout: timeout, stderr: errText)
+    }
     return CommandResult(status: process.terminationStatus, stdout: String(decoding: data, as: UTF8.self), stderr: errText)
 }
 

@@ -1,3 +1,4 @@
+import LiveSyncTesting
 import Foundation
 import Kafka
 import Testing

@@ -29,13 +29,13 @@ DEADLETTER_PARTITIONS=4
 TOPICS=(
   "orders.lines $KEYED_PARTITIONS"           # key SKU; ingest -> stock
   "stock.adjustments $KEYED_PARTITIONS"      # key SKU; operators, dispatch, after-sales -> stock
-  "orders.placed $KEYED_PARTITIONS"          # key order id; ingest -> dispatch, alerting
-  "stock.reservations $KEYED_PARTITIONS"     # key order id; stock -> dispatch, alerting
+  "orders.placed $KEYED_PARTITIONS"          # key order id; ingest -> dispatch (alerting reads its unread head)
+  "stock.reservations $KEYED_PARTITIONS"     # key order id; stock -> dispatch, channels
   "fulfillment.shipments $KEYED_PARTITIONS"  # key order id; dispatch -> warehouse/ERP
   "fulfillment.shipped $KEYED_PARTITIONS"    # key order id; ingest (warehouse/ERP) -> channels, dispatch
   "aftersales.requests $KEYED_PARTITIONS"    # key order id; ingest -> after-sales
-  "orders.outcomes $KEYED_PARTITIONS"        # key order id; dispatch, after-sales -> alerting
-  "deadletter $DEADLETTER_PARTITIONS"        # key of the failed message; -> alerting
+  "orders.outcomes $KEYED_PARTITIONS"        # key order id; dispatch, after-sales -> (the merchant's own tools)
+  "deadletter $DEADLETTER_PARTITIONS"        # key of the failed message; every consumer -> alerting
   "stock.changelog $KEYED_PARTITIONS"        # key source partition; stock -> stock (restore)
 )
 # A changelog is a log of batch deltas replayed in order: keep all of it (no compaction, no expiry).

@@ -100,7 +100,7 @@ public nonisolated enum Livesync_V1_AdjustmentKind: SwiftProtobuf.Enum, Swift.Ca
   public typealias RawValue = Int
   case unspecified // = 0
 
-  /// Sets on-hand stock to an absolute quantity (warehouse count, initial load).
+  /// Sets available stock to an absolute quantity (warehouse count, initial load): on_hand becomes reserved + quantity, reservations are kept.
   case set // = 1
 
   /// Adds (or, negative, removes) on-hand stock: goods received, damaged, ...

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import Ingest
 import Model
@@ -152,6 +153,14 @@ public enum SessionGenerator {
     }
 
     /// Reads a recorded session (JSONL); a bad line is reported with its number.
+    /// The session id a recording's stock load is published under (its adjustment ids derive
+    /// from it): a digest of the file's bytes, so a different recording replayed into the same
+    /// cluster gets its own stock load, and the same recording replayed again changes nothing.
+    public static func sessionID(ofRecording path: String) throws -> String {
+        guard let data = FileManager.default.contents(atPath: path) else { throw ReplayError.file("cannot read \(path)") }
+        return "file-" + SHA256.hash(data: data).prefix(8).map { String(format: "%02x", $0) }.joined()
+    }
+
     public static func load(_ path: String) throws -> [ReplayRecord] {
         guard let data = FileManager.default.contents(atPath: path) else { throw ReplayError.file("cannot read \(path)") }
         var records: [ReplayRecord] = []

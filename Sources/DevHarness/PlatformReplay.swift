@@ -1,3 +1,4 @@
+import LiveSyncTesting
 import AsyncHTTPClient
 import Connectors
 import Foundation
@@ -30,7 +31,7 @@ enum PlatformReplay {
     static func prepare(_ events: [ReplayRecord], ingestURL: String, platformAPIURL: String?, client: HTTPClient) async throws -> [Int: Prepared] {
         var prepared: [Int: Prepared] = [:]
         var registrations: [[String: Any]] = []
-        let emulator = PlatformEmulator(credentials: .development)
+        let emulator = PlatformEmulator(credentials: .development(overriddenBy: ProcessInfo.processInfo.environment))
         var refundNo = 0
         for (i, event) in events.enumerated() {
             guard let platform = try platform(event.platform) else { continue }

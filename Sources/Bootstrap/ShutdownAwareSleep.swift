@@ -1,3 +1,4 @@
+import Worker
 import Dispatch
 import Synchronization
 import ServiceLifecycle

@@ -1,3 +1,5 @@
+import Operations
+import ErpBookStore
 import Foundation
 import GRDB
 import Inventory
@@ -193,10 +195,10 @@ public enum Chaos {
 
     static func committed(_ path: String, _ group: String, _ tp: TopicPartition) throws -> Int64 {
         guard FileManager.default.fileExists(atPath: path) else { return 0 }
-        return try StateStore.openForReading(path, busyTimeout: nil).read { db in
-            try Int64.fetchOne(db, sql: "SELECT next_offset FROM consumer_offsets WHERE group_id = ? AND topic = ? AND partition = ?",
-                               arguments: [group, tp.topic, tp.partition]) ?? 0
+        let positions = try StateStore.openForReading(path, busyTimeout: nil).read {
+            try StateStore.storedPositions($0, group: group, topic: tp.topic)
         }
+        return positions.first { $0.partition == tp }?.next ?? 0
     }
 
     /// Every invariant, from the stores and the topics.
@@ -211,17 +213,9 @@ public enum Chaos {
         // Exactly once in the ERP book: no order it should not have, every synced line shipped once.
         let acceptedSet = Set(accepted)
         let erp = try Demo.open(cluster.erpDatabase)
-        try erp.read { db in
-            for id in try String.fetchAll(db, sql: "SELECT order_id FROM erp_orders") where !acceptedSet.contains(id) { r.unexpectedOrders += 1 }
-            r.shipmentMismatches = try Int.fetchOne(db, sql: """
-                SELECT COUNT(*) FROM (
-                  SELECT l.order_id, l.sku, SUM(l.quantity) AS ordered,
-                    (SELECT COALESCE(SUM(sl.quantity), 0) FROM erp_shipments s JOIN erp_shipment_lines sl ON sl.shipment_id = s.shipment_id
-                      WHERE s.order_id = l.order_id AND sl.sku = l.sku) AS shipped
-                  FROM erp_order_lines l JOIN erp_orders o ON o.order_id = l.order_id
-                  WHERE o.status = 'synced' GROUP BY l.order_id, l.sku)
-                WHERE ordered != shipped
-                """) ?? 0
+        try erp.read { book in
+            for id in try book.orderIDs() where !acceptedSet.contains(id) { r.unexpectedOrders += 1 }
+            r.shipmentMismatches = try book.shipmentMismatches()
         }
         if r.unexpectedOrders > 0 { r.violations.append("\(r.unexpectedOrders) orders in the ERP book were never accepted") }
         if r.shipmentMismatches > 0 { r.violations.append("\(r.shipmentMismatches) synced order lines shipped a different quantity than ordered") }

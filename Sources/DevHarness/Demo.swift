@@ -1,3 +1,4 @@
+import ErpBookStore
 import Foundation
 import GRDB
 import Histogram
@@ -91,10 +92,8 @@ public enum Demo {
         return summary
     }
 
-    static func open(_ path: String) throws -> DatabaseQueue {
-        var config = Configuration()
-        config.busyMode = .timeout(10)
-        return try DatabaseQueue(path: path, configuration: config)
+    static func open(_ path: String) throws -> ErpBookView {
+        try ErpBookView(path: path, busyTimeout: .seconds(10))
     }
 
     public static func waitForStockLoad(_ cluster: DevCluster, expected: Int, timeout: Double) async throws {
@@ -127,29 +126,21 @@ public enum Demo {
         return summary
     }
 
-    static func measure(erp: DatabaseQueue, stock: StockStoreView, accepted: [String], initial: [String: Int64]) throws -> DemoSummary {
+    static func measure(erp: ErpBookView, stock: StockStoreView, accepted: [String], initial: [String: Int64]) throws -> DemoSummary {
         var s = DemoSummary()
         s.accepted = Set(accepted).count
         var statusByOrder: [String: String] = [:]
         var histogram = Histogram<UInt64>(highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: .three)
         var first = Int64.max, last = Int64.min
         var syncedUnits: [String: Int64] = [:]
-        try erp.read { db in
-            guard try db.tableExists("erp_orders") else { return }
-            for row in try Row.fetchAll(db, sql: "SELECT order_id, status, ingested_at_us, decided_at_us FROM erp_orders") {
-                let status: String = row[1]
-                statusByOrder[row[0]] = status
-                let ingested: Int64 = row[2], decided: Int64 = row[3]
-                first = min(first, ingested)
-                last = max(last, decided)
-                if status == "synced" { _ = histogram.record(UInt64(max(0, decided - ingested))) }
+        try erp.read { book in
+            for d in try book.decisions() {
+                statusByOrder[d.orderID] = d.status
+                first = min(first, d.ingestedAtUs)
+                last = max(last, d.decidedAtUs)
+                if d.status == "synced" { _ = histogram.record(UInt64(max(0, d.decidedAtUs - d.ingestedAtUs))) }
             }
-            for row in try Row.fetchAll(db, sql: """
-                SELECT l.sku, l.warehouse, SUM(l.quantity) FROM erp_order_lines l JOIN erp_orders o ON o.order_id = l.order_id
-                WHERE o.status = 'synced' GROUP BY l.sku, l.warehouse
-                """) {
-                syncedUnits["\(row[0] as String)@\(row[1] as String)"] = row[2]
-            }
+            for b in try book.skuBookings() { syncedUnits["\(b.sku)@\(b.warehouse)"] = b.syncedUnits }
         }
         for id in Set(accepted) {
             switch statusByOrder[id] {

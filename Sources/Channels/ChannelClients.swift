@@ -1,3 +1,5 @@
+import Connectors
+import Bootstrap
 import AsyncHTTPClient
 import Foundation
 import Model

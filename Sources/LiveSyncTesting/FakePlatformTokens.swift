@@ -1,3 +1,7 @@
+import Worker
+import Kafka
+import Ingest
+import Connectors
 import Foundation
 import Hummingbird
 import Model

@@ -1,3 +1,4 @@
+import Worker
 import Configuration
 import Foundation
 import Kafka
@@ -31,8 +32,34 @@ public struct LiveSyncConfig: Sendable {
         reader.string(forKey: ConfigKey("livesync.\(key)"))
     }
 
-    public func int(_ key: String, default value: Int) -> Int {
-        reader.int(forKey: ConfigKey("livesync.\(key)"), default: value)
+    /// An integer setting, or `value` when it is not set. A value that is set but is not an
+    /// integer (`LIVESYNC_INGEST_PORT=80a`, `"port": 80.5`) is refused naming the key, never
+    /// silently replaced by the default.
+    public func int(_ key: String, default value: Int) throws -> Int {
+        let k = ConfigKey("livesync.\(key)")
+        if let text = reader.string(forKey: k) {
+            guard let v = Int(text.trimmingCharacters(in: .whitespaces)) else {
+                throw ConfigurationError("\(key) must be an integer, not '\(text)' (\(Self.environmentName(key)) or livesync.\(key) in the file)")
+            }
+            return v
+        }
+        if let v = reader.int(forKey: k) { return v }
+        if let d = reader.double(forKey: k) {
+            throw ConfigurationError("\(key) must be an integer, not \(d) (\(Self.environmentName(key)) or livesync.\(key) in the file)")
+        }
+        if let b = reader.bool(forKey: k) {
+            throw ConfigurationError("\(key) must be an integer, not \(b) (\(Self.environmentName(key)) or livesync.\(key) in the file)")
+        }
+        return value
+    }
+
+    /// The environment variable of a key: `kafka.sessionTimeoutMs` → `LIVESYNC_KAFKA_SESSION_TIMEOUT_MS`.
+    public static func environmentName(_ key: String) -> String {
+        var name = "LIVESYNC_"
+        for c in key {
+            if c == "." { name.append("_") } else if c.isUppercase { name.append("_"); name.append(c) } else { name.append(contentsOf: c.uppercased()) }
+        }
+        return name
     }
 
     /// Producer settings: the shared ones plus `kafka.lingerMs` (`linger.ms`, default 5: how long
@@ -40,7 +67,7 @@ public struct LiveSyncConfig: Sendable {
     /// on each fetch, so `livesync dev` raises it for ingest's many small requests).
     public func producerKafka() throws -> KafkaConfiguration {
         var kafka = try kafka()
-        kafka.properties["linger.ms"] = String(int("kafka.lingerMs", default: 5))
+        kafka.properties["linger.ms"] = String(try int("kafka.lingerMs", default: 5))
         return kafka
     }
 
@@ -70,25 +97,21 @@ public struct LiveSyncConfig: Sendable {
         return StateStoreConfiguration(path: string("db.\(name)", default: "\(dir)/\(name).sqlite"), synchronous: sync)
     }
 
-    /// The batching consumer's settings for `group`: `consumer.maxBatch` (default 50000),
-    /// `consumer.maxWaitMs` (default 5), `kafka.sessionTimeoutMs` (default 45000, Kafka's; the
-    /// embedded broker waits this minus 1 s before each rebalance, so dev uses 6000), and the
-    /// static membership id (`kafka.instanceId`).
+    /// The batching consumer's settings for `group` over `BatchConsumerConfiguration`'s defaults:
+    /// `consumer.maxBatch`, `consumer.maxWaitMs`, `consumer.shutdownTimeoutMs`,
+    /// `kafka.sessionTimeoutMs` (default 45000, Kafka's; the embedded broker waits this minus 1 s
+    /// before each rebalance, so dev uses 6000), and the static membership id (`kafka.instanceId`).
     public func consumer(group: String, topics: [String], companionTopics: [String] = []) throws -> BatchConsumerConfiguration {
         var kafka = try kafka()
-        kafka.properties["session.timeout.ms"] = String(int("kafka.sessionTimeoutMs", default: 45_000))
+        kafka.properties["session.timeout.ms"] = String(try int("kafka.sessionTimeoutMs", default: 45_000))
         if let id = optionalString("kafka.instanceId"), !id.isEmpty { kafka.properties["group.instance.id"] = id }
+        let defaults = BatchConsumerConfiguration(kafka: kafka, groupID: group, topics: topics)
         return BatchConsumerConfiguration(
             kafka: kafka, groupID: group, topics: topics, companionTopics: companionTopics, instanceID: instanceID,
-            maxBatchSize: int("consumer.maxBatch", default: 50_000),
-            maxBatchWaitMilliseconds: int("consumer.maxWaitMs", default: 5))
+            maxBatchSize: try int("consumer.maxBatch", default: defaults.maxBatchSize),
+            maxBatchWait: .milliseconds(try int("consumer.maxWaitMs", default: defaults.maxBatchWait.wholeMilliseconds)),
+            shutdownTimeout: .milliseconds(try int("consumer.shutdownTimeoutMs", default: defaults.shutdownTimeout.wholeMilliseconds)))
     }
-}
-
-/// A configuration value that cannot be used; the message names the key and what to do.
-public struct ConfigurationError: Error, CustomStringConvertible {
-    public let description: String
-    public init(_ description: String) { self.description = description }
 }
 
 /// Runs long-lived services until SIGTERM/SIGINT, then shuts them down gracefully.
@@ -151,7 +174,7 @@ public enum ConsumerMain {
             store: store, producer: producer, logger: logger,
             makeProcessor: { try makeProcessor(config) })
         logger.info("starting", metadata: ["bootstrap": "\(kafka.bootstrapServers)", "db": "\(store.configuration.path)"])
-        let telemetry = telemetryService(name: name, config: config, store: store, producer: producer, service: service, logger: logger)
+        let telemetry = try telemetryService(name: name, config: config, store: store, producer: producer, service: service, logger: logger)
         try await ServiceRunner.run([service, telemetry] + extraServices(config, store, logger), logger: logger)
         producer.close()
     }

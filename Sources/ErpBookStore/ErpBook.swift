@@ -1,11 +1,14 @@
+import Foundation
 import GRDB
 import Model
-import Worker
 
-/// The embedded ERP book: the orders, shipments and refunds as the merchant's ERP holds them.
+/// The embedded ERP book: the orders, shipments and refunds as the merchant's ERP holds them,
+/// and dispatch's join state (orders waiting for their stock decisions).
 ///
 /// One SQLite file shared by dispatch and after-sales (each write is an IMMEDIATE transaction,
-/// so their decisions about one order are serialised). Schema: docs/erp-book.md.
+/// so their decisions about one order are serialised). Schema: docs/erp-book.md. This module is
+/// the only one with SQL on these tables: writers use `ErpBook.Writer` inside their batch's
+/// transaction, views use `ErpBookView`.
 public enum ErpBook {
     public enum Status {
         public static let synced = "synced"
@@ -44,7 +47,19 @@ public enum ErpBook {
             CREATE INDEX IF NOT EXISTS erp_refunds_order ON erp_refunds (order_id);
             -- The latest decisions, for live views, without a scan.
             CREATE INDEX IF NOT EXISTS erp_orders_decided ON erp_orders (decided_at_us);
+            CREATE TABLE IF NOT EXISTS dispatch_pending_orders (
+                order_id TEXT PRIMARY KEY, payload BLOB NOT NULL, received_at_us INTEGER NOT NULL,
+                ingested_at_us INTEGER) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS dispatch_pending_reservations (
+                event_id TEXT PRIMARY KEY, order_id TEXT NOT NULL, line_no INTEGER NOT NULL,
+                status INTEGER NOT NULL) WITHOUT ROWID;
+            CREATE INDEX IF NOT EXISTS dispatch_pending_reservations_order ON dispatch_pending_reservations (order_id);
             """)
+        // Books of an earlier release: the order's ingest time, which alerting reads to find
+        // orders waiting beyond their SLA (NULL on rows stored before).
+        if try !db.columns(in: "dispatch_pending_orders").contains(where: { $0.name == "ingested_at_us" }) {
+            try db.execute(sql: "ALTER TABLE dispatch_pending_orders ADD COLUMN ingested_at_us INTEGER")
+        }
         try Summary.createSchema(db)
     }
 

@@ -1,3 +1,8 @@
+import Channels
+import Worker
+import Kafka
+import Ingest
+import Connectors
 import Foundation
 import HTTPTypes
 import Hummingbird

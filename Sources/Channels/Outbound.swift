@@ -1,3 +1,5 @@
+import Connectors
+import Bootstrap
 import AsyncHTTPClient
 import Foundation
 import GRDB
@@ -73,6 +75,32 @@ public struct OutboundConfiguration: Sendable {
     public init() {}
 }
 
+/// `livesync-channels`' settings, read once at start; each default is stated once, here or in
+/// `OutboundConfiguration`.
+public struct ChannelsConfiguration: Sendable {
+    /// `channels.list`: the channels that get stock, with their allocation (`douyin:shop-1=0.5/2;taobao:tb-1`). Default none.
+    public var channels: [Channel: ChannelAllocation] = [:]
+    /// `channels.skuMap`: each channel's id of a LiveSync SKU where it differs. Default none.
+    public var skuMap: [Channel: [String: String]] = [:]
+    /// `channels.tokens`: access token per channel (`platform:shop=token;…`, `*` for every shop). Default none.
+    public var tokens: [String: String] = [:]
+    /// `channels.callsPerSecondPerShop` and `channels.maxAttempts` over the dispatcher's defaults.
+    public var outbound = OutboundConfiguration()
+
+    public init() {}
+
+    /// Reads the settings; a malformed list, map or number is refused naming the setting.
+    public static func load(_ settings: LiveSyncConfig) throws -> ChannelsConfiguration {
+        var c = ChannelsConfiguration()
+        c.channels = try ChannelList.parse(settings.string("channels.list", default: ""))
+        c.skuMap = try ChannelSKUMap.parse(settings.string("channels.skuMap", default: ""))
+        c.tokens = AccessTokens.parse(settings.string("channels.tokens", default: "")).tokens
+        c.outbound.callsPerSecondPerShop = Double(try settings.int("channels.callsPerSecondPerShop", default: Int(c.outbound.callsPerSecondPerShop)))
+        c.outbound.maxAttempts = try settings.int("channels.maxAttempts", default: c.outbound.maxAttempts)
+        return c
+    }
+}
+
 /// Stock levels and shipments to send to the channels, kept in SQLite so nothing is lost across
 /// restarts. Stock jobs are coalesced: while a push for a channel SKU is pending, a newer level
 /// replaces it (only the latest value matters). A job that keeps failing is dead-lettered with
@@ -105,12 +133,12 @@ public final class OutboundQueue: Sendable {
     }
 
     /// Queues the channel quantity for `sku`, replacing a pending push of the same SKU.
-    public func enqueueStock(_ channel: Channel, sku: String, quantity: Int64, now: Int64 = Worker.Clock.nowMicros()) throws {
+    public func enqueueStock(_ channel: Channel, sku: String, quantity: Int64, now: Int64 = Model.Clock.nowMicros()) throws {
         try database.write { db in try Self.enqueueStock(db, channel, sku: sku, quantity: quantity, now: now) }
     }
 
     /// The same inside the caller's transaction.
-    public static func enqueueStock(_ db: Database, _ channel: Channel, sku: String, quantity: Int64, now: Int64 = Worker.Clock.nowMicros()) throws {
+    public static func enqueueStock(_ db: Database, _ channel: Channel, sku: String, quantity: Int64, now: Int64 = Model.Clock.nowMicros()) throws {
         try db.execute(sql: """
             INSERT INTO outbound_jobs (channel, kind, job_key, payload, next_attempt_us, updated_at_us) VALUES (?, 'stock', ?, ?, ?, ?)
             ON CONFLICT (channel, kind, job_key) WHERE status = 'pending' DO UPDATE SET payload = excluded.payload, updated_at_us = excluded.updated_at_us
@@ -118,14 +146,14 @@ public final class OutboundQueue: Sendable {
     }
 
     /// Queues a shipment write-back (one per order and tracking number).
-    public func enqueueShipment(_ channel: Channel, platformOrderID: String, carrier: String, trackingNumber: String, now: Int64 = Worker.Clock.nowMicros()) throws {
+    public func enqueueShipment(_ channel: Channel, platformOrderID: String, carrier: String, trackingNumber: String, now: Int64 = Model.Clock.nowMicros()) throws {
         try database.write { db in
             try Self.enqueueShipment(db, channel, platformOrderID: platformOrderID, carrier: carrier, trackingNumber: trackingNumber, now: now)
         }
     }
 
     /// The same inside the caller's transaction.
-    public static func enqueueShipment(_ db: Database, _ channel: Channel, platformOrderID: String, carrier: String, trackingNumber: String, now: Int64 = Worker.Clock.nowMicros()) throws {
+    public static func enqueueShipment(_ db: Database, _ channel: Channel, platformOrderID: String, carrier: String, trackingNumber: String, now: Int64 = Model.Clock.nowMicros()) throws {
         let payload = JSON.encode(["carrier": carrier, "tracking": trackingNumber])
         try db.execute(sql: """
             INSERT INTO outbound_jobs (channel, kind, job_key, payload, next_attempt_us, updated_at_us) VALUES (?, 'shipment', ?, ?, ?, ?)
@@ -176,36 +204,6 @@ public final class OutboundQueue: Sendable {
     }
 }
 
-/// Turns stock levels into per-channel quantities (allocation and safety stock) and queues them.
-public struct StockFanout: Sendable {
-    /// Channels selling each SKU, with their allocation; `"*"` applies to every SKU.
-    public var channels: [Channel: ChannelAllocation]
-    /// The channel's id of each LiveSync SKU where it differs (Taobao: `num_iid:sku_id`); SKUs
-    /// missing from a channel's map are pushed under their own code (the merchant code).
-    public var skuMap: [Channel: [String: String]]
-    public var queue: OutboundQueue
-
-    public init(channels: [Channel: ChannelAllocation], skuMap: [Channel: [String: String]] = [:], queue: OutboundQueue) {
-        self.channels = channels
-        self.skuMap = skuMap
-        self.queue = queue
-    }
-
-    /// Queues the channel quantities for a new available level of `sku`.
-    public func levelChanged(sku: String, available: Int64) throws {
-        for (channel, allocation) in channels {
-            try queue.enqueueStock(channel, sku: skuMap[channel]?[sku] ?? sku, quantity: allocation.quantity(available: available))
-        }
-    }
-
-    /// Feeds the levels carried by stock reservations (`available_after`), latest per SKU.
-    public func apply(_ reservations: [Reservation]) throws {
-        var latest: [String: Int64] = [:]
-        for r in reservations { latest[r.sku] = r.availableAfter }
-        for (sku, level) in latest { try levelChanged(sku: sku, available: level) }
-    }
-}
-
 /// `livesync_outbound_calls_total{platform, kind, outcome}`: every job the dispatcher finished a
 /// pass on, by platform (`douyin`, …), kind (`stock`, `shipment`) and outcome (`ok` sent, `retry`
 /// failed and rescheduled, `dead` refused, out of attempts or without a client). Counters are
@@ -242,10 +240,13 @@ public struct OutboundDispatcher: Sendable {
     public var deadLetterProducer: KafkaProducer?
     public var logger: Logger
     public var metrics: OutboundMetrics
+    /// When jobs are due and retries scheduled (injected in tests).
+    public var clock: WallClock
     let limiter = RateLimiter()
 
     public init(queue: OutboundQueue, clients: [Platform: any ChannelClient], tokens: [String: String], configuration: OutboundConfiguration = .init(),
-                deadLetterProducer: KafkaProducer? = nil, metrics: OutboundMetrics = OutboundMetrics(), logger: Logger) {
+                deadLetterProducer: KafkaProducer? = nil, metrics: OutboundMetrics = OutboundMetrics(), clock: WallClock = .system, logger: Logger) {
+        self.clock = clock
         self.queue = queue
         self.clients = clients
         self.tokens = tokens
@@ -267,7 +268,7 @@ public struct OutboundDispatcher: Sendable {
     /// stay pending in SQLite for the next start.
     public func runOnce(limit: Int = 500) async throws -> RunResult {
         var result = RunResult()
-        for job in try queue.due(now: Worker.Clock.nowMicros(), limit: limit) {
+        for job in try queue.due(now: clock.nowMicros(), limit: limit) {
             if Task.isShuttingDownGracefully || Task.isCancelled { break }
             let parts = job.channel.split(separator: ":", maxSplits: 1).map(String.init)
             guard parts.count == 2, let platform = Platform.allCases.first(where: { $0.slug == parts[0] }), let client = clients[platform] else {
@@ -292,7 +293,7 @@ public struct OutboundDispatcher: Sendable {
             } catch {
                 outcome = error
             }
-            let now = Worker.Clock.nowMicros()
+            let now = clock.nowMicros()
             switch outcome {
             case nil:
                 try queue.finish(job.id, status: "done", now: now)
@@ -315,7 +316,7 @@ public struct OutboundDispatcher: Sendable {
     }
 
     func deadLetter(_ job: OutboundQueue.Job, error: String) async throws {
-        let now = Worker.Clock.nowMicros()
+        let now = clock.nowMicros()
         try queue.finish(job.id, status: "dead", error: error, now: now)
         logger.error("outbound call dead-lettered", metadata: ["channel": "\(job.channel)", "kind": "\(job.kind)", "key": "\(job.key)", "error": "\(error)"])
         guard let producer = deadLetterProducer else { return }
@@ -434,7 +435,7 @@ public final class ChannelStockProcessor: BatchProcessor {
         var latest: [String: [String: Int64]] = [:]
         for message in messages {
             if message.topic == Topics.shipmentsShipped {
-                try ShipmentWriteBack.apply(message, db: db, output: &output, now: Worker.Clock.nowMicros())
+                try ShipmentWriteBack.apply(message, db: db, output: &output, now: Model.Clock.nowMicros())
                 continue
             }
             guard message.topic == Topics.stockReservations, let r = try? Reservation(serializedBytes: message.value), !r.sku.isEmpty else {
@@ -443,7 +444,7 @@ public final class ChannelStockProcessor: BatchProcessor {
             }
             latest[r.sku, default: [:]][r.warehouse] = r.availableAfter
         }
-        let now = Worker.Clock.nowMicros()
+        let now = Model.Clock.nowMicros()
         for (sku, levels) in latest {
             for (warehouse, available) in levels {
                 try db.execute(sql: """

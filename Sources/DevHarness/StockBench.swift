@@ -1,3 +1,4 @@
+import LiveSyncTesting
 import Foundation
 import GRDB
 import Kafka

@@ -1,3 +1,4 @@
+import Worker
 import Dispatch
 import Foundation
 import GRDB
@@ -88,8 +89,10 @@ extension LiveSyncConfig {
     /// `telemetry.host` (default 127.0.0.1) and `telemetry.port` (default 0: any free port, found
     /// through `<dataDir>/processes/<name>.json`).
     public var telemetry: TelemetryConfiguration {
-        TelemetryConfiguration(host: string("telemetry.host", default: "127.0.0.1"), port: int("telemetry.port", default: 0),
-                               dataDir: string("dataDir", default: "var/data"))
+        get throws {
+            TelemetryConfiguration(host: string("telemetry.host", default: "127.0.0.1"), port: try int("telemetry.port", default: 0),
+                                   dataDir: string("dataDir", default: "var/data"))
+        }
     }
 
     /// The name this process reports under: `kafka.instanceId` when set, else `<name>-<pid>`.
@@ -99,23 +102,23 @@ extension LiveSyncConfig {
     }
 
     /// `health.maxLag` (default 100,000 messages): above it `/readyz` fails `lag_under_threshold`.
-    public var maxLag: Int64 { Int64(int("health.maxLag", default: 100_000)) }
+    public var maxLag: Int64 { get throws { Int64(try int("health.maxLag", default: 100_000)) } }
 }
 
 extension ConsumerMain {
     /// `/metrics`, `/healthz` and `/readyz` for a consumer executable.
     static func telemetryService(name: String, config: LiveSyncConfig, store: StateStore, producer: KafkaProducer,
-                                 service: BatchConsumerService, logger: Logger) -> TelemetryService {
+                                 service: BatchConsumerService, logger: Logger) throws -> TelemetryService {
         let endpoints = HealthEndpoints(
             process: config.processName(name),
             checks: [
                 StandardChecks.brokerReachable(producer), StandardChecks.partitionsAssigned(service),
-                StandardChecks.sqliteWritable(store), StandardChecks.lagUnder(service, maxLag: config.maxLag),
+                StandardChecks.sqliteWritable(store), StandardChecks.lagUnder(service, maxLag: try config.maxLag),
             ],
             consumption: {
                 let s = service.statistics
                 return ConsumptionSnapshot(partitions: s.partitions.count, lag: s.lag, lastBatchAtUs: s.lastBatchAtUs)
             })
-        return TelemetryService(endpoints: endpoints, configuration: config.telemetry, logger: logger)
+        return TelemetryService(endpoints: endpoints, configuration: try config.telemetry, logger: logger)
     }
 }

@@ -1,3 +1,6 @@
+import Worker
+import Kafka
+import Connectors
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -398,39 +401,12 @@ public final class FakePlatformAPI: Sendable {
 
     /// Runs the fake on 127.0.0.1 (an ephemeral port) until the returned task is cancelled.
     public func serve(port: Int = 0) async throws -> (url: String, task: Task<Void, Error>) {
-        let pending = Box<CheckedContinuation<String, Error>?>(nil)
-        let holder = Box<Task<Void, Error>?>(nil)
-        let url = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<String, Error>) in
-            pending.value.withLock { $0 = continuation }
-            let task = Task<Void, Error> {
-                let router = Router()
-                self.routes(router)
-                var logger = Logger(label: "livesync.fake-platform")
-                logger.logLevel = .critical  // cancellation at shutdown is expected, not an error
-                let app = Application(
-                    router: router, configuration: .init(address: .hostname("127.0.0.1", port: port), serverName: "livesync-fake-platform"),
-                    onServerRunning: { channel in
-                        let url = "http://127.0.0.1:\(channel.localAddress?.port ?? port)"
-                        pending.value.withLock { $0?.resume(returning: url); $0 = nil }
-                    }, logger: logger)
-                do { try await app.runService(gracefulShutdownSignals: []) } catch {
-                    pending.value.withLock { $0?.resume(throwing: error); $0 = nil }
-                    throw error
-                }
-                pending.value.withLock { $0?.resume(throwing: CancellationError()); $0 = nil }
-            }
-            holder.value.withLock { $0 = task }
-        }
-        return (url, holder.value.withLock { $0! })
+        let router = Router()
+        routes(router)
+        return try await LocalServer.serve(router, label: "livesync.fake-platform", serverName: "livesync-fake-platform", port: port)
     }
 
     static func json(_ body: String) -> Response {
         Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(string: body)))
     }
-}
-
-/// A lock-protected value shared with escaping closures.
-final class Box<T: Sendable>: Sendable {
-    let value: Mutex<T>
-    init(_ v: T) { value = Mutex(v) }
 }

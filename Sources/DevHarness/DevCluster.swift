@@ -1,3 +1,5 @@
+import LiveSyncTesting
+import Model
 import Connectors
 import Crypto
 import Foundation
@@ -131,13 +133,16 @@ public final class DevCluster: Sendable {
         let addressFile = "\(dir)/ingest.url"
         var ingestEnv = env
         // Every platform connector, with development credentials, against a local fake of the
-        // platforms' order-detail APIs (replay registers its orders' details there).
-        let fake = FakePlatformAPI()
+        // platforms' order-detail APIs (replay registers its orders' details there). A
+        // `LIVESYNC_CONNECTORS_*` variable overrides its credential for the connectors, the fake
+        // and replay alike (docs/operations.md).
+        let credentials = PlatformCredentials.development(overriddenBy: env)
+        let fake = FakePlatformAPI(credentials: credentials)
         let (apiURL, apiTask) = try await fake.serve()
         platformAPI = fake
         platformAPIURL = apiURL
         platformAPITask = apiTask
-        ingestEnv.merge(ConnectorsConfiguration.developmentEnvironment(apiBase: apiURL)) { current, _ in current }
+        ingestEnv.merge(ConnectorsConfiguration.developmentEnvironment(apiBase: apiURL, credentials: credentials)) { current, _ in current }
         // Buyer data is sealed (AES-256-GCM) before it leaves ingest; the ERP book and logs see
         // only masked values. The key is per cluster, in a file only this user can read.
         if env["LIVESYNC_PII_KEY"] == nil && env["LIVESYNC_PII_KEY_FILE"] == nil {
@@ -175,8 +180,8 @@ public final class DevCluster: Sendable {
             // development apps and the access token it accepts (every platform's client is
             // configured; `channelsList` decides which channels get stock).
             var ch = env
-            ch.merge(ConnectorsConfiguration.developmentEnvironment(apiBase: apiURL)) { current, _ in current }
-            let c = PlatformCredentials.development
+            ch.merge(ConnectorsConfiguration.developmentEnvironment(apiBase: apiURL, credentials: credentials)) { current, _ in current }
+            let c = credentials
             ch.merge(["LIVESYNC_CONNECTORS_POLL_JD_APP_KEY": c.jdAppKey, "LIVESYNC_CONNECTORS_POLL_JD_APP_SECRET": c.jdAppSecret,
                       "LIVESYNC_CONNECTORS_POLL_JD_GATEWAY": apiURL + "/routerjson",
                       "LIVESYNC_CONNECTORS_POLL_PINDUODUO_APP_KEY": c.pinduoduoClientID, "LIVESYNC_CONNECTORS_POLL_PINDUODUO_APP_SECRET": c.pinduoduoClientSecret,

@@ -1,3 +1,8 @@
+import Worker
+import Kafka
+import Ingest
+import Model
+import Connectors
 import CRdkafka
 import Dispatch
 import Foundation
@@ -15,13 +20,7 @@ public final class EmbeddedBroker: @unchecked Sendable {
     public let bootstrapServers: String
 
     public init(brokers: Int32 = 1) throws {
-        guard let conf = rd_kafka_conf_new() else { throw KafkaError.configuration("rd_kafka_conf_new failed") }
-        try KafkaConfiguration.set(conf, "log_level", "3")
-        var errbuf = [CChar](repeating: 0, count: 512)
-        guard let rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, &errbuf, errbuf.count) else {
-            rd_kafka_conf_destroy(conf)
-            throw KafkaError.configuration(errbuf.withUnsafeBufferPointer { String(cString: $0.baseAddress!) })
-        }
+        let rk = try RdKafka.handle(RD_KAFKA_PRODUCER, settings: ["log_level": "3"])
         guard let mc = rd_kafka_mock_cluster_new(rk, brokers) else {
             rd_kafka_destroy(rk)
             throw KafkaError.configuration("the mock cluster could not start")

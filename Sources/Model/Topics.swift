@@ -19,7 +19,8 @@ public enum Topics {
     public static let shipmentsShipped = "fulfillment.shipped"
     /// Refund requests, key = order id. Producer: ingest. Consumer: after-sales.
     public static let refundRequests = "aftersales.requests"
-    /// Terminal order states, key = order id. Producers: dispatch, after-sales. Consumer: alerting.
+    /// Terminal order states, key = order id. Producers: dispatch, after-sales. Consumers: none in
+    /// LiveSync (the merchant's own tools; alerting counts decisions from the ERP book instead).
     public static let orderOutcomes = "orders.outcomes"
     /// Messages that could not be decoded or applied, key = the source key. Consumer: alerting.
     public static let deadLetter = "deadletter"

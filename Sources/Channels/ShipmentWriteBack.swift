@@ -1,3 +1,4 @@
+import Connectors
 import GRDB
 import Kafka
 import Model
