@@ -374,12 +374,29 @@ def check_compose(root: Path) -> None:
         if not any(d in deps for d in ("create-topics", "topics-settings")):
             p.append(f"{n}: does not wait for the topics (depends_on create-topics/topics-settings)")
     for vol, users in data_volumes.items():
-        # The one share this version needs: dispatch and after-sales write the same erp.sqlite.
-        if len(users) > 1 and set(users) != {"livesync-dispatch", "livesync-aftersales"}:
+        if len(users) > 1:
             p.append(f"volume {vol} is the data directory of {users}: each executable needs its own")
-    erp_volume = [v for v, users in data_volumes.items() if "livesync-dispatch" in users]
-    if not erp_volume or set(data_volumes[erp_volume[0]]) != {"livesync-dispatch", "livesync-aftersales"}:
-        p.append("dispatch and after-sales must share one volume (the ERP book, erp.sqlite) in this version")
+
+    def volume_of(service: str, file: str) -> str | None:
+        """The named volume holding a file of a service (its db.<name> path, else <dataDir>/<name>)."""
+        s = services[service]
+        path = env_map(s.get("environment")).get(f"LIVESYNC_DB_{file.upper()}", f"{DATA_DIR}/{file}.sqlite")
+        for v in s.get("volumes") or []:
+            if isinstance(v, str) and v.split(":")[1] == os.path.dirname(path):
+                return v.split(":")[0]
+        return None
+
+    # This version's one shared file: dispatch and after-sales write the same erp.sqlite;
+    # alerting reads it and the stock store.
+    if {"livesync-dispatch", "livesync-aftersales", "livesync-stock"} <= set(by_exe):
+        erp = volume_of(by_exe["livesync-dispatch"], "erp")
+        if not erp or volume_of(by_exe["livesync-aftersales"], "erp") != erp:
+            p.append("after-sales does not write dispatch's erp.sqlite (same volume, LIVESYNC_DB_ERP): in this version they share the ERP book")
+        if "livesync-alerting" in by_exe:
+            if volume_of(by_exe["livesync-alerting"], "erp") != erp:
+                p.append("alerting does not see dispatch's erp.sqlite (order_unsynced, sync_failure_rate)")
+            if volume_of(by_exe["livesync-alerting"], "stock") != volume_of(by_exe["livesync-stock"], "stock"):
+                p.append("alerting does not see the stock store (stock_low)")
     record(f"compose: 3 KRaft brokers (RF 3, min ISR 2), create-topics, {len(by_exe)} executables with ids, volumes, /readyz", p)
 
 
@@ -576,6 +593,10 @@ def check_k8s_wiring(root: Path, docs: list[dict]) -> None:
                     placement.append(f"{cname}: ingest is stateless and runs in a Deployment")
         if len(set(pod_ids)) != len(pod_ids):
             membership.append(f"{wname}: two containers of the pod have the same LIVESYNC_KAFKA_INSTANCE_ID")
+        if len(pod_ids) > 1 and not pod.get("shareProcessNamespace"):
+            # They register their pids in one <dataDir>/processes; alerting and `livesync status`
+            # take a pid they cannot see as a dead process.
+            placement.append(f"{wname}: several LiveSync processes share a data directory without shareProcessNamespace: true")
 
         # PDB with maxUnavailable 1 for every long-running workload.
         if w["kind"] in ("Deployment", "StatefulSet"):
