@@ -4,5 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
+scripts/validate-deploy.sh
 swift build --build-tests
 swift test --skip-build --no-parallel "$@"

@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
-# Creates LiveSync's topics with Kafka's own tools: the equivalent of
-# `livesync create-topics --replication 3`, plus min.insync.replicas=2 on every topic.
-# Topics and partition counts: Sources/Worker/Topics.swift. Safe to run again: existing
-# topics are left as they are (their min.insync.replicas is set), and the partition counts
-# are checked at the end.
+# Creates LiveSync's topics with Kafka's own tools, with production settings: replication
+# factor 3 and min.insync.replicas=2 on every topic (with acks=all, a write then survives the
+# loss of any one broker and is refused rather than kept on a single copy), and
+# `stock.changelog` kept whole (cleanup.policy=delete, retention.ms=-1, retention.bytes=-1).
+# The equivalent of `livesync create-topics --replication 3`, plus min.insync.replicas.
+# Topics and partition counts: Sources/Model/Topics.swift (scripts/validate-deploy.sh checks
+# that this list matches it).
+#
+# Safe to run again: existing topics are left as they are except that their
+# min.insync.replicas (and the changelog's retention) is set; at the end every topic's
+# partition count, replication factor and settings are checked, and the script exits 1 if
+# one differs.
 #
 #   BOOTSTRAP=kafka-1:9092,kafka-2:9092,kafka-3:9092 \
 #   COMMAND_CONFIG=/etc/livesync/kafka-admin.properties \
@@ -13,7 +20,15 @@
 #   security.protocol=SASL_SSL
 #   sasl.mechanism=SCRAM-SHA-512
 #   sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="…";
-#   ssl.truststore.location=/etc/kafka/truststore.jks
+#   ssl.truststore.type=PEM
+#   ssl.truststore.location=/etc/livesync/kafka-ca.pem
+#
+# Why the changelog is never compacted: each `stock.changelog` record is one batch's delta
+# for one source partition (levels changed, lines decided, offsets reached), linked to the
+# previous record. A stock instance that gains a partition replays the whole chain in order.
+# Compaction keeps only the newest record per key (the key is the partition number), which
+# would drop every earlier delta and break the chain; time or size retention would drop its
+# start. So: cleanup.policy=delete with no time and no size limit.
 set -euo pipefail
 
 BOOTSTRAP="${BOOTSTRAP:-kafka-1:9092,kafka-2:9092,kafka-3:9092}"
@@ -39,34 +54,67 @@ TOPICS=(
   "stock.changelog $KEYED_PARTITIONS"        # key source partition; stock -> stock (restore)
 )
 # A changelog is a log of batch deltas replayed in order: keep all of it (no compaction, no expiry).
-CHANGELOG_CONFIG="cleanup.policy=delete,retention.ms=-1,retention.bytes=-1"
+# Same values as Topics.changelogConfig.
+CHANGELOG_CONFIG=(cleanup.policy=delete retention.ms=-1 retention.bytes=-1)
 
 common=(--bootstrap-server "$BOOTSTRAP")
 if [[ -n "$COMMAND_CONFIG" ]]; then common+=(--command-config "$COMMAND_CONFIG"); fi
 
-for entry in "${TOPICS[@]}"; do
-  read -r topic partitions <<<"$entry"
-  "$KAFKA_BIN/kafka-topics.sh" "${common[@]}" --create --if-not-exists \
-    --topic "$topic" --partitions "$partitions" --replication-factor "$REPLICATION" \
-    --config "min.insync.replicas=$MIN_INSYNC_REPLICAS"
-  if [[ "$topic" == *.changelog ]]; then
-    "$KAFKA_BIN/kafka-configs.sh" "${common[@]}" --alter --entity-type topics --entity-name "$topic" \
-      --add-config "$CHANGELOG_CONFIG"
-  fi
-  # Also applies the setting to a topic that already existed (e.g. made by `livesync create-topics`).
-  "$KAFKA_BIN/kafka-configs.sh" "${common[@]}" --alter --entity-type topics --entity-name "$topic" \
-    --add-config "min.insync.replicas=$MIN_INSYNC_REPLICAS"
-done
+is_changelog() { [[ "$1" == *.changelog ]]; }
+
+# The topic's describe line: "Topic: T  TopicId: …  PartitionCount: N  ReplicationFactor: R  Configs: k=v,…"
+describe() {
+  "$KAFKA_BIN/kafka-topics.sh" "${common[@]}" --describe --topic "$1" 2>/dev/null \
+    | grep -m 1 "PartitionCount" || true
+}
+field() { sed -n "s/.*$1:[[:space:]]*\([^[:space:]]*\).*/\1/p" <<<"$2"; }
+configs_of() { sed -n 's/.*Configs:[[:space:]]*\(.*\)$/\1/p' <<<"$1" | tr -d '[:space:]'; }
+has_config() { [[ ",$1," == *",$2,"* ]]; }
 
 status=0
 for entry in "${TOPICS[@]}"; do
   read -r topic partitions <<<"$entry"
-  have=$("$KAFKA_BIN/kafka-topics.sh" "${common[@]}" --describe --topic "$topic" \
-    | sed -n 's/.*PartitionCount:[[:space:]]*\([0-9][0-9]*\).*/\1/p' | head -n 1) || true
-  echo "$topic: ${have:-missing} partitions (want $partitions)"
-  if [[ "$have" != "$partitions" ]]; then status=1; fi
+  create=(--create --if-not-exists --topic "$topic" --partitions "$partitions"
+          --replication-factor "$REPLICATION" --config "min.insync.replicas=$MIN_INSYNC_REPLICAS")
+  if is_changelog "$topic"; then
+    existing=$(configs_of "$(describe "$topic")")
+    if [[ ",$existing," == *"compact"* ]]; then
+      echo "ERROR: $topic has cleanup.policy with compact ($existing): compaction drops changelog deltas." >&2
+      echo "       It is switched to delete now, but entries may already be gone: a stock restore of such a partition stops with an error." >&2
+      status=1
+    fi
+    for c in "${CHANGELOG_CONFIG[@]}"; do create+=(--config "$c"); done
+  fi
+  "$KAFKA_BIN/kafka-topics.sh" "${common[@]}" "${create[@]}"
+  # Also applies the settings to a topic that already existed (e.g. made by `livesync create-topics`).
+  add="min.insync.replicas=$MIN_INSYNC_REPLICAS"
+  if is_changelog "$topic"; then add+=",$(IFS=,; echo "${CHANGELOG_CONFIG[*]}")"; fi
+  "$KAFKA_BIN/kafka-configs.sh" "${common[@]}" --alter --entity-type topics --entity-name "$topic" \
+    --add-config "$add"
+done
+
+for entry in "${TOPICS[@]}"; do
+  read -r topic partitions <<<"$entry"
+  line=$(describe "$topic")
+  have=$(field PartitionCount "$line")
+  rf=$(field ReplicationFactor "$line")
+  configs=$(configs_of "$line")
+  problems=()
+  [[ "$have" == "$partitions" ]] || problems+=("partitions ${have:-missing}, want $partitions")
+  [[ "$rf" == "$REPLICATION" ]] || problems+=("replication factor ${rf:-missing}, want $REPLICATION")
+  has_config "$configs" "min.insync.replicas=$MIN_INSYNC_REPLICAS" || problems+=("min.insync.replicas not $MIN_INSYNC_REPLICAS")
+  if is_changelog "$topic"; then
+    for c in "${CHANGELOG_CONFIG[@]}"; do has_config "$configs" "$c" || problems+=("$c not set"); done
+  fi
+  if [[ ${#problems[@]} -eq 0 ]]; then
+    echo "$topic: $have partitions, replication $rf, ok"
+  else
+    echo "$topic: $(IFS=';'; echo "${problems[*]}")" >&2
+    status=1
+  fi
 done
 if [[ $status -ne 0 ]]; then
-  echo "partition counts differ: SKU- and order-keyed topics must be co-partitioned; fix them before starting consumers" >&2
+  echo "topics differ from LiveSync's: partition counts must match (SKU- and order-keyed topics are co-partitioned)," >&2
+  echo "and a replication factor cannot be changed here (use kafka-reassign-partitions.sh); fix them before starting consumers" >&2
 fi
 exit $status
