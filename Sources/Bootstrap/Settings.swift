@@ -62,21 +62,18 @@ public struct LiveSyncConfig: Sendable {
         return name
     }
 
-    /// Producer settings: the shared ones plus `kafka.lingerMs` (`linger.ms`, default 5: how long
-    /// a producer gathers messages into one batch; the embedded broker scans every batch it holds
-    /// on each fetch, so `livesync dev` raises it for ingest's many small requests).
-    public func producerKafka() throws -> KafkaConfiguration {
-        var kafka = try kafka()
-        kafka.properties["linger.ms"] = String(try int("kafka.lingerMs", default: 5))
-        return kafka
-    }
-
-    /// Kafka client settings shared by producers and consumers:
+    /// The Kafka client settings, over `KafkaConfiguration`'s defaults:
     /// - `kafka.bootstrap` (default `127.0.0.1:9092`; `livesync dev` passes the embedded broker's),
-    /// - `kafka.properties`: extra librdkafka properties, `k=v,k=v` (e.g. SASL/TLS settings).
+    /// - `kafka.lingerMs` (producers' `linger.ms`), `kafka.sessionTimeoutMs` (members'
+    ///   `session.timeout.ms`), `kafka.instanceId` (static membership, `group.instance.id`),
+    /// - `kafka.properties`: any other librdkafka property, `k=v,k=v` (e.g. SASL/TLS settings).
     public func kafka() throws -> KafkaConfiguration {
         let properties = try KafkaConfiguration.parseProperties(optionalString("kafka.properties") ?? "", source: "kafka.properties")
-        return KafkaConfiguration(bootstrapServers: string("kafka.bootstrap", default: "127.0.0.1:9092"), properties: properties)
+        var kafka = KafkaConfiguration(bootstrapServers: string("kafka.bootstrap", default: "127.0.0.1:9092"), properties: properties)
+        kafka.linger = .milliseconds(try int("kafka.lingerMs", default: kafka.linger.wholeMilliseconds))
+        kafka.sessionTimeout = .milliseconds(try int("kafka.sessionTimeoutMs", default: kafka.sessionTimeout.wholeMilliseconds))
+        if let id = optionalString("kafka.instanceId"), !id.isEmpty { kafka.groupInstanceID = id }
+        return kafka
     }
 
     /// The instance's identity in its group: `kafka.instanceId` (→ `group.instance.id`, static
@@ -102,9 +99,7 @@ public struct LiveSyncConfig: Sendable {
     /// `kafka.sessionTimeoutMs` (default 45000, Kafka's; the embedded broker waits this minus 1 s
     /// before each rebalance, so dev uses 6000), and the static membership id (`kafka.instanceId`).
     public func consumer(group: String, topics: [String], companionTopics: [String] = []) throws -> BatchConsumerConfiguration {
-        var kafka = try kafka()
-        kafka.properties["session.timeout.ms"] = String(try int("kafka.sessionTimeoutMs", default: 45_000))
-        if let id = optionalString("kafka.instanceId"), !id.isEmpty { kafka.properties["group.instance.id"] = id }
+        let kafka = try kafka()
         let defaults = BatchConsumerConfiguration(kafka: kafka, groupID: group, topics: topics)
         return BatchConsumerConfiguration(
             kafka: kafka, groupID: group, topics: topics, companionTopics: companionTopics, instanceID: instanceID,
@@ -167,7 +162,7 @@ public enum ConsumerMain {
         let logger = Logger(label: "livesync.\(name)")
         let config = try await LiveSyncConfig(file: configFile)
         let store = try StateStore(try config.stateStore(database ?? name))
-        let kafka = try config.producerKafka()
+        let kafka = try config.kafka()
         let producer = try KafkaProducer(configuration: kafka, logger: logger)
         let service = BatchConsumerService(
             configuration: try config.consumer(group: config.string("group.\(name)", default: group), topics: topics, companionTopics: companionTopics),

@@ -77,12 +77,8 @@ public enum Chaos {
         defer { producer.close() }
 
         let records = SessionGenerator.generate(config.shape)
-        var sender = ReplaySender(
-            target: config.viaKafka ? .kafka : .http(ingestURL: cluster.ingestURL, shops: cluster.shops),
-            producer: producer, logger: logger)
-        sender.concurrency = config.concurrency
-        var expected = try await sender.publishStock(records, sessionID: "chaos-\(config.shape.seed)")
-        try await Demo.waitForStockLoad(cluster, expected: expected.count, timeout: 60)
+        var (sender, expected) = try await Demo.stockedSession(cluster, records: records, viaKafka: config.viaKafka, concurrency: config.concurrency,
+                                                               sessionID: "chaos-\(config.shape.seed)", producer: producer, logger: logger)
         say("chaos: stock loaded (\(expected.count) SKUs); replaying \(config.shape.orders) orders at ~\(Int(config.shape.ratePerSecond))/s")
 
         // The fault plan: one step per tenth of the session, run one after another.

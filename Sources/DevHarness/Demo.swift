@@ -50,6 +50,18 @@ public struct DemoSummary: Codable, Sendable {
 }
 
 public enum Demo {
+    /// A replay sender for `cluster` (through ingest's HTTP or straight into Kafka) once the
+    /// session's stock load is published and applied, with the levels it loaded.
+    static func stockedSession(_ cluster: DevCluster, records: [ReplayRecord], viaKafka: Bool, concurrency: Int, sessionID: String,
+                               producer: KafkaProducer, logger: Logger) async throws -> (ReplaySender, [String: Int64]) {
+        var sender = ReplaySender(target: viaKafka ? .kafka : .http(ingestURL: cluster.ingestURL, shops: cluster.shops), producer: producer, logger: logger)
+        sender.concurrency = concurrency
+        sender.platformAPIURL = cluster.platformAPIURL
+        let initial = try await sender.publishStock(records, sessionID: sessionID)
+        try await waitForStockLoad(cluster, expected: initial.count, timeout: 60)
+        return (sender, initial)
+    }
+
     public static func run(_ config: DemoConfiguration, logger: Logger) async throws -> DemoSummary {
         var clusterConfig = DevClusterConfiguration(dataDirectory: config.dataDirectory)
         clusterConfig.stockInstances = config.stockInstances
@@ -63,13 +75,8 @@ public enum Demo {
         let producer = try KafkaProducer(configuration: KafkaConfiguration(bootstrapServers: cluster.bootstrap))
         defer { producer.close() }
         let records = SessionGenerator.generate(config.shape)
-        var sender = ReplaySender(
-            target: config.viaKafka ? .kafka : .http(ingestURL: cluster.ingestURL, shops: cluster.shops),
-            producer: producer, logger: logger)
-        sender.concurrency = config.concurrency
-        sender.platformAPIURL = cluster.platformAPIURL
-        let initial = try await sender.publishStock(records, sessionID: "demo-\(config.shape.seed)")
-        try await waitForStockLoad(cluster, expected: initial.count, timeout: 60)
+        var (sender, initial) = try await stockedSession(cluster, records: records, viaKafka: config.viaKafka, concurrency: config.concurrency,
+                                                         sessionID: "demo-\(config.shape.seed)", producer: producer, logger: logger)
         logger.info("stock loaded: \(initial.count) SKUs; replaying \(config.shape.orders) orders")
 
         let kills = KillSwitch()

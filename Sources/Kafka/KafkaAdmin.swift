@@ -24,7 +24,7 @@ public final class KafkaAdmin {
     private let handle: OpaquePointer
 
     public init(configuration: KafkaConfiguration) throws {
-        handle = try RdKafka.handle(RD_KAFKA_PRODUCER, settings: configuration.settings(defaults: [:]))
+        handle = try RdKafka.handle(RD_KAFKA_PRODUCER, settings: configuration.settings(for: .admin))
     }
 
     deinit { rd_kafka_destroy(handle) }

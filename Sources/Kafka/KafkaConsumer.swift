@@ -68,7 +68,7 @@ public final class KafkaConsumer {
         config.properties["group.id"] = groupID
         // librdkafka copies the opaque at rd_kafka_new, before `self` exists: point it at a box.
         let box = OpaqueBox()
-        let rk = try RdKafka.handle(RD_KAFKA_CONSUMER, settings: config.settings(defaults: KafkaConfiguration.consumerDefaults)) { conf in
+        let rk = try RdKafka.handle(RD_KAFKA_CONSUMER, settings: config.settings(for: .consumer)) { conf in
             rd_kafka_conf_set_rebalance_cb(conf) { rk, err, partitions, opaque in
                 guard let rk, let opaque else { return }
                 let box = Unmanaged<OpaqueBox>.fromOpaque(opaque).takeUnretainedValue()

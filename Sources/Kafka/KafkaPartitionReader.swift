@@ -17,14 +17,7 @@ public final class KafkaPartitionReader {
         // Partitions are assigned by hand and no offset is ever committed; librdkafka still wants
         // a group id for `assign`, one that no member ever joins.
         config.properties["group.id"] = "livesync-reader-\(UUID().uuidString)"
-        config.properties["group.instance.id"] = nil
-        var defaults = KafkaConfiguration.consumerDefaults
-        defaults["enable.partition.eof"] = "true"
-        defaults["partition.assignment.strategy"] = nil
-        defaults["session.timeout.ms"] = nil
-        defaults["heartbeat.interval.ms"] = nil
-        defaults["queued.min.messages"] = "100000"
-        let rk = try RdKafka.handle(RD_KAFKA_CONSUMER, settings: config.settings(defaults: defaults))
+        let rk = try RdKafka.handle(RD_KAFKA_CONSUMER, settings: config.settings(for: .partitionReader))
         handle = rk
         rd_kafka_poll_set_consumer(rk)
     }

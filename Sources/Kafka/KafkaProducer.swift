@@ -108,7 +108,7 @@ public final class KafkaProducer: @unchecked Sendable {
 
     public init(configuration: KafkaConfiguration, logger: Logger = Logger(label: "livesync.kafka.producer")) throws {
         self.logger = logger
-        let rk = try RdKafka.handle(RD_KAFKA_PRODUCER, settings: configuration.settings(defaults: KafkaConfiguration.producerDefaults)) { conf in
+        let rk = try RdKafka.handle(RD_KAFKA_PRODUCER, settings: configuration.settings(for: .producer)) { conf in
             rd_kafka_conf_set_dr_msg_cb(conf) { _, message, _ in
                 guard let message, let opaque = message.pointee._private else { return }
                 // The group keeps itself alive until its last report (see DeliveryGroup.retainUntilComplete).

@@ -45,14 +45,3 @@ package enum RdKafka {
         return try body(list)
     }
 }
-
-extension KafkaConfiguration {
-    /// Every property this configuration sets for a client with `defaults`: the defaults, the
-    /// configured properties over them, and the bootstrap servers.
-    func settings(defaults: [String: String]) -> [String: String] {
-        var merged = defaults
-        for (k, v) in properties { merged[k] = v }
-        merged["bootstrap.servers"] = bootstrapServers
-        return merged
-    }
-}

@@ -29,7 +29,7 @@ struct ChannelsCommand: AsyncParsableCommand {
                 }
                 let dispatcher = OutboundDispatcher(
                     queue: try OutboundQueue(database: store.database), clients: clients, tokens: channels.tokens,
-                    configuration: channels.outbound, deadLetterProducer: try KafkaProducer(configuration: settings.producerKafka(), logger: logger), logger: logger)
+                    configuration: channels.outbound, deadLetterProducer: try KafkaProducer(configuration: settings.kafka(), logger: logger), logger: logger)
                 return [OutboundService(dispatcher: dispatcher)]
             }
         ) { settings in

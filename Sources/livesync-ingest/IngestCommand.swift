@@ -29,7 +29,7 @@ struct IngestCommand: AsyncParsableCommand {
         guard !shops.isEmpty || !connectors.platforms.isEmpty || !connectors.polls.isEmpty else {
             throw ConfigurationError("no shops configured: set ingest.shops (LIVESYNC_INGEST_SHOPS=shop=secret[@warehouse];…) or a platform connector (connectors.*)")
         }
-        let kafka = try settings.producerKafka()
+        let kafka = try settings.kafka()
         let producer = try KafkaProducer(configuration: kafka, logger: logger)
         logger.info("starting", metadata: ["bootstrap": "\(kafka.bootstrapServers)", "ledger": "\(connectors.ledgerPath)"])
         let publisher = OrderPublisher(producer: producer, sealer: connectors.sealer)

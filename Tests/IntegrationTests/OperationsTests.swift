@@ -118,7 +118,10 @@ func metricSum(_ text: String, _ name: String) -> Double {
         let (_, stock) = try await httpGet(urls["stock-1"]! + "/metrics")
         #expect(metricSum(stock, "livesync_stock_lines_total") > 3000)
         #expect(metricSum(stock, "livesync_consumer_batches_total") > 0)
-        #expect(stock.contains(#"livesync_stock_available_units{sku="SKU-0000",warehouse="main"} 0.0"#), "the sold-out hot SKU's gauge")
+        // The hot-SKU gauges are read from the store every 2 s: await the sold-out level.
+        try await waitFor("the sold-out hot SKU's gauge") {
+            try await httpGet(urls["stock-1"]! + "/metrics").1.contains(#"livesync_stock_available_units{sku="SKU-0000",warehouse="main"} 0.0"#)
+        }
         for name in ["aftersales-1", "channels-1"] {
             let (_, text) = try await httpGet(urls[name]! + "/metrics")
             #expect(metricSum(text, "livesync_consumer_messages_total") > 0, "\(name) consumed nothing")
