@@ -199,7 +199,7 @@ let package = Package(
         .target(
             name: "Dashboard",
             dependencies: [
-                "Worker", "Telemetry", "Inventory", "Bootstrap", "ErpBookStore", "Model",
+                "Worker", "Telemetry", "Inventory", "Bootstrap", "ErpBookStore", "Alerting", "Model",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Hummingbird", package: "hummingbird"),
             ],

@@ -1,8 +1,8 @@
+import Alerting
 import Model
 import ErpBookStore
 import Dispatch
 import Foundation
-import GRDB
 import Inventory
 import Telemetry
 import Worker
@@ -81,10 +81,6 @@ public struct DashboardSnapshot: Sendable, Codable, Equatable {
 }
 
 public enum DashboardFigures {
-    static func open(_ path: String) -> DatabaseQueue? {
-        guard FileManager.default.fileExists(atPath: path) else { return nil }
-        return try? StateStore.openForReading(path)
-    }
 
     public static func compute(_ configuration: DashboardConfiguration, now: Int64 = Clock.nowMicros()) async throws -> DashboardSnapshot {
         // Blocking SQLite reads: off the cooperative pool.
@@ -155,22 +151,14 @@ public enum DashboardFigures {
         let stock = try StockStoreView.read(StockStoreView.databases(beside: configuration.stockDatabase), parts: .rows)
         let hottest = stock.rows.sorted { ($0.reserved, $1.sku, $1.warehouse) > ($1.reserved, $0.sku, $0.warehouse) }.prefix(10)
         s.hotSkus = hottest.map { .init(sku: $0.sku, warehouse: $0.warehouse, available: $0.available, soldLast5Min: 0, minutesToSellOut: nil, reserved: $0.reserved) }
-        if let alerting = open(configuration.alertingDatabase) {
-            try alerting.read { db in
-                db.clearSchemaCache()
+        if let alerting = try? AlertStoreView.ifPresent(path: configuration.alertingDatabase) {
+            try alerting.read { store in
                 // What alerting found on its last sweep, including orders dispatch has not read
                 // from `orders.placed` yet (which only a topic read shows).
-                if try db.tableExists("alert_unsynced_orders") {
-                    for row in try Row.fetchAll(db, sql: "SELECT order_id, ingested_at_us FROM alert_unsynced_orders WHERE ingested_at_us < ? ORDER BY 2, 1 LIMIT 1000",
-                                                arguments: [now - Int64(configuration.slaSeconds * 1e6)]) where late[row[0]] == nil {
-                        late[row[0]] = row[1]
-                    }
+                for o in try store.unsyncedOrders(ingestedBefore: now - Int64(configuration.slaSeconds * 1e6), limit: 1000) where late[o.orderID] == nil {
+                    late[o.orderID] = o.ingestedAtUs
                 }
-                if try db.tableExists("alerts") {
-                    for row in try Row.fetchAll(db, sql: "SELECT kind, message, created_at_us, resolved_at_us FROM alerts ORDER BY id DESC LIMIT 15") {
-                        s.alerts.append(.init(kind: row[0], message: row[1], createdAtUs: row[2], resolvedAtUs: row[3]))
-                    }
-                }
+                s.alerts = try store.recentAlerts(limit: 15).map { .init(kind: $0.kind, message: $0.message, createdAtUs: $0.createdAtUs, resolvedAtUs: $0.resolvedAtUs) }
             }
         }
         // The alert store's list is up to a sweep old: drop what the ERP book decided since.

@@ -247,9 +247,7 @@ public enum Chaos {
                     try processor.restore(payload, partition: p, db: db)
                 }
             }
-            let restored = try scratch.database.read { db in
-                try Set(Row.fetchAll(db, sql: "SELECT sku, warehouse, on_hand, reserved FROM stock").map { "\($0[0] as String)@\($0[1] as String)=\($0[2] as Int64)/\($0[3] as Int64)" })
-            }
+            let restored = Set(try StockStoreView.read([scratch.configuration.path], parts: .rows).rows.map { "\($0.sku)@\($0.warehouse)=\($0.onHand)/\($0.reserved)" })
             let live = Set(view.rows.filter { $0.partition == p }.map { "\($0.sku)@\($0.warehouse)=\($0.onHand)/\($0.reserved)" })
             if restored != live { r.restoreMismatches += 1 }
         }
