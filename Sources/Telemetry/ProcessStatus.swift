@@ -3,8 +3,8 @@ import Foundation
 import NIOCore
 
 
-/// One row of `livesync status`: a process found in `<dataDir>/processes`, and what its
-/// `/readyz` answered.
+/// One row of `livesync status`: a process (registered in `<dataDir>/processes`, or an
+/// endpoint from the configuration), and what its `/readyz` answered.
 public struct ProcessStatusRow: Sendable, Codable {
     public var process: String
     public var url: String
@@ -34,20 +34,40 @@ public enum ProcessStatus {
         }
     }
 
+    /// Every instance at `endpoints` (telemetry base URLs, `http://host:port`), as the
+    /// configuration lists them: on hosts that share nothing but Kafka no folder lists the
+    /// processes. A row is named by the process's own report, or by its URL when it is down.
+    public static func collect(endpoints: [String], timeout: TimeAmount = .seconds(3)) async -> [ProcessStatusRow] {
+        await withTaskGroup(of: ProcessStatusRow.self) { group in
+            for url in Set(endpoints.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }) {
+                group.addTask { await query(name: url, url: url, pid: nil, timeout: timeout) }
+            }
+            var rows: [ProcessStatusRow] = []
+            for await row in group { rows.append(row) }
+            return rows.sorted { $0.process < $1.process }
+        }
+    }
+
     static func query(_ record: ProcessRecord, timeout: TimeAmount) async -> ProcessStatusRow {
-        var row = ProcessStatusRow(process: record.name, url: record.url, health: "down")
+        await query(name: record.name, url: record.url, pid: record.pid, timeout: timeout)
+    }
+
+    /// `pid`: the recorded process on this host, to tell a killed process from a silent one.
+    static func query(name: String, url: String, pid: Int32?, timeout: TimeAmount) async -> ProcessStatusRow {
+        var row = ProcessStatusRow(process: name, url: url, health: "down")
         do {
-            let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: record.url + "/readyz"), timeout: timeout)
+            let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: url + "/readyz"), timeout: timeout)
             let body = try await response.body.collect(upTo: 1 << 20)
             let report = try JSONDecoder().decode(ReadinessReport.self, from: Data(buffer: body))
+            row.process = report.process
             row.report = report
             row.health = report.ready ? "ready" : "not_ready: " + report.failed.joined(separator: ",")
             row.partitions = report.consumption?.partitions
             row.lag = report.consumption?.lag
             row.lastBatchAtUs = report.consumption?.lastBatchAtUs
         } catch {
-            row.pidAlive = kill(record.pid, 0) == 0
-            row.health = row.pidAlive ? "down (no answer: \(error))" : "down (pid \(record.pid) gone)"
+            row.pidAlive = pid.map { kill($0, 0) == 0 } ?? true
+            row.health = row.pidAlive ? "down (no answer: \(error))" : "down (pid \(pid ?? 0) gone)"
         }
         return row
     }

@@ -411,12 +411,16 @@ func admin(_ clusterFile: String, _ path: String) async throws {
 extension LiveSyncCommand {
     struct Status: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Every running process (from <data-dir>/processes): health, partitions, lag, last batch. Exits 1 unless all are ready.")
-        @Option(help: "Data directory of the cluster (`livesync dev`: var/dev; production: dataDir).") var dataDir = "var/dev"
+            abstract: "Every process (its telemetry endpoints, or those registered under <data-dir>/processes): health, partitions, lag, last batch. Exits 1 unless all are ready.")
+        @Option(help: "Data directory of the cluster (`livesync dev`: var/dev), when no --endpoint is given.") var dataDir = "var/dev"
+        @Option(name: .customLong("endpoint"), help: "An instance's telemetry base URL, http://host:port (repeat it; for instances on other hosts, which share no folder).") var endpoints: [String] = []
         @Flag(help: "Print the rows as JSON.") var json = false
 
         func run() async throws {
-            let rows = await ProcessStatus.collect(dataDir: dataDir)
+            for url in endpoints where URL(string: url)?.host == nil || !url.hasPrefix("http") {
+                throw ValidationError("--endpoint \(url) is not an http(s) URL with a host (e.g. http://10.0.0.5:9100)")
+            }
+            let rows = endpoints.isEmpty ? await ProcessStatus.collect(dataDir: dataDir) : await ProcessStatus.collect(endpoints: endpoints)
             if json {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.sortedKeys, .prettyPrinted]

@@ -34,6 +34,23 @@ import Testing
         }
     }
 
+    /// Instances on other hosts share no process folder: `livesync status --endpoint` asks each
+    /// configured URL, names the row by the process's own report, and shows a silent one as down.
+    @Test func statusAsksConfiguredEndpointsAndNamesEachRowByItsReport() async throws {
+        let endpoints = HealthEndpoints(process: "dispatch-2", checks: [HealthCheck("broker_reachable") { .pass() }],
+                                        consumption: { ConsumptionSnapshot(partitions: 5, lag: 7, lastBatchAtUs: 9) })
+        try await Application(router: { let r = Router(); endpoints.addRoutes(to: r); return r }(),
+                              configuration: .init(address: .hostname("127.0.0.1", port: 0))).test(.live) { client in
+            let url = "http://127.0.0.1:\(try #require(client.port))"
+            let rows = await ProcessStatus.collect(endpoints: [url + "/", url, "http://127.0.0.1:9"], timeout: .seconds(2))
+            #expect(rows.count == 2, "the same endpoint given twice is asked once")
+            let up = try #require(rows.first { $0.url == url })
+            #expect(up.process == "dispatch-2" && up.isReady && up.partitions == 5 && up.lag == 7)
+            let down = try #require(rows.first { $0.url == "http://127.0.0.1:9" })
+            #expect(down.process == "http://127.0.0.1:9" && !down.isReady && down.health.hasPrefix("down"))
+        }
+    }
+
     @Test func readyzAnswers200WhenEveryCheckPasses() async throws {
         let endpoints = HealthEndpoints(process: "ingest", checks: [HealthCheck("broker_reachable") { .pass() }])
         try await app(endpoints).test(.router) { client in
