@@ -302,8 +302,7 @@ public struct OutboundDispatcher: Sendable {
             case .retryable(let m)? where job.attempts + 1 < configuration.maxAttempts:
                 let attempts = job.attempts + 1
                 let backoff = min(configuration.maxBackoff, configuration.initialBackoff * (1 << min(attempts - 1, 20)))
-                let (s, atto) = backoff.components
-                try queue.retry(job.id, attempts: attempts, at: now + s * 1_000_000 + atto / 1_000_000_000_000, error: m, now: now)
+                try queue.retry(job.id, attempts: attempts, at: now + backoff.wholeMicroseconds, error: m, now: now)
                 result.retried += 1
                 metrics.record(platform: platform.slug, kind: job.kind, outcome: "retry")
             case .retryable(let m)?, .permanent(let m)?:

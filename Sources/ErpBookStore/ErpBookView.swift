@@ -15,7 +15,7 @@ public final class ErpBookView: Sendable {
     /// Opens the book at `path`; throws when the file cannot be opened.
     public init(path: String, busyTimeout: Duration? = .seconds(5)) throws {
         self.path = path
-        queue = try StateStore.openForReading(path, busyTimeout: busyTimeout.map { TimeInterval($0.components.seconds) + TimeInterval($0.components.attoseconds) / 1e18 })
+        queue = try StateStore.openForReading(path, busyTimeout: busyTimeout.map { TimeInterval($0.wholeMilliseconds) / 1_000 })
     }
 
     /// The book at `path`, or nil while no writer has created it yet.
