@@ -244,7 +244,8 @@ public enum Chaos {
                     if !payload.isEmpty, try StockDelta.decode(payload).rows.contains(where: { $0.onHand < $0.reserved || $0.reserved < 0 }) {
                         r.negativeAvailableSeen += 1
                     }
-                    try processor.restore(payload, partition: p, db: db)
+                    var ignored = BatchOutput(group: "chaos")
+                    try processor.restore(payload, partition: p, db: db, output: &ignored)
                 }
             }
             let restored = Set(try StockStoreView.read([scratch.configuration.path], parts: .rows).rows.map { "\($0.sku)@\($0.warehouse)=\($0.onHand)/\($0.reserved)" })
