@@ -13,9 +13,9 @@ let package = Package(
         .executable(name: "livesync-ingest", targets: ["livesync-ingest"]),
         .executable(name: "livesync-stock", targets: ["livesync-stock"]),
         .executable(name: "livesync-dispatch", targets: ["livesync-dispatch"]),
-        .executable(name: "livesync-aftersales", targets: ["livesync-aftersales"]),
         .executable(name: "livesync-alerting", targets: ["livesync-alerting"]),
         .executable(name: "livesync-channels", targets: ["livesync-channels"]),
+        .executable(name: "livesync-book", targets: ["livesync-book"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -167,13 +167,24 @@ let package = Package(
         /// The dispatch join (orders x reservations -> shipments), booked through `ErpBook`.
         .target(
             name: "Fulfillment",
-            dependencies: ["Worker", "Model", "Kafka", "ErpBookStore", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["Worker", "Model", "Kafka", "ErpBookStore", "AfterSales", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: swiftSettings
         ),
-        /// Refunds: cancel unshipped orders, release their stock, book the refund.
+        /// The read model: a copy of the whole ERP book and the stock levels, built from the
+        /// changelogs (`ChangelogReplica`), its HTTP API and the client the views use.
+        .target(
+            name: "ReadModel",
+            dependencies: ["Worker", "Model", "Kafka", "Bootstrap", "ErpBookStore", "Inventory", "Fulfillment",
+                           .product(name: "Hummingbird", package: "hummingbird"),
+                           .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                           .product(name: "Logging", package: "swift-log"),
+                           .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
+            swiftSettings: swiftSettings
+        ),
+        /// Refunds: what a refund request does to its order, applied by dispatch.
         .target(
             name: "AfterSales",
-            dependencies: ["Worker", "Model", "Kafka", "Fulfillment", "ErpBookStore", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["Worker", "Model", "ErpBookStore", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: swiftSettings
         ),
         /// Alerts on stock-outs, dead letters and orders not synced in time.
@@ -272,8 +283,9 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .executableTarget(
-            name: "livesync-aftersales",
-            dependencies: ["AfterSales", "Worker", "Bootstrap", "Model", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            name: "livesync-book",
+            dependencies: ["ReadModel", "Fulfillment", "Inventory", "Worker", "Bootstrap", "Model", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                           .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         .executableTarget(

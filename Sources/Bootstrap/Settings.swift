@@ -150,10 +150,12 @@ public enum ServiceRunner {
 
 /// A consumer executable in one call: state store, producer, batching consumer, service group.
 public enum ConsumerMain {
+    /// - Parameter groupPerInstance: each instance is a group of its own (`<group>-<instance id>`)
+    ///   and so consumes every partition (a read model's copy).
     /// - Parameter extraServices: services that run beside the consumer in the same group
     ///   (for example alerting's notifier), sharing its configuration and state store.
     public static func run(
-        name: String, group: String, topics: [String], companionTopics: [String] = [], database: String? = nil, configFile: String?,
+        name: String, group: String, groupPerInstance: Bool = false, topics: [String], companionTopics: [String] = [], database: String? = nil, configFile: String?,
         extraServices: (LiveSyncConfig, StateStore, Logger) throws -> [any Service] = { _, _, _ in [] },
         makeProcessor: @escaping @Sendable (LiveSyncConfig) throws -> any BatchProcessor
     ) async throws {
@@ -165,7 +167,8 @@ public enum ConsumerMain {
         let kafka = try config.kafka()
         let producer = try KafkaProducer(configuration: kafka, logger: logger)
         let service = BatchConsumerService(
-            configuration: try config.consumer(group: config.string("group.\(name)", default: group), topics: topics, companionTopics: companionTopics),
+            configuration: try config.consumer(group: config.string("group.\(name)", default: groupPerInstance ? "\(group)-\(config.instanceID)" : group),
+                                               topics: topics, companionTopics: companionTopics),
             store: store, producer: producer, logger: logger,
             makeProcessor: { try makeProcessor(config) })
         logger.info("starting", metadata: ["bootstrap": "\(kafka.bootstrapServers)", "db": "\(store.configuration.path)"])

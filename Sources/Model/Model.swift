@@ -80,3 +80,20 @@ public enum PIIMask {
         return String(chars.prefix(6)) + (chars.count > 6 ? "****" : "")
     }
 }
+
+extension StockAdjustment {
+    /// The release of an order line's reservation (the order was rejected or cancelled). Its id
+    /// is derived from the line, so stock applies it once however often it is sent.
+    public static func release(_ line: OrderLine, reason: String, now: Int64) -> StockAdjustment {
+        var adj = StockAdjustment()
+        adj.adjustmentID = "release:\(line.eventID)"
+        adj.sku = line.sku
+        adj.warehouse = line.warehouse
+        adj.kind = .release
+        adj.quantity = line.quantity
+        adj.releaseEventID = line.eventID
+        adj.reason = reason
+        adj.createdAtUs = now
+        return adj
+    }
+}
