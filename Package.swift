@@ -245,7 +245,7 @@ let package = Package(
         .target(
             name: "DevHarness",
             dependencies: [
-                "Kafka", "Model", "Worker", "Bootstrap", "Ingest", "Fulfillment", "ErpBookStore", "Inventory", "Connectors", "Dashboard", "Inspection", "Operations", "Telemetry", "LiveSyncTesting",
+                "Kafka", "Model", "Worker", "Bootstrap", "Ingest", "Fulfillment", "ErpBookStore", "Inventory", "Connectors", "Dashboard", "Inspection", "Operations", "Telemetry", "LiveSyncTesting", "ReadModel",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -362,7 +362,7 @@ let package = Package(
             name: "IntegrationTests",
             dependencies: [
                 "DevHarness", "LiveSyncTesting", "Operations", "Bootstrap", "ErpBookStore", "Kafka", "Model", "Ingest", "Worker",
-                "Connectors", "Inventory", "Inspection", "Dashboard", "Fulfillment", "Alerting",
+                "Connectors", "Inventory", "Inspection", "Dashboard", "Fulfillment", "Alerting", "ReadModel",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "GRDB", package: "GRDB.swift"),

@@ -1,4 +1,5 @@
 import Operations
+import ReadModel
 import Model
 import Bootstrap
 import ArgumentParser
@@ -63,6 +64,7 @@ extension LiveSyncCommand {
         @Option(help: "Admin port on 127.0.0.1 (0: any free port).") var adminPort = 0
         @Option(help: "Alert webhook URL for livesync-alerting.") var alertWebhook: String?
         @Option(help: "Configuration file for livesync-alerting (alert rules and channels).") var alertingConfig: String?
+        @Flag(help: "Run each instance as on a host of its own: its own data directory (mode 0700; as root, its own user) and environment, nothing shared but the broker's and the read model's addresses.") var isolated = false
 
         func run() async throws {
             ServiceRunner.bootstrapLogging()
@@ -72,12 +74,15 @@ extension LiveSyncCommand {
             config.dispatchInstances = dispatchInstances
             config.alertWebhookURL = alertWebhook
             config.alertingConfigFile = alertingConfig
+            config.isolated = isolated
             let cluster = try await DevCluster(configuration: config, logger: logger)
             say("bootstrap:  \(cluster.bootstrap)")
             say("ingest:     \(cluster.ingestURL)/webhooks/generic")
             say("platforms:  \(cluster.ingestURL)/webhooks/{douyin,kuaishou,wechat,tiktok}  (fake platform API \(cluster.platformAPIURL); `livesync replay --platforms …`)")
+            say("read model: \(cluster.bookURL)/book/snapshot?totals=1  (livesync-book; `livesync dashboard`, `inspect` ask it)")
             say("cluster:    \(cluster.clusterFile)  (shop secrets; used by `livesync replay`)")
             say("logs:       \(dataDir)/logs/")
+            if isolated { say("instances:  \(dataDir)/hosts/  (\(Isolation.directories(cluster).joined(separator: ", ")))") }
             let admin = AdminServer.make(cluster: cluster, port: adminPort, logger: logger)
             do {
                 try await ServiceRunner.run([admin], logger: logger)
@@ -102,6 +107,7 @@ extension LiveSyncCommand {
         @Option(help: "State and logs (reset at start).") var dataDir = "var/demo"
         @Option(help: "PRAGMA synchronous of state databases (FULL or NORMAL).") var synchronous = "FULL"
         @Flag(help: "Run without livesync-alerting.") var noAlerting = false
+        @Flag(help: "Run each instance as on a host of its own: its own data directory (mode 0700; as root, its own user) and environment, nothing shared but the broker's and the read model's addresses.") var isolated = false
 
         func run() async throws {
             ServiceRunner.bootstrapLogging()
@@ -116,6 +122,7 @@ extension LiveSyncCommand {
             config.dataDirectory = dataDir
             config.synchronous = synchronous
             config.alerting = !noAlerting
+            config.isolated = isolated
             let summary = try await DevHarness.Demo.run(config, logger: logger)
             if json {
                 let encoder = JSONEncoder()
@@ -139,10 +146,11 @@ extension LiveSyncCommand {
         @Option(help: "Most stock and dispatch instances while scaled out.") var maxInstances = 3
         @Flag(help: "Publish straight into Kafka instead of through ingest's HTTP.") var viaKafka = false
         @Flag(help: "No broker faults.") var noBrokerFaults = false
-        @Flag(help: "Never give a stock instance an empty disk.") var noDiskLoss = false
+        @Flag(help: "Never give a stock or dispatch instance an empty disk.") var noDiskLoss = false
         @Option(help: "Seconds to wait for every order to settle after the replay.") var settleTimeout = 300.0
         @Option(help: "State and logs (reset at start).") var dataDir = "var/chaos"
         @Flag(help: "Print the report as one JSON object (last line).") var json = false
+        @Flag(help: "Run each instance as on a host of its own: its own data directory (mode 0700; as root, its own user) and environment, nothing shared but the broker's and the read model's addresses.") var isolated = false
 
         func validate() throws {
             guard orders > 0 else { throw ValidationError("--orders must be positive") }
@@ -164,6 +172,7 @@ extension LiveSyncCommand {
             config.loseDisks = !noDiskLoss
             config.settleTimeoutSeconds = settleTimeout
             config.dataDirectory = dataDir
+            config.isolated = isolated
             let report = try await DevHarness.Chaos.run(config, logger: logger)
             if json {
                 let encoder = JSONEncoder()
@@ -226,9 +235,8 @@ extension LiveSyncCommand {
                 let loaded = try await sender.publishStock(records, sessionID: try file.map(SessionGenerator.sessionID(ofRecording:)) ?? "replay-\(session.seed)")
                 // A live session starts once the shelves are stocked: on `livesync dev`, wait until stock
                 // applied the load, or the first orders would race it and be rejected.
-                if let info, bootstrap == info.bootstrap {
-                    let devCluster = info.dataDirectory
-                    try await DevHarness.Demo.waitForStockLoad(databases: { StockStoreView.databases(in: devCluster) }, expected: loaded.count, timeout: 60)
+                if let info, bootstrap == info.bootstrap, let bookURL = info.bookURL {
+                    try await DevHarness.Demo.waitForStockLoad(book: BookClient(baseURL: bookURL), expected: loaded.count, timeout: 60)
                 }
             }
             let result = try await sender.send(records)
@@ -298,7 +306,7 @@ extension LiveSyncCommand {
 
     struct Restart: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Gracefully restart one process of a running `livesync dev`.")
-        @Argument(help: "Process name (ingest, stock, dispatch, aftersales, alerting, or stock-N with instances).") var name: String
+        @Argument(help: "Process name (ingest, stock, dispatch, book, alerting, channels, or stock-N / dispatch-N with instances).") var name: String
         @Option(help: "cluster.json written by `livesync dev`.") var cluster = "var/dev/cluster.json"
         func run() async throws { try await admin(cluster, "/processes/\(name)/restart") }
     }

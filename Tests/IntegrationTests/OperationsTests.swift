@@ -107,7 +107,7 @@ func metricSum(_ text: String, _ name: String) -> Double {
             let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(dir)/processes/\(file)"))) as! [String: Any]
             urls[json["name"] as! String] = json["url"] as? String
         }
-        #expect(Set(urls.keys) == ["ingest", "stock-1", "dispatch-1", "aftersales-1", "alerting-1", "channels-1"])
+        #expect(Set(urls.keys) == ["ingest", "stock-1", "dispatch-1", "book-1", "alerting-1", "channels-1"])
         try await waitFor("dispatch to book the session") {
             let (_, text) = try await httpGet(urls["dispatch-1"]! + "/metrics")
             return metricSum(text, "livesync_sync_latency_seconds_count") >= 3000
@@ -122,7 +122,7 @@ func metricSum(_ text: String, _ name: String) -> Double {
         try await waitFor("the sold-out hot SKU's gauge") {
             try await httpGet(urls["stock-1"]! + "/metrics").1.contains(#"livesync_stock_available_units{sku="SKU-0000",warehouse="main"} 0.0"#)
         }
-        for name in ["aftersales-1", "channels-1"] {
+        for name in ["book-1", "channels-1"] {
             let (_, text) = try await httpGet(urls[name]! + "/metrics")
             #expect(metricSum(text, "livesync_consumer_messages_total") > 0, "\(name) consumed nothing")
         }
