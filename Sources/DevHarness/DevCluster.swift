@@ -152,9 +152,12 @@ public final class DevCluster: Sendable {
             try fm.removeItem(atPath: dir)
         }
         try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        separateUsers = configuration.isolated && getuid() == 0
+        let unreachable = [configuration.binDirectory + "/livesync-stock", dir].filter { !Self.othersCanReach($0) }
+        separateUsers = configuration.isolated && getuid() == 0 && unreachable.isEmpty
         if configuration.isolated && !separateUsers {
-            logger.warning("isolated mode without root: each instance gets a directory of its own (mode 0700) but runs as this user")
+            logger.warning("isolated mode: each instance gets a directory of its own (mode 0700) but runs as this user", metadata: [
+                "why": "\(getuid() != 0 ? "not root" : "other users cannot reach \(unreachable.joined(separator: ", "))")",
+            ])
         }
 
         broker = try EmbeddedBroker()
@@ -305,6 +308,20 @@ public final class DevCluster: Sendable {
         }
         guard bound else { throw ConfigurationError("could not bind a free port: errno \(errno)") }
         return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    /// Whether users other than the owner can reach `path`: every directory above it searchable
+    /// by others (and the file itself, when it exists, executable by them).
+    static func othersCanReach(_ path: String) -> Bool {
+        var url = URL(fileURLWithPath: path).standardizedFileURL
+        var st = stat()
+        if stat(url.path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_mode & 0o001 == 0 { return false }
+        while url.path != "/" {
+            url.deleteLastPathComponent()
+            guard stat(url.path, &st) == 0 else { continue }
+            if st.st_mode & 0o001 == 0 { return false }
+        }
+        return true
     }
 
     /// The user an isolated instance runs as: one per instance name, outside the usual ranges.
