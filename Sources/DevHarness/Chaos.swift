@@ -251,9 +251,10 @@ public enum Chaos {
         // have, every synced line shipped once, and the same decisions as the shards' union.
         let acceptedSet = Set(accepted)
         let book = BookClient(baseURL: cluster.bookURL, timeout: .seconds(60))
-        let decisions = try await book.decisions()
+        let deadline = Date().addingTimeInterval(60)
+        let decisions = try await Demo.retrying(until: deadline) { try await book.decisions() }
         for d in decisions where !acceptedSet.contains(d.orderID) { r.unexpectedOrders += 1 }
-        let snapshot = try await book.snapshot(BookQuery(shipmentMismatches: true, stock: true))
+        let snapshot = try await Demo.retrying(until: deadline) { try await book.snapshot(BookQuery(shipmentMismatches: true, stock: true)) }
         r.shipmentMismatches = snapshot.shipmentMismatches ?? 0
         if r.unexpectedOrders > 0 { r.violations.append("\(r.unexpectedOrders) orders in the ERP book were never accepted") }
         if r.shipmentMismatches > 0 { r.violations.append("\(r.shipmentMismatches) synced order lines shipped a different quantity than ordered") }

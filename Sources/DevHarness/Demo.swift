@@ -124,12 +124,25 @@ public enum Demo {
         let deadline = Date().addingTimeInterval(timeout)
         var summary = DemoSummary()
         while true {
-            let snapshot = try await book.snapshot(BookQuery(stock: true, skuBookings: true))
-            summary = measure(decisions: try await book.decisions(), snapshot: snapshot, accepted: accepted, initial: initial)
+            // The read model may be restarting (a chaos kill): ask again until the deadline.
+            let (snapshot, decisions) = try await retrying(until: deadline) {
+                (try await book.snapshot(BookQuery(stock: true, skuBookings: true)), try await book.decisions())
+            }
+            summary = measure(decisions: decisions, snapshot: snapshot, accepted: accepted, initial: initial)
             if (summary.lost == 0 && summary.stock_mismatched_skus == 0) || Date() >= deadline { break }
             try await Task.sleep(for: .milliseconds(250))
         }
         return summary
+    }
+
+    /// `body`'s result, asked again every 250 ms while it throws, until `deadline` (then its error).
+    static func retrying<T>(until deadline: Date, _ body: () async throws -> T) async throws -> T {
+        while true {
+            do { return try await body() } catch {
+                if Date() >= deadline { throw error }
+                try await Task.sleep(for: .milliseconds(250))
+            }
+        }
     }
 
     static func measure(decisions: [ErpBookView.Decision], snapshot: BookSnapshot, accepted: [String], initial: [String: Int64]) -> DemoSummary {

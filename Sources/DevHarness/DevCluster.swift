@@ -194,6 +194,8 @@ public final class DevCluster: Sendable {
         var bookEnv = env
         bookEnv["LIVESYNC_KAFKA_INSTANCE_ID"] = "book-1"
         bookEnv["LIVESYNC_BOOK_ADDRESS_FILE"] = bookAddressFile
+        // A port of its own that survives restarts: the views are told one address.
+        bookEnv["LIVESYNC_BOOK_PORT"] = String(try Self.freePort())
         let bin = configuration.binDirectory
         try supervisor.start(Self.spec(name: "book", executable: "\(bin)/livesync-book", environment: bookEnv, configuration: configuration, separateUsers: separateUsers))
         guard let bookURL = try await Self.waitForAddress(bookAddressFile, timeout: 60) else {
