@@ -79,7 +79,9 @@ public final class InstanceAnnouncer: Service, Sendable {
 
     /// Hands one announcement to the producer without waiting; a failed delivery is logged.
     func announce(url: String, stopping: Bool) {
-        let message = ProducerMessage(topic: Topics.instances, key: process, value: announcement(url: url, stopping: stopping).bytes)
+        // Partition 0 whatever the topic's count (say a broker auto-created it with several):
+        // readers read that one partition.
+        let message = ProducerMessage(topic: Topics.instances, key: process, value: announcement(url: url, stopping: stopping).bytes, partition: 0)
         let delivery = producer.enqueueInBackground([message])
         let (logger, process) = (logger, process)
         // Ends with the delivery report, at most `message.timeout.ms` (30 s) later.
