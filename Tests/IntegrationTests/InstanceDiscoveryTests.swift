@@ -17,6 +17,24 @@ import Testing
         return broker
     }
 
+    /// One documented default each; a non-positive interval or age is refused (an interval of
+    /// zero would announce in a loop), naming its environment variable.
+    @Test func theAnnounceIntervalAndMaximumAgeAreTypedSettingsWithOneDefault() async throws {
+        let defaults = try await LiveSyncConfig(file: nil, environment: [:])
+        #expect(try defaults.telemetry.announceInterval == .seconds(10))
+        #expect(try defaults.telemetry.advertisedHost == nil)
+        #expect(try defaults.instanceDirectory().maxAge == .seconds(600))
+        let set = try await LiveSyncConfig(file: nil, environment: [
+            "LIVESYNC_TELEMETRY_ANNOUNCE_INTERVAL_MS": "2500", "LIVESYNC_TELEMETRY_INSTANCE_MAX_AGE_MS": "60000",
+            "LIVESYNC_TELEMETRY_ADVERTISED_HOST": "10.0.0.7"])
+        #expect(try set.telemetry.announceInterval == .milliseconds(2500))
+        #expect(try set.telemetry.advertisedHost == "10.0.0.7")
+        #expect(try set.instanceDirectory().maxAge == .seconds(60))
+        let zero = try await LiveSyncConfig(file: nil, environment: ["LIVESYNC_TELEMETRY_ANNOUNCE_INTERVAL_MS": "0", "LIVESYNC_TELEMETRY_INSTANCE_MAX_AGE_MS": "-1"])
+        #expect { _ = try zero.telemetry } throws: { "\($0)".contains("LIVESYNC_TELEMETRY_ANNOUNCE_INTERVAL_MS") }
+        #expect { _ = try zero.instanceDirectory() } throws: { "\($0)".contains("LIVESYNC_TELEMETRY_INSTANCE_MAX_AGE_MS") }
+    }
+
     @Test func anAnnouncedProcessIsListedUntilItAnnouncesItsStop() async throws {
         let broker = try broker()
         let kafka = KafkaConfiguration(bootstrapServers: broker.bootstrapServers)
