@@ -64,7 +64,7 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         /// Metrics (swift-metrics bootstrapped with a Prometheus registry), `/metrics`,
-        /// `/healthz`, `/readyz`, and the process records `livesync status` reads.
+        /// `/healthz`, `/readyz`, and `livesync status`'s queries of them.
         .target(
             name: "Telemetry",
             dependencies: [
@@ -91,7 +91,8 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         /// How a LiveSync process starts: configuration loading (environment, file, defaults),
-        /// logging, the service group with health endpoints, shutdown-aware waits.
+        /// logging, the service group with health endpoints, shutdown-aware waits, announcing
+        /// the process on `livesync.instances` and finding the others there.
         .target(
             name: "Bootstrap",
             dependencies: [

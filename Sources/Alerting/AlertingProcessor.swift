@@ -17,9 +17,11 @@ public struct AlertingConfiguration: Sendable {
     /// Rules and channels (from the configuration file).
     public var rules: AlertRulesConfiguration
     /// Where the rules read the stock store (the first instance's database; further instances'
-    /// `stock-2.sqlite` … beside it are read too) and the process records.
+    /// `stock-2.sqlite` … beside it are read too).
     public var stockDatabase: String?
-    public var dataDir: String?
+    /// Where `consumer_lag` and `process_silent` find the processes: their announcements on
+    /// `livesync.instances` (nil: those rules see no process).
+    public var instances: InstanceDirectory?
     /// Where `order_unsynced` finds undecided orders: the ERP book (orders dispatch holds, and
     /// how far dispatch has read `orders.placed`) and Kafka (the orders it has not read yet).
     public var erpDatabase: String?
@@ -32,7 +34,7 @@ public struct AlertingConfiguration: Sendable {
     public var processCheckInterval: Duration
 
     public init(unsyncedAfterSeconds: Int = 5, webhookURL: String? = nil, sweepInterval: Duration = .seconds(1),
-                rules: AlertRulesConfiguration? = nil, stockDatabase: String? = nil, dataDir: String? = nil,
+                rules: AlertRulesConfiguration? = nil, stockDatabase: String? = nil, instances: InstanceDirectory? = nil,
                 erpDatabase: String? = nil, kafka: KafkaConfiguration? = nil, dispatchGroup: String = "livesync-dispatch",
                 processCheckInterval: Duration = .seconds(5)) {
         self.unsyncedAfterSeconds = unsyncedAfterSeconds
@@ -44,7 +46,7 @@ public struct AlertingConfiguration: Sendable {
         }
         self.rules = rules
         self.stockDatabase = stockDatabase
-        self.dataDir = dataDir
+        self.instances = instances
         self.erpDatabase = erpDatabase
         self.kafka = kafka
         self.dispatchGroup = dispatchGroup
@@ -55,7 +57,8 @@ public struct AlertingConfiguration: Sendable {
 extension AlertingConfiguration {
     /// `livesync-alerting`'s settings, read once at start over this type's defaults:
     /// `alerting.unsyncedAfterSeconds`, `alerting.sweepIntervalMs`, `alerting.processCheckIntervalMs`,
-    /// `alerting.webhookUrl`, the stock and ERP databases, `group.dispatch`, and the rules and
+    /// `alerting.webhookUrl`, the stock and ERP databases, `group.dispatch`, the processes' directory
+    /// (`kafka.*`, `telemetry.instanceMaxAgeMs`), and the rules and
     /// channels of `configFile` (a bad rule or channel is refused naming its line).
     public static func load(_ settings: LiveSyncConfig, configFile: String?) throws -> AlertingConfiguration {
         let defaults = AlertingConfiguration()
@@ -65,7 +68,8 @@ extension AlertingConfiguration {
         return AlertingConfiguration(
             unsyncedAfterSeconds: unsynced,
             sweepInterval: .milliseconds(try settings.int("alerting.sweepIntervalMs", default: defaults.sweepInterval.wholeMilliseconds)),
-            rules: rules, stockDatabase: try settings.stateStore("stock").path, dataDir: settings.string("dataDir", default: "var/data"),
+            rules: rules, stockDatabase: try settings.stateStore("stock").path,
+            instances: InstanceDirectory(try settings.instanceDirectory()),
             erpDatabase: try settings.stateStore("erp").path, kafka: try settings.kafka(),
             dispatchGroup: settings.string("group.dispatch", default: defaults.dispatchGroup),
             processCheckInterval: .milliseconds(try settings.int("alerting.processCheckIntervalMs", default: defaults.processCheckInterval.wholeMilliseconds)))

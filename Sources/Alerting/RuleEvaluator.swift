@@ -6,6 +6,7 @@ import GRDB
 import Inspection
 import Inventory
 import Logging
+import Model
 import Synchronization
 import Telemetry
 import Worker
@@ -173,12 +174,19 @@ final class RuleEvaluator: Sendable {
         }
     }
 
-    /// `consumer_lag` and `process_silent`, from every registered process's `/readyz`.
+    /// `consumer_lag` and `process_silent`, from the `/readyz` of every process announced on
+    /// `livesync.instances` (`InstanceDirectory`: announced, not stopped, heard from within its
+    /// maximum age). If the topic cannot be read the alerts stay as they are until it can.
     func evaluateProcesses(_ rules: [AlertRule], now: Int64) async throws {
-        guard let dataDir = configuration.dataDir else { return }
-        let rows = await ProcessStatus.collect(dataDir: dataDir, timeout: .seconds(2))
-        // Silent: no answer for the rule's time, or dead at once when its recorded pid is gone
-        // (killed; the record of a cleanly stopped process is removed instead).
+        guard let instances = configuration.instances else { return }
+        let rows: [ProcessStatusRow]
+        do { rows = try await ProcessStatus.collect(discovering: instances, timeout: .seconds(2)) } catch {
+            logger.warning("consumer_lag and process_silent could not be evaluated: \(Topics.instances) is unreadable", metadata: ["error": "\(error)"])
+            return
+        }
+        // Silent: no answer for the rule's time since it was last answered (or first listed). A
+        // process announced from this very host whose pid is gone is dead at once (`pidAlive`);
+        // one that stopped cleanly announced so and is no longer listed.
         let silent: [(String, Int64, Bool)] = lastAnswered.withLock { last in
             rows.map { row in
                 if row.report != nil || last[row.process] == nil { last[row.process] = now }

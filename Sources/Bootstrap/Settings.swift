@@ -166,14 +166,17 @@ public enum ConsumerMain {
         let store = try StateStore(try config.stateStore(database ?? name))
         let kafka = try config.kafka()
         let producer = try KafkaProducer(configuration: kafka, logger: logger)
+        let groupID = config.string("group.\(name)", default: groupPerInstance ? "\(group)-\(config.instanceID)" : group)
         let service = BatchConsumerService(
-            configuration: try config.consumer(group: config.string("group.\(name)", default: groupPerInstance ? "\(group)-\(config.instanceID)" : group),
-                                               topics: topics, companionTopics: companionTopics),
+            configuration: try config.consumer(group: groupID, topics: topics, companionTopics: companionTopics),
             store: store, producer: producer, logger: logger,
             makeProcessor: { try makeProcessor(config) })
         logger.info("starting", metadata: ["bootstrap": "\(kafka.bootstrapServers)", "db": "\(store.configuration.path)"])
-        let telemetry = try telemetryService(name: name, config: config, store: store, producer: producer, service: service, logger: logger)
-        try await ServiceRunner.run([service, telemetry] + extraServices(config, store, logger), logger: logger)
+        // First: the group stops services in reverse order, so `stopping` is announced last.
+        let announcer = try config.instanceAnnouncer(name: name, group: groupID, producer: producer, logger: logger)
+        let telemetry = try telemetryService(name: name, config: config, store: store, producer: producer, service: service,
+                                             announcer: announcer, logger: logger)
+        try await ServiceRunner.run([announcer, service, telemetry] + extraServices(config, store, logger), logger: logger)
         producer.close()
     }
 }

@@ -1,4 +1,5 @@
 import Alerting
+import Bootstrap
 import Model
 import ErpBookStore
 import Dispatch
@@ -9,7 +10,7 @@ import Worker
 
 /// Settings of the live dashboard.
 public struct DashboardConfiguration: Sendable {
-    /// Data directory of the cluster: the ERP book, stock store, alert store and process records.
+    /// Data directory of the cluster: the ERP book, stock store and alert store.
     public var dataDir: String
     public var erpDatabase: String
     /// The first stock instance's database; further instances' (`stock-2.sqlite`, …) beside it are read too.
@@ -19,9 +20,13 @@ public struct DashboardConfiguration: Sendable {
     public var slaSeconds: Double
     /// How often figures are recomputed and pushed to open pages. Default 5 s.
     public var refreshMilliseconds: Int
+    /// Where the processes listed with their health and lag are found: their announcements on
+    /// `livesync.instances`. nil: none are listed.
+    public var instances: InstanceDirectory?
 
-    public init(dataDir: String, slaSeconds: Double = 5, refreshMilliseconds: Int = 5_000) {
+    public init(dataDir: String, slaSeconds: Double = 5, refreshMilliseconds: Int = 5_000, instances: InstanceDirectory? = nil) {
         self.dataDir = dataDir
+        self.instances = instances
         self.erpDatabase = "\(dataDir)/erp.sqlite"
         self.stockDatabase = "\(dataDir)/stock.sqlite"
         self.alertingDatabase = "\(dataDir)/alerting.sqlite"
@@ -87,8 +92,15 @@ public enum DashboardFigures {
         var s = try await withCheckedThrowingContinuation { (c: CheckedContinuation<DashboardSnapshot, any Error>) in
             DispatchQueue.global(qos: .utility).async { c.resume(with: Result { try stored(configuration, now: now) }) }
         }
-        s.consumers = await ProcessStatus.collect(dataDir: configuration.dataDir, timeout: .seconds(2)).map {
-            .init(process: $0.process, health: $0.health, partitions: $0.partitions, lag: $0.lag, lastBatchAtUs: $0.lastBatchAtUs)
+        if let instances = configuration.instances {
+            do {
+                s.consumers = try await ProcessStatus.collect(discovering: instances, timeout: .seconds(2)).map {
+                    .init(process: $0.process, health: $0.health, partitions: $0.partitions, lag: $0.lag, lastBatchAtUs: $0.lastBatchAtUs)
+                }
+            } catch {
+                // Said on the page rather than an empty list that would look like no process runs.
+                s.consumers = [.init(process: Topics.instances, health: "unreadable: \(error)", partitions: nil, lag: nil, lastBatchAtUs: nil)]
+            }
         }
         return s
     }

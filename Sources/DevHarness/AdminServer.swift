@@ -1,7 +1,9 @@
+import Bootstrap
 import Dispatch
 import Dashboard
 import Foundation
 import Hummingbird
+import Kafka
 import Logging
 import NIOCore
 
@@ -64,7 +66,8 @@ public enum AdminServer {
             }
         }
         // The live dashboard of this cluster at /dashboard.
-        DashboardApp.addRoutes(to: router, configuration: DashboardConfiguration(dataDir: cluster.configuration.dataDirectory))
+        DashboardApp.addRoutes(to: router, configuration: DashboardConfiguration(
+            dataDir: cluster.configuration.dataDirectory, instances: InstanceDirectory(kafka: KafkaConfiguration(bootstrapServers: cluster.broker.bootstrapServers))))
         return Application(
             router: router,
             configuration: .init(address: .hostname("127.0.0.1", port: port), serverName: "livesync-dev"),

@@ -420,7 +420,7 @@ final class ChaosMonkey: Sendable {
         let deadline = Date().addingTimeInterval(timeout)
         var settledPolls = 0
         while Date() < deadline && settledPolls < 2 {
-            let rows = await ProcessStatus.collect(dataDir: cluster.configuration.dataDirectory, timeout: .seconds(2))
+            let rows = (try? await ProcessStatus.collect(discovering: KafkaConfiguration(bootstrapServers: cluster.broker.bootstrapServers), timeout: .seconds(2))) ?? []
             let settled = !rows.isEmpty && rows.allSatisfy { row in
                 row.pidAlive && row.report.map { $0.checks["partitions_assigned"]?.ok ?? true } == true
             }

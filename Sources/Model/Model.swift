@@ -18,6 +18,7 @@ public typealias OrderOutcome = Livesync_V1_OrderOutcome
 public typealias OutcomeKind = Livesync_V1_OutcomeKind
 public typealias DeadLetter = Livesync_V1_DeadLetter
 public typealias ChangelogEntry = Livesync_V1_ChangelogEntry
+public typealias InstanceAnnouncement = Livesync_V1_InstanceAnnouncement
 
 extension SwiftProtobuf.Message {
     /// The message's Protobuf encoding (cannot fail for LiveSync's proto3 messages).

@@ -29,6 +29,12 @@ public enum Topics {
     /// partition of the same number (co-partitioned with `orders.lines`), key = that number.
     /// Producer: stock. Consumer: a stock member restoring a partition it gains.
     public static let stockChangelog = "stock.changelog"
+    /// Where each running process announces its telemetry URL (`InstanceAnnouncement`), key =
+    /// process name (`dispatch-2`). Producer: every long-running executable, once listening, then
+    /// periodically, and `stopping` on a clean stop. Readers: `livesync status`, the dashboard,
+    /// alerting, chaos (outside any group: hosts share nothing but Kafka). One partition: a few
+    /// messages per process and interval, read whole.
+    public static let instances = "livesync.instances"
 
     /// The order book's changelog (dispatch's state): one entry per batch and source partition
     /// (co-partitioned with `orders.placed`), key = that number, payload = the batch's inputs
@@ -40,6 +46,10 @@ public enum Topics {
     /// records: compaction would drop deltas, so it keeps everything (no time or size limit).
     public static let changelogConfig = ["cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"]
 
+    /// Only the latest announcement per process matters, so on real Kafka the topic is compacted
+    /// (the embedded broker takes no topic configuration; readers ignore what is too old anyway).
+    public static let instancesConfig = ["cleanup.policy": "compact"]
+
     /// Partitions of the SKU-keyed and order-keyed topics. More partitions spread the hot
     /// keys' neighbours and, on the embedded broker, multiply its 5 MiB-per-partition retention.
     public static let partitions: Int32 = 16
@@ -49,7 +59,7 @@ public enum Topics {
         [orderLines, stockAdjustments, ordersPlaced, stockReservations, shipments, shipmentsShipped, refundRequests, orderOutcomes]
             .map { TopicSpecification(name: $0, partitions: partitions, replicationFactor: replicationFactor) }
             + [stockChangelog, dispatchChangelog].map { TopicSpecification(name: $0, partitions: partitions, replicationFactor: replicationFactor, config: changelogConfig) }
-            + [
-               TopicSpecification(name: deadLetter, partitions: 4, replicationFactor: replicationFactor)]
+            + [TopicSpecification(name: deadLetter, partitions: 4, replicationFactor: replicationFactor),
+               TopicSpecification(name: instances, partitions: 1, replicationFactor: replicationFactor, config: instancesConfig)]
     }
 }

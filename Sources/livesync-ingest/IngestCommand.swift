@@ -44,6 +44,7 @@ struct IngestCommand: AsyncParsableCommand {
         let erpSecret = settings.optionalString("erp.secret")
         let erpBook = try settings.stateStore("erp").path
         let erpMaxBody = try settings.int("erp.maxBodyBytes", default: 16 << 10)
+        let announcer = try settings.instanceAnnouncer(name: "ingest", producer: producer, logger: logger)
         let app = IngestApp.make(
             configuration: IngestConfiguration(
                 host: settings.string("ingest.host", default: "127.0.0.1"),
@@ -60,11 +61,11 @@ struct IngestCommand: AsyncParsableCommand {
                 }
             },
             health: HealthEndpoints(process: settings.processName("ingest"), checks: [StandardChecks.brokerReachable(producer)]),
-            dataDir: try settings.telemetry.dataDir)
-        var services: [any Service] = [app]
+            advertisedHost: try settings.telemetry.advertisedHost, onListening: { url in announcer.listening(url: url) })
+        // The announcer first: services stop in reverse order, so `stopping` is announced last.
+        var services: [any Service] = [announcer, app]
         if !pollers.isEmpty { services.append(PollerService(pollers: pollers, interval: connectors.poll.interval)) }
         try await ServiceRunner.run(services, logger: logger)
-        if let dataDir = try settings.telemetry.dataDir { ProcessRecord.remove(name: settings.processName("ingest"), dataDir: dataDir) }
         producer.close()
     }
 }

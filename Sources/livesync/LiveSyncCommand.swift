@@ -419,16 +419,33 @@ func admin(_ clusterFile: String, _ path: String) async throws {
 extension LiveSyncCommand {
     struct Status: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Every process (its telemetry endpoints, or those registered under <data-dir>/processes): health, partitions, lag, last batch. Exits 1 unless all are ready.")
-        @Option(help: "Data directory of the cluster (`livesync dev`: var/dev), when no --endpoint is given.") var dataDir = "var/dev"
-        @Option(name: .customLong("endpoint"), help: "An instance's telemetry base URL, http://host:port (repeat it; for instances on other hosts, which share no folder).") var endpoints: [String] = []
+            abstract: "Every process announced on livesync.instances (or at the given --endpoint URLs): health, partitions, lag, last batch. Exits 1 unless all are ready, 2 if the topic cannot be read.")
+        @Option(help: "Data directory of the cluster (its cluster.json gives the bootstrap for `livesync dev`). Default: dataDir of --config, else var/dev.") var dataDir: String?
+        @Option(help: "JSON configuration file of the cluster (kafka.*, telemetry.instanceMaxAgeMs).") var config: String?
+        @Option(help: "Kafka bootstrap servers (overrides cluster.json and the configuration).") var bootstrap: String?
+        @Option(name: .customLong("endpoint"), help: "An instance's telemetry base URL, http://host:port (repeat it): asks these instead of discovering them through Kafka.") var endpoints: [String] = []
         @Flag(help: "Print the rows as JSON.") var json = false
 
         func run() async throws {
             for url in endpoints where URL(string: url)?.host == nil || !url.hasPrefix("http") {
                 throw ValidationError("--endpoint \(url) is not an http(s) URL with a host (e.g. http://10.0.0.5:9100)")
             }
-            let rows = endpoints.isEmpty ? await ProcessStatus.collect(dataDir: dataDir) : await ProcessStatus.collect(endpoints: endpoints)
+            let rows: [ProcessStatusRow]
+            if endpoints.isEmpty {
+                let settings = try await LiveSyncConfig(file: config)
+                var directory = try settings.instanceDirectory()
+                directory.kafka.bootstrapServers = clusterBootstrap(bootstrap, dataDir: dataDir ?? settings.optionalString("dataDir") ?? "var/dev")
+                    ?? directory.kafka.bootstrapServers
+                do {
+                    rows = try await ProcessStatus.collect(discovering: InstanceDirectory(directory))
+                } catch {
+                    // Exit 2, not 1: nothing is known about the processes.
+                    FileHandle.standardError.write(Data("cannot read \(Topics.instances) from \(directory.kafka.bootstrapServers): \(error) (pass --bootstrap, or --endpoint URLs)\n".utf8))
+                    throw ExitCode(2)
+                }
+            } else {
+                rows = await ProcessStatus.collect(endpoints: endpoints)
+            }
             if json {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
@@ -439,6 +456,12 @@ extension LiveSyncCommand {
             if rows.isEmpty || rows.contains(where: { !$0.isReady }) { throw ExitCode(1) }
         }
     }
+}
+
+/// The bootstrap an operator command uses: `--bootstrap`, else that of the `livesync dev`
+/// cluster whose `cluster.json` is in `dataDir`, else nil (the configuration's `kafka.bootstrap`).
+func clusterBootstrap(_ bootstrap: String?, dataDir: String) -> String? {
+    bootstrap ?? (try? ClusterInfo.load("\(dataDir)/cluster.json"))?.bootstrap
 }
 
 extension LiveSyncCommand {
@@ -480,7 +503,9 @@ extension LiveSyncCommand {
         static let configuration = CommandConfiguration(
             commandName: "dashboard",
             abstract: "Serve the live dashboard (orders, sync times, stock, rejections, lag, alerts) for a cluster's data directory.")
-        @Option(help: "Data directory of the cluster (ERP book, stock and alert stores, process records).") var dataDir = "var/dev"
+        @Option(help: "Data directory of the cluster (ERP book, stock and alert stores).") var dataDir = "var/dev"
+        @Option(help: "JSON configuration file of the cluster (kafka.*: where the processes announce themselves).") var config: String?
+        @Option(help: "Kafka bootstrap servers (overrides the data directory's cluster.json and the configuration).") var bootstrap: String?
         @Option(help: "Listen address.") var host = "127.0.0.1"
         @Option(help: "Listen port (0: any free port).") var port = 8090
         @Option(help: "Seconds after which a waiting order is listed as beyond the SLA.") var slaSeconds = 5.0
@@ -489,8 +514,12 @@ extension LiveSyncCommand {
         func run() async throws {
             ServiceRunner.bootstrapLogging()
             let logger = Logger(label: "livesync.dashboard")
+            let settings = try await LiveSyncConfig(file: config)
+            var directory = try settings.instanceDirectory()
+            directory.kafka.bootstrapServers = clusterBootstrap(bootstrap, dataDir: dataDir) ?? directory.kafka.bootstrapServers
             let app = DashboardApp.make(
-                configuration: DashboardConfiguration(dataDir: dataDir, slaSeconds: slaSeconds, refreshMilliseconds: refreshMs),
+                configuration: DashboardConfiguration(dataDir: dataDir, slaSeconds: slaSeconds, refreshMilliseconds: refreshMs,
+                                                      instances: InstanceDirectory(directory, logger: logger)),
                 host: host, port: port, logger: logger)
             try await ServiceRunner.run([app], logger: logger)
         }

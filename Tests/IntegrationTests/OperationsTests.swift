@@ -1,5 +1,6 @@
 import LiveSyncTesting
 import AsyncHTTPClient
+import Bootstrap
 import Foundation
 import GRDB
 import Hummingbird
@@ -100,14 +101,12 @@ func metricSum(_ text: String, _ name: String) -> Double {
         let replay = try runCommand(livesync, ["replay", "--cluster", dir + "/cluster.json", "--orders", "3000", "--seed", "5"])
         #expect(replay.status == 0, "\(replay.stderr.suffix(2000))")
 
-        // Every process's /metrics shows the session.
-        let records = try FileManager.default.contentsOfDirectory(atPath: dir + "/processes")
-        var urls: [String: String] = [:]
-        for file in records {
-            let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(dir)/processes/\(file)"))) as! [String: Any]
-            urls[json["name"] as! String] = json["url"] as? String
-        }
+        // Every process's /metrics shows the session; each announced its URL on livesync.instances.
+        let bootstrap = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/cluster.json"))) as! [String: Any]
+        let announced = try await InstanceDirectory(kafka: KafkaConfiguration(bootstrapServers: bootstrap["bootstrap"] as! String)).instances()
+        let urls = Dictionary(announced.map { ($0.process, $0.url) }, uniquingKeysWith: { _, last in last })
         #expect(Set(urls.keys) == ["ingest", "stock-1", "dispatch-1", "book-1", "alerting-1", "channels-1"])
+        #expect(!FileManager.default.fileExists(atPath: dir + "/processes"), "no process writes a record file any more")
         try await waitFor("dispatch to book the session") {
             let (_, text) = try await httpGet(urls["dispatch-1"]! + "/metrics")
             return metricSum(text, "livesync_sync_latency_seconds_count") >= 3000

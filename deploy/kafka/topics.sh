@@ -2,13 +2,14 @@
 # Creates LiveSync's topics with Kafka's own tools, with production settings: replication
 # factor 3 and min.insync.replicas=2 on every topic (with acks=all, a write then survives the
 # loss of any one broker and is refused rather than kept on a single copy), and
-# `stock.changelog` kept whole (cleanup.policy=delete, retention.ms=-1, retention.bytes=-1).
+# `stock.changelog` kept whole (cleanup.policy=delete, retention.ms=-1, retention.bytes=-1),
+# `livesync.instances` compacted (cleanup.policy=compact: only each process's latest announcement matters).
 # The equivalent of `livesync create-topics --replication 3`, plus min.insync.replicas.
 # Topics and partition counts: Sources/Model/Topics.swift (scripts/validate-deploy.sh checks
 # that this list matches it).
 #
 # Safe to run again: existing topics are left as they are except that their
-# min.insync.replicas (and the changelog's retention) is set; at the end every topic's
+# min.insync.replicas (and the changelog's retention, the instances topic's compaction) is set; at the end every topic's
 # partition count, replication factor and settings are checked, and the script exits 1 if
 # one differs.
 #
@@ -52,15 +53,20 @@ TOPICS=(
   "orders.outcomes $KEYED_PARTITIONS"        # key order id; dispatch, after-sales -> (the merchant's own tools)
   "deadletter $DEADLETTER_PARTITIONS"        # key of the failed message; every consumer -> alerting
   "stock.changelog $KEYED_PARTITIONS"        # key source partition; stock -> stock (restore)
+  "livesync.instances 1"                      # key process name; every process -> status, dashboard, alerting
 )
 # A changelog is a log of batch deltas replayed in order: keep all of it (no compaction, no expiry).
 # Same values as Topics.changelogConfig.
 CHANGELOG_CONFIG=(cleanup.policy=delete retention.ms=-1 retention.bytes=-1)
+# Each process's announcements (telemetry URL, key = process name): only the latest per key is
+# read, so compaction keeps the topic small. Same values as Topics.instancesConfig.
+INSTANCES_CONFIG=(cleanup.policy=compact)
 
 common=(--bootstrap-server "$BOOTSTRAP")
 if [[ -n "$COMMAND_CONFIG" ]]; then common+=(--command-config "$COMMAND_CONFIG"); fi
 
 is_changelog() { [[ "$1" == *.changelog ]]; }
+is_instances() { [[ "$1" == livesync.instances ]]; }
 
 # The topic's describe line: "Topic: T  TopicId: …  PartitionCount: N  ReplicationFactor: R  Configs: k=v,…"
 describe() {
@@ -85,10 +91,14 @@ for entry in "${TOPICS[@]}"; do
     fi
     for c in "${CHANGELOG_CONFIG[@]}"; do create+=(--config "$c"); done
   fi
+  if is_instances "$topic"; then
+    for c in "${INSTANCES_CONFIG[@]}"; do create+=(--config "$c"); done
+  fi
   "$KAFKA_BIN/kafka-topics.sh" "${common[@]}" "${create[@]}"
   # Also applies the settings to a topic that already existed (e.g. made by `livesync create-topics`).
   add="min.insync.replicas=$MIN_INSYNC_REPLICAS"
   if is_changelog "$topic"; then add+=",$(IFS=,; echo "${CHANGELOG_CONFIG[*]}")"; fi
+  if is_instances "$topic"; then add+=",$(IFS=,; echo "${INSTANCES_CONFIG[*]}")"; fi
   "$KAFKA_BIN/kafka-configs.sh" "${common[@]}" --alter --entity-type topics --entity-name "$topic" \
     --add-config "$add"
 done
@@ -105,6 +115,9 @@ for entry in "${TOPICS[@]}"; do
   has_config "$configs" "min.insync.replicas=$MIN_INSYNC_REPLICAS" || problems+=("min.insync.replicas not $MIN_INSYNC_REPLICAS")
   if is_changelog "$topic"; then
     for c in "${CHANGELOG_CONFIG[@]}"; do has_config "$configs" "$c" || problems+=("$c not set"); done
+  fi
+  if is_instances "$topic"; then
+    for c in "${INSTANCES_CONFIG[@]}"; do has_config "$configs" "$c" || problems+=("$c not set"); done
   fi
   if [[ ${#problems[@]} -eq 0 ]]; then
     echo "$topic: $have partitions, replication $rf, ok"

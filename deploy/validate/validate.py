@@ -75,6 +75,12 @@ def swift_topics(root: Path) -> tuple[dict[str, int], dict[str, str]]:
     return topics, config
 
 
+def swift_instances_config(root: Path) -> dict[str, str]:
+    """Topics.instancesConfig: the settings of `livesync.instances` (compacted)."""
+    text = (root / "Sources/Model/Topics.swift").read_text()
+    return dict(re.findall(r'"([\w.]+)":\s*"([^"]*)"', re.search(r"instancesConfig = \[(.*?)\]", text).group(1)))
+
+
 def create_topics_flags(root: Path) -> set[str]:
     """The long options of `livesync create-topics` (camelCase properties -> --kebab-case)."""
     text = (root / "Sources/livesync/LiveSyncCommand.swift").read_text()
@@ -791,6 +797,11 @@ def topics_sh_list(text: str) -> tuple[dict[str, int], list[str], dict[str, str]
     return topics, cfg, vars_
 
 
+def topics_sh_instances_config(text: str) -> list[str]:
+    m = re.search(r"^INSTANCES_CONFIG=\((.*?)\)", text, re.M)
+    return m.group(1).split() if m else []
+
+
 def check_topics(root: Path) -> None:
     p = []
     swift, changelog = swift_topics(root)
@@ -802,6 +813,11 @@ def check_topics(root: Path) -> None:
         p.append(f"topics.sh CHANGELOG_CONFIG {cfg} differs from Topics.changelogConfig {changelog}")
     if changelog.get("cleanup.policy") != "delete" or changelog.get("retention.ms") != "-1" or changelog.get("retention.bytes") != "-1":
         p.append(f"Topics.changelogConfig is {changelog}: stock.changelog must keep every delta (delete, -1, -1)")
+    instances = swift_instances_config(root)
+    if dict(c.split("=", 1) for c in topics_sh_instances_config(text)) != instances:
+        p.append(f"topics.sh INSTANCES_CONFIG {topics_sh_instances_config(text)} differs from Topics.instancesConfig {instances}")
+    if instances.get("cleanup.policy") != "compact":
+        p.append(f"Topics.instancesConfig is {instances}: livesync.instances keeps the latest announcement per process (compact)")
     if vars_.get("REPLICATION") != "3" or vars_.get("MIN_INSYNC_REPLICAS") != "2":
         p.append("topics.sh must use REPLICATION=3 and MIN_INSYNC_REPLICAS=2")
     copy = root / "deploy/k8s/topics.sh"
@@ -810,9 +826,12 @@ def check_topics(root: Path) -> None:
     for f in (root / "deploy").rglob("*"):
         if f.is_file() and f.suffix in (".sh", ".yaml", ".yml", ".env", ".example", ".properties"):
             for i, line in enumerate(f.read_text(errors="replace").splitlines(), 1):
+                # Compaction is right only for the instances topic (latest announcement per process).
+                if "INSTANCES_CONFIG" in line or "livesync.instances" in line:
+                    continue
                 if re.search(r"cleanup\.policy\s*[=:]\s*['\"]?[\w,]*compact", line):
                     p.append(f"{f.relative_to(root)}:{i}: sets cleanup.policy to compact (would drop changelog deltas)")
-    record(f"topics: {len(swift)} topics of Topics.swift in topics.sh (and its k8s copy), RF 3, min ISR 2, changelog delete/-1/-1", p)
+    record(f"topics: {len(swift)} topics of Topics.swift in topics.sh (and its k8s copy), RF 3, min ISR 2, changelog delete/-1/-1, instances compact", p)
 
 
 STUB = r'''
@@ -881,6 +900,8 @@ def check_topics_script(root: Path) -> None:
                 p.append(f"{name}: {s}")
             if name == "stock.changelog" and any(s["config"].get(k) != v for k, v in changelog.items()):
                 p.append(f"stock.changelog config {s['config']}, want {changelog}")
+            if name == "livesync.instances" and any(s["config"].get(k) != v for k, v in swift_instances_config(root).items()):
+                p.append(f"livesync.instances config {s['config']}, want {swift_instances_config(root)}")
         record("topics.sh on an empty (stub) cluster: every topic, RF 3, min.insync.replicas=2, changelog delete/-1/-1, exit 0", p)
 
         p = []
