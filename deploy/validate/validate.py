@@ -59,20 +59,37 @@ def executables(root: Path) -> list[str]:
 
 
 def swift_topics(root: Path) -> tuple[dict[str, int], dict[str, str]]:
-    """Topic name -> partitions, and the changelog's configuration, from Sources/Model/Topics.swift."""
+    """Topic name -> partitions, and the changelogs' configuration, from Sources/Model/Topics.swift."""
+    topics, _, config = swift_topic_specs(root)
+    return topics, config
+
+
+def swift_topic_specs(root: Path) -> tuple[dict[str, int], set[str], dict[str, str]]:
+    """Topic name -> partitions, the topics created with `changelogConfig`, and that configuration.
+
+    `Topics.all()` lists topics as `[a, b, …].map { TopicSpecification(name: $0, …) }` groups
+    (a group whose specification passes `config: changelogConfig` is a changelog group) and as
+    single `TopicSpecification(name: x, partitions: n, …)` entries."""
     text = (root / "Sources/Model/Topics.swift").read_text()
     names = dict(re.findall(r'public static let (\w+) = "([^"]+)"', text))
     default = int(re.search(r"public static let partitions: Int32 = (\d+)", text).group(1))
     body = text[text.index("public static func all("):]
+    body = body[: body.index("\n    }\n")]
     topics: dict[str, int] = {}
-    keyed = re.search(r"\[([\w,\s]+)\]\s*\.map", body)
-    for var in re.findall(r"\w+", keyed.group(1)):
-        topics[names[var]] = default
-    for var, parts in re.findall(r"TopicSpecification\(name:\s*(\w+),\s*partitions:\s*(\w+)", body):
+    changelogs: set[str] = set()
+    for group, spec in re.findall(r"\[([\w,\s]+)\]\s*\.map\s*\{\s*(TopicSpecification\([^{}]*?\))\s*\}", body):
+        parts = re.search(r"partitions:\s*(\w+)", spec).group(1)
+        for var in re.findall(r"\w+", group):
+            topics[names[var]] = default if parts == "partitions" else int(parts)
+            if "changelogConfig" in spec:
+                changelogs.add(names[var])
+    for var, parts, rest in re.findall(r"TopicSpecification\(name:\s*(\w+),\s*partitions:\s*(\w+)([^)]*)\)", body):
         if var in names:
             topics[names[var]] = default if parts == "partitions" else int(parts)
+            if "changelogConfig" in rest:
+                changelogs.add(names[var])
     config = dict(re.findall(r'"([\w.]+)":\s*"([^"]*)"', re.search(r"changelogConfig = \[(.*?)\]", text).group(1)))
-    return topics, config
+    return topics, changelogs, config
 
 
 def create_topics_flags(root: Path) -> set[str]:
@@ -793,7 +810,7 @@ def topics_sh_list(text: str) -> tuple[dict[str, int], list[str], dict[str, str]
 
 def check_topics(root: Path) -> None:
     p = []
-    swift, changelog = swift_topics(root)
+    swift, changelogs, changelog = swift_topic_specs(root)
     text = (root / "deploy/kafka/topics.sh").read_text()
     sh, cfg, vars_ = topics_sh_list(text)
     if sh != swift:
@@ -801,7 +818,19 @@ def check_topics(root: Path) -> None:
     if dict(c.split("=", 1) for c in cfg) != changelog:
         p.append(f"topics.sh CHANGELOG_CONFIG {cfg} differs from Topics.changelogConfig {changelog}")
     if changelog.get("cleanup.policy") != "delete" or changelog.get("retention.ms") != "-1" or changelog.get("retention.bytes") != "-1":
-        p.append(f"Topics.changelogConfig is {changelog}: stock.changelog must keep every delta (delete, -1, -1)")
+        p.append(f"Topics.changelogConfig is {changelog}: a changelog must keep every entry (delete, -1, -1)")
+    for need in ("stock.changelog", "dispatch.changelog"):
+        if need not in changelogs:
+            p.append(f"{need} is not created with Topics.changelogConfig in Topics.all() (changelogs: {sorted(changelogs)})")
+    for name in sorted(changelogs):
+        # topics.sh gives the changelog settings to the topics whose name ends in .changelog.
+        if not name.endswith(".changelog"):
+            p.append(f"{name} has the changelog settings in Topics.swift, but topics.sh applies them only to *.changelog")
+        if name not in sh:
+            p.append(f"{name} (a changelog) is not in topics.sh")
+    for name in sorted(set(sh) - changelogs):
+        if name.endswith(".changelog"):
+            p.append(f"topics.sh would give {name} the changelog settings, which Topics.swift does not")
     if vars_.get("REPLICATION") != "3" or vars_.get("MIN_INSYNC_REPLICAS") != "2":
         p.append("topics.sh must use REPLICATION=3 and MIN_INSYNC_REPLICAS=2")
     copy = root / "deploy/k8s/topics.sh"
@@ -812,7 +841,8 @@ def check_topics(root: Path) -> None:
             for i, line in enumerate(f.read_text(errors="replace").splitlines(), 1):
                 if re.search(r"cleanup\.policy\s*[=:]\s*['\"]?[\w,]*compact", line):
                     p.append(f"{f.relative_to(root)}:{i}: sets cleanup.policy to compact (would drop changelog deltas)")
-    record(f"topics: {len(swift)} topics of Topics.swift in topics.sh (and its k8s copy), RF 3, min ISR 2, changelog delete/-1/-1", p)
+    record(f"topics: {len(swift)} topics of Topics.swift in topics.sh (and its k8s copy), RF 3, min ISR 2, "
+           f"changelogs ({', '.join(sorted(changelogs))}) delete/-1/-1", p)
 
 
 STUB = r'''
@@ -857,7 +887,7 @@ json.dump(state, open(state_path, "w"))
 
 def check_topics_script(root: Path) -> None:
     """Runs topics.sh against a stub of kafka-topics.sh / kafka-configs.sh that keeps topics in a file."""
-    swift, changelog = swift_topics(root)
+    swift, changelogs, changelog = swift_topic_specs(root)
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
         (t / "stub.py").write_text(STUB)
@@ -879,25 +909,28 @@ def check_topics_script(root: Path) -> None:
                 continue
             if s["partitions"] != parts or s["rf"] != 3 or s["config"].get("min.insync.replicas") != "2":
                 p.append(f"{name}: {s}")
-            if name == "stock.changelog" and any(s["config"].get(k) != v for k, v in changelog.items()):
-                p.append(f"stock.changelog config {s['config']}, want {changelog}")
-        record("topics.sh on an empty (stub) cluster: every topic, RF 3, min.insync.replicas=2, changelog delete/-1/-1, exit 0", p)
+            if name in changelogs and any(s["config"].get(k) != v for k, v in changelog.items()):
+                p.append(f"{name} config {s['config']}, want {changelog}")
+            if name not in changelogs and s["config"].get("cleanup.policy"):
+                p.append(f"{name} got cleanup.policy={s['config']['cleanup.policy']}, which only the changelogs have")
+        record("topics.sh on an empty (stub) cluster: every topic, RF 3, min.insync.replicas=2, changelogs delete/-1/-1, exit 0", p)
 
-        p = []
-        state = {"stock.changelog": {"partitions": 16, "rf": 3, "config": {"cleanup.policy": "compact"}},
-                 "deadletter": {"partitions": 3, "rf": 3, "config": {}}}
-        (t / "state.json").write_text(json.dumps(state))
-        r = run(["bash", str(root / "deploy/kafka/topics.sh")], env=env, timeout=120)
-        if r.returncode == 0:
-            p.append("exit 0 although stock.changelog was compacted and deadletter has 3 partitions")
-        if "compact" not in r.stderr:
-            p.append("no word on the compacted changelog")
-        if "deadletter" not in r.stderr:
-            p.append("no word on deadletter's partition count")
-        after = json.loads((t / "state.json").read_text())["stock.changelog"]["config"]
-        if after.get("cleanup.policy") != "delete":
-            p.append(f"the changelog's cleanup.policy was left at {after.get('cleanup.policy')}")
-        record("topics.sh on a stub cluster with a compacted changelog and a wrong partition count: exit 1, says so", p)
+        for compacted in sorted(changelogs):
+            p = []
+            state = {compacted: {"partitions": 16, "rf": 3, "config": {"cleanup.policy": "compact"}},
+                     "deadletter": {"partitions": 3, "rf": 3, "config": {}}}
+            (t / "state.json").write_text(json.dumps(state))
+            r = run(["bash", str(root / "deploy/kafka/topics.sh")], env=env, timeout=120)
+            if r.returncode == 0:
+                p.append(f"exit 0 although {compacted} was compacted and deadletter has 3 partitions")
+            if compacted not in r.stderr or "compact" not in r.stderr:
+                p.append(f"no word on the compacted {compacted}")
+            if "deadletter" not in r.stderr:
+                p.append("no word on deadletter's partition count")
+            after = json.loads((t / "state.json").read_text())[compacted]["config"]
+            if after.get("cleanup.policy") != "delete":
+                p.append(f"{compacted}'s cleanup.policy was left at {after.get('cleanup.policy')}")
+            record(f"topics.sh on a stub cluster with {compacted} compacted and a wrong partition count: exit 1, says so", p)
 
 
 def main() -> int:
