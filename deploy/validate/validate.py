@@ -9,11 +9,14 @@ Needs no Docker engine and no cluster. Checks, each printed as `ok` or `FAIL`:
   after interpolation, and its topology (KRaft quorum, replication, services, ids, volumes, health);
 - the Kubernetes manifests with kubernetes-validate (built-in kinds, strict), the kustomize
   build (kubectl kustomize, when kubectl exists), and their wiring: references between
-  objects, probes, static membership ids, resources, PDBs, security context, the ERP book's
-  current one-pod limit, KEDA ScaledObject/TriggerAuthentication and ServiceMonitor fields;
+  objects, probes, static membership ids, resources, PDBs, security context, shared nothing
+  (no volume or claim used by two workloads, one LiveSync process per pod), stock and dispatch
+  scaled by KEDA on their group's lag, the read model behind a Service that ingest and
+  alerting are pointed at (LIVESYNC_BOOK_URL), KEDA ScaledObject/TriggerAuthentication and
+  ServiceMonitor fields;
 - the topics: deploy/kafka/topics.sh against Sources/Model/Topics.swift, and topics.sh run
   against a stub of Kafka's tools (fresh cluster: exit 0 with replication 3, min ISR 2, the
-  changelog never compacted; a cluster with a compacted changelog: exit 1).
+  changelogs never compacted; a cluster with a compacted changelog: exit 1).
 
 Exit status 1 if any check fails.
 """
@@ -102,22 +105,31 @@ def create_topics_flags(root: Path) -> set[str]:
 
 
 def group_of(executable: str) -> str:
-    # Every consumer's default group is its executable's name (Sources/livesync-*/ ConsumerMain.run).
+    # Every consumer's default group is its executable's name (Sources/livesync-*/ ConsumerMain.run);
+    # the read model's instances are groups of their own, livesync-book-<instance id>.
     return executable
 
 
-CONSUMERS = ["livesync-stock", "livesync-dispatch", "livesync-aftersales", "livesync-alerting", "livesync-channels"]
-# What each consumer group consumes (docs/operations.md, Processes).
+CONSUMERS = ["livesync-stock", "livesync-dispatch", "livesync-book", "livesync-alerting", "livesync-channels"]
+# What each consumer group consumes (docs/architecture.md, Executables).
 CONSUMED = {
     "livesync-stock": {"orders.lines", "stock.adjustments"},
-    "livesync-dispatch": {"orders.placed", "stock.reservations", "fulfillment.shipped"},
-    "livesync-aftersales": {"aftersales.requests"},
+    "livesync-dispatch": {"orders.placed", "stock.reservations", "fulfillment.shipped", "aftersales.requests"},
+    "livesync-book": {"dispatch.changelog", "stock.changelog"},
     "livesync-alerting": {"deadletter"},
     "livesync-channels": {"stock.reservations", "fulfillment.shipped"},
 }
-# Consumers that run as one instance in this version (docs/operations.md, Scaling): the ERP
-# book is one SQLite file shared by dispatch and after-sales; alerting and channels run once.
-SINGLETONS = {"livesync-dispatch", "livesync-aftersales", "livesync-alerting", "livesync-channels"}
+# Consumers scaled on their group's lag (KEDA): the topic they subscribe to. Each instance's
+# state follows its partitions through its changelog, so any number up to the partitions works.
+SCALED_BY_LAG = {"livesync-stock": "orders.lines", "livesync-dispatch": "orders.placed"}
+# Consumers that run as one instance: alerting (two would raise and deliver every alert twice)
+# and channels (two would call each shop twice as often as allowed).
+SINGLETONS = {"livesync-alerting", "livesync-channels"}
+# The read model: every instance a full copy, scaled by read load, never by lag.
+BOOK = "livesync-book"
+# The views that find the read model through LIVESYNC_BOOK_URL in a deployment (the dashboard and
+# `livesync inspect` are run by an operator, with book.url of their own).
+BOOK_CLIENTS = {"livesync-ingest", "livesync-alerting"}
 DATA_DIR = "/var/lib/livesync"
 # Custom resources: no schema offline; their required fields are checked below instead.
 CUSTOM_KINDS = {"ScaledObject", "TriggerAuthentication", "ServiceMonitor"}
@@ -492,6 +504,9 @@ def check_k8s_wiring(root: Path, docs: list[dict]) -> None:
 
     refs, probes, security, membership, placement = [], [], [], [], []
     deployed: dict[str, list[str]] = {}
+    # (workload, container, executable, its environment) of every LiveSync container.
+    livesync_containers: list[tuple[dict, dict, str, dict[str, str]]] = []
+    claims_used: dict[str, list[str]] = {}
     for w in workloads:
         wname = f"{w['kind']}/{w['metadata']['name']}"
         pod = w["spec"]["template"]["spec"]
@@ -500,7 +515,12 @@ def check_k8s_wiring(root: Path, docs: list[dict]) -> None:
         claims = {c["metadata"]["name"] for c in w["spec"].get("volumeClaimTemplates", [])}
         ports_in_pod: dict[int, str] = {}
         pod_ids: list[str] = []
+        pod_exes: list[str] = []
         for v in volumes.values():
+            if "persistentVolumeClaim" in v:
+                claims_used.setdefault(v["persistentVolumeClaim"]["claimName"], []).append(wname)
+            if "hostPath" in v:
+                placement.append(f"{wname}: volume {v['name']} is a hostPath (a node's directory other pods can share)")
             if "secret" in v:
                 s = v["secret"]
                 if s["secretName"] not in secrets:
@@ -567,10 +587,14 @@ def check_k8s_wiring(root: Path, docs: list[dict]) -> None:
 
             cmd = c.get("command") or []
             exe = cmd[0] if cmd else ""
+            if c.get("image") == "livesync" and exe.startswith("livesync") and exe not in exes:
+                refs.append(f"{cname}: runs {exe}, which is no executable of Package.swift")
             if c.get("image") == "livesync" and exe in exes:
                 deployed.setdefault(exe, []).append(cname)
                 if exe == "livesync":
                     continue
+                pod_exes.append(exe)
+                livesync_containers.append((w, c, exe, env))
                 port_name = {p_["containerPort"]: p_.get("name") for p_ in c.get("ports", [])}
                 if exe == "livesync-ingest":
                     want_port = env.get("LIVESYNC_INGEST_PORT")
@@ -610,10 +634,9 @@ def check_k8s_wiring(root: Path, docs: list[dict]) -> None:
                     placement.append(f"{cname}: ingest is stateless and runs in a Deployment")
         if len(set(pod_ids)) != len(pod_ids):
             membership.append(f"{wname}: two containers of the pod have the same LIVESYNC_KAFKA_INSTANCE_ID")
-        if len(pod_ids) > 1 and not pod.get("shareProcessNamespace"):
-            # They register their pids in one <dataDir>/processes; alerting and `livesync status`
-            # take a pid they cannot see as a dead process.
-            placement.append(f"{wname}: several LiveSync processes share a data directory without shareProcessNamespace: true")
+        if len(pod_exes) > 1:
+            # Shared nothing: containers of one pod would share its volumes and its node.
+            placement.append(f"{wname}: runs {pod_exes} in one pod; each LiveSync process runs in a pod of its own")
 
         # PDB with maxUnavailable 1 for every long-running workload.
         if w["kind"] in ("Deployment", "StatefulSet"):
@@ -631,20 +654,70 @@ def check_k8s_wiring(root: Path, docs: list[dict]) -> None:
         if e not in deployed and e != "livesync":
             placement.append(f"{e} (Package.swift) runs in no workload")
 
-    # The ERP book's current limit: dispatch and after-sales write one erp.sqlite, so they share
-    # one pod (one volume) of a StatefulSet kept at one replica, which nothing autoscales.
-    pods_of = {e: {c.split("/")[1] for c in deployed.get(e, [])} for e in ("livesync-dispatch", "livesync-aftersales")}
-    erp_pods = pods_of["livesync-dispatch"] | pods_of["livesync-aftersales"]
-    if len(erp_pods) != 1:
-        placement.append(f"dispatch and after-sales run in {sorted(erp_pods)}: in this version they share erp.sqlite and must be one pod")
-    for w in workloads:
-        if w["metadata"]["name"] in erp_pods or any(
-                (c.get("command") or [""])[0] in SINGLETONS for c in w["spec"]["template"]["spec"]["containers"]):
+    # Shared nothing: no PersistentVolumeClaim is mounted by two workloads (a StatefulSet's
+    # volumeClaimTemplates give each pod its own).
+    for claim, users in sorted(claims_used.items()):
+        if len(users) > 1:
+            placement.append(f"PersistentVolumeClaim {claim} is mounted by {users}: each workload keeps its state on its own volume")
+
+    # How each consumer scales: singletons at one replica and never autoscaled; stock and
+    # dispatch by KEDA on their group's lag; the read model by read load (never by lag).
+    def scalers_of(w: dict) -> list[dict]:
+        return [so for so in scaled if so["spec"]["scaleTargetRef"].get("name") == w["metadata"]["name"]
+                and so["spec"]["scaleTargetRef"].get("kind", "Deployment") == w["kind"]]
+    for w, c, exe, _ in livesync_containers:
+        wname = f"{w['kind']}/{w['metadata']['name']}"
+        if exe in SINGLETONS:
             if w["spec"].get("replicas", 1) != 1:
-                placement.append(f"{w['kind']}/{w['metadata']['name']}: replicas {w['spec'].get('replicas')}, must be 1 in this version")
-            for so in scaled:
-                if so["spec"]["scaleTargetRef"]["name"] == w["metadata"]["name"]:
-                    placement.append(f"ScaledObject/{so['metadata']['name']} scales {w['metadata']['name']}, which must stay at 1 replica in this version")
+                placement.append(f"{wname}: replicas {w['spec'].get('replicas')}, {exe} runs as one instance")
+            for so in scalers_of(w):
+                placement.append(f"ScaledObject/{so['metadata']['name']} scales {wname}, which runs {exe} as one instance")
+        if exe in SCALED_BY_LAG:
+            wanted = [so for so in scalers_of(w) for tr in so["spec"].get("triggers") or []
+                      if tr.get("type") == "kafka" and tr.get("metadata", {}).get("consumerGroup") == group_of(exe)
+                      and tr.get("metadata", {}).get("topic") == SCALED_BY_LAG[exe]]
+            if not wanted:
+                placement.append(f"{wname}: no KEDA ScaledObject on the lag of group {group_of(exe)} on {SCALED_BY_LAG[exe]}")
+        if exe == BOOK:
+            for so in scalers_of(w):
+                placement.append(f"ScaledObject/{so['metadata']['name']} scales {wname} on lag: every read model instance reads every partition, so more do not read faster")
+
+    # The read model's API: on every interface, on a fixed port that a (non-headless) Service
+    # exposes; ingest and alerting find it through LIVESYNC_BOOK_URL naming that Service.
+    book_urls: set[str] = set()
+    book_api_ports: set[tuple[str, str]] = set()
+    for w, c, exe, env in livesync_containers:
+        if exe != BOOK:
+            continue
+        wname = f"{w['kind']}/{w['metadata']['name']}/{c['name']}"
+        port = env.get("LIVESYNC_BOOK_PORT", "")
+        if env.get("LIVESYNC_BOOK_HOST") not in ("0.0.0.0", "::"):
+            placement.append(f"{wname}: LIVESYNC_BOOK_HOST is {env.get('LIVESYNC_BOOK_HOST')}, want 0.0.0.0 (the Service reaches it)")
+        if not port.isdigit() or int(port) == 0:
+            placement.append(f"{wname}: LIVESYNC_BOOK_PORT is {port or 'unset'}, want a fixed port (book.url names it)")
+            continue
+        container_port = next((p_ for p_ in c.get("ports", []) if str(p_["containerPort"]) == port), None)
+        if not container_port:
+            placement.append(f"{wname}: no containerPort {port} (LIVESYNC_BOOK_PORT)")
+            continue
+        pod_labels = w["spec"]["template"]["metadata"].get("labels", {})
+        for s in services:
+            if s["spec"].get("clusterIP") == "None" or not labels_match(s["spec"].get("selector", {}), pod_labels):
+                continue
+            for sp in s["spec"].get("ports", []):
+                if sp.get("targetPort", sp["port"]) in (container_port.get("name"), container_port["containerPort"]):
+                    book_api_ports.add((s["metadata"]["name"], sp.get("name")))
+                    svc, ns = s["metadata"]["name"], s["metadata"].get("namespace", "livesync")
+                    for host in (svc, f"{svc}.{ns}", f"{svc}.{ns}.svc", f"{svc}.{ns}.svc.cluster.local"):
+                        book_urls.add(f"http://{host}:{sp['port']}")
+    if BOOK in deployed and not book_urls:
+        placement.append(f"{BOOK}: no (non-headless) Service exposes its API port")
+    for w, c, exe, env in livesync_containers:
+        if exe in BOOK_CLIENTS:
+            url = (env.get("LIVESYNC_BOOK_URL") or "").rstrip("/")
+            if url not in book_urls:
+                placement.append(f"{w['kind']}/{w['metadata']['name']}/{c['name']}: LIVESYNC_BOOK_URL is {url or 'unset'}, "
+                                 f"want the read model's Service ({min(book_urls, key=len) if book_urls else 'none exists'})")
 
     # Services select pods and name their ports.
     for s in services:
@@ -680,7 +753,8 @@ def check_k8s_wiring(root: Path, docs: list[dict]) -> None:
     record(f"k8s: references between {len(docs)} objects (ConfigMaps, Secrets and keys, volumes, ports, Services, selectors)", refs)
     record("k8s: consumers' /readyz readiness and /healthz liveness on their own port, grace >= 60 s, requests/limits, < 200 MB requested", probes)
     record("k8s: static membership (LIVESYNC_KAFKA_INSTANCE_ID from metadata.name, unique per container)", membership)
-    record("k8s: placement (consumers in StatefulSets with claims, ingest a Deployment, PDBs, the ERP book's one pod, the topic Job)", placement)
+    record("k8s: placement (consumers in StatefulSets with claims, ingest a Deployment, PDBs, one process per pod, no shared claim, "
+           "stock and dispatch on KEDA, singletons at 1, the read model's Service and LIVESYNC_BOOK_URL, the topic Job)", placement)
     record("k8s: restricted security context (non-root, no privilege escalation, no capabilities, read-only root, RuntimeDefault)", security)
 
     # KEDA.
@@ -773,6 +847,8 @@ def check_k8s_wiring(root: Path, docs: list[dict]) -> None:
                 p.append(f"ServiceMonitor/{m['metadata']['name']}: path {ep.get('path')}")
     for s in services:
         for pt in s["spec"].get("ports", []):
+            if (s["metadata"]["name"], pt.get("name")) in book_api_ports:
+                continue  # the read model's API serves no /metrics (its telemetry port does)
             if not any(ep.get("port") == pt.get("name") for m in monitors for ep in m["spec"].get("endpoints", [])):
                 p.append(f"Service/{s['metadata']['name']} port {pt.get('name')} is scraped by no ServiceMonitor endpoint")
     record(f"ServiceMonitor: {len(monitors)} object(s), endpoints on the Services' port names", p)
