@@ -366,6 +366,8 @@ def check_compose(root: Path) -> None:
     by_exe: dict[str, str] = {}
     for n, s in services.items():
         c = command(s)
+        if c and c[0].startswith("livesync") and c[0] not in exes + ["livesync"]:
+            p.append(f"{n}: runs {c[0]}, which is no executable of Package.swift")
         if c and c[0] in exes:
             if c[0] in by_exe:
                 p.append(f"{c[0]} runs in two services ({by_exe[c[0]]}, {n})")
@@ -406,27 +408,48 @@ def check_compose(root: Path) -> None:
         if len(users) > 1:
             p.append(f"volume {vol} is the data directory of {users}: each executable needs its own")
 
-    def volume_of(service: str, file: str) -> str | None:
-        """The named volume holding a file of a service (its db.<name> path, else <dataDir>/<name>)."""
-        s = services[service]
-        path = env_map(s.get("environment")).get(f"LIVESYNC_DB_{file.upper()}", f"{DATA_DIR}/{file}.sqlite")
-        for v in s.get("volumes") or []:
-            if isinstance(v, str) and v.split(":")[1] == os.path.dirname(path):
-                return v.split(":")[0]
-        return None
-
-    # This version's one shared file: dispatch and after-sales write the same erp.sqlite;
-    # alerting reads it and the stock store.
-    if {"livesync-dispatch", "livesync-aftersales", "livesync-stock"} <= set(by_exe):
-        erp = volume_of(by_exe["livesync-dispatch"], "erp")
-        if not erp or volume_of(by_exe["livesync-aftersales"], "erp") != erp:
-            p.append("after-sales does not write dispatch's erp.sqlite (same volume, LIVESYNC_DB_ERP): in this version they share the ERP book")
-        if "livesync-alerting" in by_exe:
-            if volume_of(by_exe["livesync-alerting"], "erp") != erp:
-                p.append("alerting does not see dispatch's erp.sqlite (order_unsynced, sync_failure_rate)")
-            if volume_of(by_exe["livesync-alerting"], "stock") != volume_of(by_exe["livesync-stock"], "stock"):
-                p.append("alerting does not see the stock store (stock_low)")
     record(f"compose: 3 KRaft brokers (RF 3, min ISR 2), create-topics, {len(by_exe)} executables with ids, volumes, /readyz", p)
+
+    # Shared nothing: no named volume or host directory is mounted by two services, and every
+    # state file a service names (LIVESYNC_DB_*) is on a volume of its own.
+    p = []
+    mounted_by: dict[str, list[str]] = {}
+    for n, s in services.items():
+        for v in s.get("volumes") or []:
+            if isinstance(v, str):
+                src, target = v.split(":")[0], v.split(":")[1]
+            else:
+                src, target = v.get("source"), v.get("target")
+            if not src or src.endswith(".sh"):
+                continue  # an anonymous volume, or a script mounted read-only (topics.sh)
+            mounted_by.setdefault(src, []).append(n)
+        e = env_map(s.get("environment"))
+        own = {(v.split(":")[1] if isinstance(v, str) else v.get("target")) for v in s.get("volumes") or []}
+        for key, path in e.items():
+            if key.startswith("LIVESYNC_DB_") and key != "LIVESYNC_DB_SYNCHRONOUS" and os.path.dirname(path) not in own:
+                p.append(f"{n}: {key}={path} is on no volume of its own")
+    for src, users in sorted(mounted_by.items()):
+        if len(users) > 1:
+            p.append(f"volume {src} is mounted by {users}: every process keeps its state on its own volume and shares nothing but Kafka")
+
+    # The read model: a fixed port on every interface, and the views pointed at it.
+    if BOOK not in by_exe:
+        p.append(f"no service runs {BOOK} (the read model the views ask)")
+    else:
+        b = by_exe[BOOK]
+        e = env_map(services[b].get("environment"))
+        host, port = e.get("LIVESYNC_BOOK_HOST"), e.get("LIVESYNC_BOOK_PORT", "")
+        if host not in ("0.0.0.0", "::"):
+            p.append(f"{b}: LIVESYNC_BOOK_HOST is {host}, want 0.0.0.0 (other containers ask it)")
+        if not port.isdigit() or int(port) == 0:
+            p.append(f"{b}: LIVESYNC_BOOK_PORT is {port or 'unset'}, want a fixed port (the views' book.url names it)")
+        want = f"http://{b}:{port}"
+        for client in sorted(BOOK_CLIENTS):
+            if client in by_exe:
+                url = env_map(services[by_exe[client]].get("environment")).get("LIVESYNC_BOOK_URL")
+                if (url or "").rstrip("/") != want:
+                    p.append(f"{by_exe[client]}: LIVESYNC_BOOK_URL is {url}, want {want} (the {b} service)")
+    record("compose: shared nothing (no volume mounted by two services), the read model on a fixed port, ingest and alerting pointed at it", p)
 
 
 # --- Kubernetes --------------------------------------------------------------------------------
