@@ -73,8 +73,10 @@ public struct TelemetryService: Service {
     let process: String
     let dataDir: String?
 
-    public init(endpoints: HealthEndpoints, configuration: TelemetryConfiguration, logger: Logger) {
-        app = TelemetryServer.make(endpoints: endpoints, configuration: configuration, logger: logger)
+    /// - Parameter addingRoutes: the process's own routes, served beside the health endpoints.
+    public init(endpoints: HealthEndpoints, configuration: TelemetryConfiguration, logger: Logger,
+                addingRoutes: (Router<BasicRequestContext>) throws -> Void = { _ in }) rethrows {
+        app = try TelemetryServer.make(endpoints: endpoints, configuration: configuration, logger: logger, addingRoutes: addingRoutes)
         process = endpoints.process
         dataDir = configuration.dataDir
     }
@@ -108,7 +110,8 @@ extension LiveSyncConfig {
 extension ConsumerMain {
     /// `/metrics`, `/healthz` and `/readyz` for a consumer executable.
     static func telemetryService(name: String, config: LiveSyncConfig, store: StateStore, producer: KafkaProducer,
-                                 service: BatchConsumerService, logger: Logger) throws -> TelemetryService {
+                                 service: BatchConsumerService, logger: Logger,
+                                 addingRoutes: (Router<BasicRequestContext>) throws -> Void = { _ in }) throws -> TelemetryService {
         let endpoints = HealthEndpoints(
             process: config.processName(name),
             checks: [
@@ -119,6 +122,6 @@ extension ConsumerMain {
                 let s = service.statistics
                 return ConsumptionSnapshot(partitions: s.partitions.count, lag: s.lag, lastBatchAtUs: s.lastBatchAtUs)
             })
-        return TelemetryService(endpoints: endpoints, configuration: try config.telemetry, logger: logger)
+        return try TelemetryService(endpoints: endpoints, configuration: try config.telemetry, logger: logger, addingRoutes: addingRoutes)
     }
 }

@@ -1,6 +1,7 @@
 import Worker
 import Configuration
 import Foundation
+import Hummingbird
 import Kafka
 import Logging
 import ServiceLifecycle
@@ -154,9 +155,12 @@ public enum ConsumerMain {
     ///   and so consumes every partition (a read model's copy).
     /// - Parameter extraServices: services that run beside the consumer in the same group
     ///   (for example alerting's notifier), sharing its configuration and state store.
+    /// - Parameter telemetryRoutes: routes the process serves on its telemetry server beside
+    ///   `/metrics`, `/healthz` and `/readyz` (for example alerting's `/alerts`, read from its own store).
     public static func run(
         name: String, group: String, groupPerInstance: Bool = false, topics: [String], companionTopics: [String] = [], database: String? = nil, configFile: String?,
         extraServices: (LiveSyncConfig, StateStore, Logger) throws -> [any Service] = { _, _, _ in [] },
+        telemetryRoutes: (LiveSyncConfig, StateStore, Router<BasicRequestContext>) throws -> Void = { _, _, _ in },
         makeProcessor: @escaping @Sendable (LiveSyncConfig) throws -> any BatchProcessor
     ) async throws {
         ServiceRunner.bootstrapLogging()
@@ -172,7 +176,8 @@ public enum ConsumerMain {
             store: store, producer: producer, logger: logger,
             makeProcessor: { try makeProcessor(config) })
         logger.info("starting", metadata: ["bootstrap": "\(kafka.bootstrapServers)", "db": "\(store.configuration.path)"])
-        let telemetry = try telemetryService(name: name, config: config, store: store, producer: producer, service: service, logger: logger)
+        let telemetry = try telemetryService(name: name, config: config, store: store, producer: producer, service: service, logger: logger,
+                                             addingRoutes: { try telemetryRoutes(config, store, $0) })
         try await ServiceRunner.run([service, telemetry] + extraServices(config, store, logger), logger: logger)
         producer.close()
     }

@@ -58,6 +58,8 @@ public struct ClusterInfo: Codable, Sendable {
     public var platformAPIURL: String?
     /// The secret the warehouse/ERP signs `POST /erp/shipments/{id}/shipped` with (`erp.secret`).
     public var erpSecret: String?
+    public var bookURL: String?  // the read model's base URL (livesync-book), for the views
+    public var alertingURL: String?  // livesync-alerting's telemetry server (/alerts, /positions)
 
     public static func load(_ path: String) throws -> ClusterInfo {
         guard let data = FileManager.default.contents(atPath: path) else {

@@ -158,9 +158,13 @@ public struct TelemetryConfiguration: Sendable {
 
 /// The telemetry HTTP server of a consumer process (ingest adds the routes to its own server).
 public enum TelemetryServer {
-    public static func make(endpoints: HealthEndpoints, configuration: TelemetryConfiguration, logger: Logger) -> some ApplicationProtocol {
+    /// - Parameter addingRoutes: adds a process's own routes beside the health endpoints (for
+    ///   example alerting's `/alerts`), so what a view asks of it is served where it already listens.
+    public static func make(endpoints: HealthEndpoints, configuration: TelemetryConfiguration, logger: Logger,
+                            addingRoutes: (Router<BasicRequestContext>) throws -> Void = { _ in }) rethrows -> some ApplicationProtocol {
         let router = Router()
         endpoints.addRoutes(to: router)
+        try addingRoutes(router)
         return Application(
             router: router,
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "livesync-\(endpoints.process)"),

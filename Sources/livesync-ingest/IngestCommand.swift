@@ -5,6 +5,7 @@ import Connectors
 import Ingest
 import Kafka
 import Logging
+import ReadModel
 import ServiceLifecycle
 import Telemetry
 import Worker
@@ -41,8 +42,9 @@ struct IngestCommand: AsyncParsableCommand {
         logger.info("platform connectors", metadata: ["platforms": "\(connectors.platforms.map(\.connector.platform.slug))",
                                                       "pii_sealing": "\(connectors.sealer != nil)"])
         // The warehouse/ERP's shipment reports (POST /erp/shipments/{id}/shipped), when it has a secret.
+        // It asks the read model whether a reported shipment is booked: book.url is required with erp.secret.
         let erpSecret = settings.optionalString("erp.secret")
-        let erpBook = try settings.stateStore("erp").path
+        let book = erpSecret == nil ? nil : try settings.bookClient
         let erpMaxBody = try settings.int("erp.maxBodyBytes", default: 16 << 10)
         let app = IngestApp.make(
             configuration: IngestConfiguration(
@@ -54,9 +56,9 @@ struct IngestCommand: AsyncParsableCommand {
             publisher: publisher, logger: logger,
             extraRoutes: { router in
                 ConnectorRoutes.register(on: router, platforms: connectors.platforms, pipeline: pipeline, maxBodyBytes: maxBody)
-                if let secret = erpSecret {
+                if let secret = erpSecret, let book {
                     ShipmentShippedRoute.register(on: router, configuration: ShipmentShippedConfiguration(
-                        secret: secret, erpBookPath: erpBook, maxBodyBytes: erpMaxBody), producer: producer, logger: logger)
+                        secret: secret, book: book, maxBodyBytes: erpMaxBody), producer: producer, logger: logger)
                 }
             },
             health: HealthEndpoints(process: settings.processName("ingest"), checks: [StandardChecks.brokerReachable(producer)]),
