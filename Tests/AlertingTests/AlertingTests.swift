@@ -459,3 +459,42 @@ func stockLevels(_ book: LocalReadModel, _ rows: [(sku: String, onHand: Int64, r
     #expect(finder.partitionReads == 2)
     #expect(late.count == 1 && late.notReadByDispatch == 1 && late.oldest.map(\.orderID) == ["o-1"])
 }
+
+/// Alerting's rules that read the book refuse to start without `book.url`, naming it; rules
+/// that do not, start without it.
+@Test func alertingNeedsBookURLOnlyForTheRulesThatReadTheBook() async throws {
+    let file = FileManager.default.temporaryDirectory.appendingPathComponent("rules-\(UUID().uuidString).json").path
+    try #"{"livesync":{"alerting":{"rules":{"dl":{"kind":"dead_letters"}}}}}"#.write(toFile: file, atomically: true, encoding: .utf8)
+    let none = try await LiveSyncConfig(file: nil, environment: [:])
+    #expect {
+        try AlertingConfiguration.load(none, configFile: nil)
+    } throws: { "\($0)".contains("book.url") && "\($0)".contains("LIVESYNC_BOOK_URL") }
+    #expect(try AlertingConfiguration.load(none, configFile: file).book == nil)
+    let notAURL = try await LiveSyncConfig(file: nil, environment: ["LIVESYNC_BOOK_URL": "book:8090"])
+    #expect { try AlertingConfiguration.load(notAURL, configFile: nil) } throws: { "\($0)".contains("not an http(s) URL") }
+    let set = try await LiveSyncConfig(file: nil, environment: ["LIVESYNC_BOOK_URL": "http://book:8090/"])
+    #expect(try AlertingConfiguration.load(set, configFile: nil).book?.baseURL == "http://book:8090")
+}
+
+/// Alerting's HTTP API refuses a bad parameter naming it, and serves its store's alerts and
+/// late orders.
+@Test func alertingsAPIServesItsStoreAndRefusesABadParameterNamingIt() async throws {
+    let store = try alertStore()
+    let now = Clock.nowMicros()
+    try await store.database.write { db in
+        try AlertStore.raise(db, key: "k", kind: AlertKind.deadLetter, message: "m", now: now)
+        try db.execute(sql: "INSERT INTO alert_unsynced_orders (order_id, ingested_at_us, found_at_us) VALUES ('late', ?, ?), ('later', ?, ?)",
+                       arguments: [now - 20_000_000, now, now - 1_000_000, now])
+    }
+    let router = Router()
+    AlertingAPI.addRoutes(to: router, storePath: store.configuration.path)
+    let (url, server) = try await LocalServer.serve(router, label: "test-alerting-api")
+    defer { server.cancel() }
+    let client = AlertingClient(baseURL: url)
+    #expect(try await client.recentAlerts(limit: 5).map(\.message) == ["m"])
+    #expect(try await client.unsyncedOrders(ingestedBefore: now - 5_000_000, limit: 10).map(\.orderID) == ["late"])
+    let badLimit = await #expect(throws: AlertingClientError.self) { _ = try await client.recentAlerts(limit: 0) }
+    #expect(badLimit.map { "\($0)" }?.contains("400") == true && badLimit.map { "\($0)" }?.contains("limit") == true, "\(String(describing: badLimit))")
+    let badBefore = await #expect(throws: AlertingClientError.self) { let _: [UnsyncedOrders.Late] = try await client.get("/alerts/unsynced?before=yesterday") }
+    #expect(badBefore.map { "\($0)" }?.contains("before must be an integer") == true, "\(String(describing: badBefore))")
+}
