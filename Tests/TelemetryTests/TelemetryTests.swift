@@ -76,6 +76,16 @@ import Testing
         }
     }
 
+    /// A process's own routes (alerting's `/alerts`) are served beside the health endpoints.
+    @Test func theTelemetryServerServesAProcesssOwnRoutesBesideItsHealthEndpoints() async throws {
+        let app = TelemetryServer.make(endpoints: HealthEndpoints(process: "alerting-1", checks: []), configuration: .init(port: 0),
+                                       logger: .init(label: "test"), addingRoutes: { router in router.get("/alerts") { _, _ in "[]" } })
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/alerts", method: .get) { #expect($0.status == .ok && String(buffer: $0.body) == "[]") }
+            try await client.execute(uri: "/healthz", method: .get) { #expect($0.status == .ok) }
+        }
+    }
+
     @Test func processRecordsAreWrittenReadAndRemoved() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("records-\(UUID().uuidString)").path
         try ProcessRecord(name: "stock-1", url: "http://127.0.0.1:1", startedAtUs: 1).write(dataDir: dir)
