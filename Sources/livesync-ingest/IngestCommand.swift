@@ -30,6 +30,10 @@ struct IngestCommand: AsyncParsableCommand {
         guard !shops.isEmpty || !connectors.platforms.isEmpty || !connectors.polls.isEmpty else {
             throw ConfigurationError("no shops configured: set ingest.shops (LIVESYNC_INGEST_SHOPS=shop=secret[@warehouse];…) or a platform connector (connectors.*)")
         }
+        // The warehouse's shipment reports ask the read model whether a shipment is booked:
+        // book.url is required with erp.secret (checked before anything connects).
+        let erpSecret = settings.optionalString("erp.secret")
+        let book = erpSecret == nil ? nil : try settings.bookClient
         let kafka = try settings.kafka()
         let producer = try KafkaProducer(configuration: kafka, logger: logger)
         logger.info("starting", metadata: ["bootstrap": "\(kafka.bootstrapServers)", "ledger": "\(connectors.ledgerPath)"])
@@ -42,9 +46,6 @@ struct IngestCommand: AsyncParsableCommand {
         logger.info("platform connectors", metadata: ["platforms": "\(connectors.platforms.map(\.connector.platform.slug))",
                                                       "pii_sealing": "\(connectors.sealer != nil)"])
         // The warehouse/ERP's shipment reports (POST /erp/shipments/{id}/shipped), when it has a secret.
-        // It asks the read model whether a reported shipment is booked: book.url is required with erp.secret.
-        let erpSecret = settings.optionalString("erp.secret")
-        let book = erpSecret == nil ? nil : try settings.bookClient
         let erpMaxBody = try settings.int("erp.maxBodyBytes", default: 16 << 10)
         let app = IngestApp.make(
             configuration: IngestConfiguration(
