@@ -1,11 +1,16 @@
 import AsyncHTTPClient
 import ErpBookStore
 import Foundation
+import Fulfillment
+import Inventory
+import Kafka
 import LiveSyncTesting
+import Logging
 import Model
 import NIOCore
 import ReadModel
 import Testing
+import Worker
 
 /// The read model's HTTP API (`BookServer`) and its client, over a copy written by the real
 /// dispatch join: what every view relies on.
@@ -90,5 +95,47 @@ import Testing
         #expect(s.waitingCount == 1 && s.waitingTotal == 1 && s.oldestWaiting?.map(\.orderID) == ["o:waiting"])
         #expect(s.groups?.reduce(0) { $0 + $1.orders } == 2 && s.rejectedLines == 1)
         #expect(s.recentOrders?.count == 2 && s.stock == nil, "parts not asked for are left out")
+    }
+
+    /// The copy as `livesync-book` writes it: `ChangelogReplica` applying dispatch's changelog
+    /// entries. The client then sees the decisions and, from the same entry, the position
+    /// dispatch committed with them (what `order_unsynced` reads from beyond); a republished
+    /// entry changes nothing.
+    @Test func whatTheReplicaAppliesFromTheChangelogIsWhatTheClientSees() async throws {
+        let book = try await LocalReadModel.start(path: temporaryDirectory("book-replica") + "/book.sqlite")
+        defer { book.stop() }
+        let replica = ChangelogReplica(sources: [
+            .init(group: "livesync-dispatch", processor: DispatchProcessor(keepsTotals: true)),
+            .init(group: "livesync-stock", processor: StockProcessor()),
+        ], kafka: KafkaConfiguration(bootstrapServers: "127.0.0.1:1"), logger: Logger(label: "test"))
+        let id = "douyin:shop-1:DY7"
+        var payload = BookEntry.Encoder(decidedAtUs: 5_000_000)
+        payload.append(.order, order(id, ingested: 1_000_000).bytes)
+        payload.append(.reservation, reservation(id, .reserved).bytes)
+        var entry = ChangelogEntry()
+        entry.writer = "livesync-dispatch/dispatch-1"
+        entry.seq = 1
+        entry.nextOffsets = [Topics.ordersPlaced: 8, Topics.stockReservations: 3]
+        entry.payload = Data(payload.bytes)
+        entry.writtenAtUs = 5_000_000
+        let message = KafkaMessage(topic: Topics.dispatchChangelog, partition: 3, offset: 0, key: [], value: try entry.serializedBytes())
+        // The entry, then a republished copy of it, in the consumer's batch transactions.
+        func consume(_ messages: [KafkaMessage]) throws {
+            try book.store.database.write { db in
+                try replica.prepare(db)
+                var out = BatchOutput(group: "livesync-book")
+                try replica.apply(messages, db: db, output: &out)
+            }
+        }
+        var republished = message
+        republished.offset = 1
+        try consume([message])
+        try consume([republished])
+        let s = try await book.client.snapshot(BookQuery(totals: true, positions: true))
+        #expect(s.groups?.reduce(0) { $0 + $1.orders } == 1, "applied once")
+        let dispatch = (s.positions ?? []).filter { $0.group == "livesync-dispatch" }.map { "\($0.topic)[\($0.partition)]=\($0.next)" }.sorted()
+        #expect(dispatch == ["orders.placed[3]=8", "stock.reservations[3]=3"], "\(dispatch)")
+        #expect(try await book.client.known([id]) == [id])
+        #expect(try await book.client.shipmentOwner("\(id)/main")?.orderID == id)
     }
 }
