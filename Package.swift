@@ -138,7 +138,7 @@ let package = Package(
         .target(
             name: "Connectors",
             dependencies: [
-                "Ingest", "Model", "Worker", "Kafka", "Telemetry", "Bootstrap", "ErpBookStore",
+                "Ingest", "Model", "Worker", "Kafka", "Telemetry", "Bootstrap", "ErpBookStore", "ReadModel",
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -192,8 +192,9 @@ let package = Package(
         .target(
             name: "Alerting",
             dependencies: [
-                "Worker", "Model", "Kafka", "Inspection", "Inventory", "Telemetry", "Bootstrap", "ErpBookStore",
+                "Worker", "Model", "Kafka", "Inspection", "Telemetry", "Bootstrap", "ReadModel",
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -201,18 +202,19 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        /// Consistency inspection (健康巡检): topics vs stock store vs ERP book.
+        /// Consistency inspection (健康巡检): topics vs the read model's stock store and ERP book.
         .target(
             name: "Inspection",
-            dependencies: ["Kafka", "Model", "Worker", "Inventory", "Bootstrap", "ErpBookStore", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["Kafka", "Model", "Worker", "Bootstrap", "ReadModel", .product(name: "GRDB", package: "GRDB.swift"),
+                           .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: swiftSettings
         ),
-        /// The live dashboard: figures from the ERP book, stock and alert stores, pushed over SSE.
+        /// The live dashboard: figures from the read model (ERP book, stock levels) and alerting's
+        /// HTTP API (alerts, unsynced orders), pushed over SSE.
         .target(
             name: "Dashboard",
             dependencies: [
-                "Worker", "Telemetry", "Inventory", "Bootstrap", "ErpBookStore", "Alerting", "Model",
-                .product(name: "GRDB", package: "GRDB.swift"),
+                "Worker", "Telemetry", "Bootstrap", "Alerting", "Model", "ReadModel",
                 .product(name: "Hummingbird", package: "hummingbird"),
             ],
             swiftSettings: swiftSettings
@@ -232,7 +234,7 @@ let package = Package(
         .target(
             name: "LiveSyncTesting",
             dependencies: [
-                "CRdkafka", "Kafka", "Model", "Worker", "Ingest", "Connectors", "Channels",
+                "CRdkafka", "Kafka", "Model", "Worker", "Ingest", "Connectors", "Channels", "ReadModel", "Fulfillment", "Inventory",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -246,7 +248,7 @@ let package = Package(
         .target(
             name: "DevHarness",
             dependencies: [
-                "Kafka", "Model", "Worker", "Bootstrap", "Ingest", "Fulfillment", "ErpBookStore", "Inventory", "Connectors", "Dashboard", "Inspection", "Operations", "Telemetry", "LiveSyncTesting", "ReadModel",
+                "Kafka", "Model", "Worker", "Bootstrap", "Ingest", "Fulfillment", "ErpBookStore", "Inventory", "Connectors", "Dashboard", "Inspection", "Operations", "Telemetry", "LiveSyncTesting", "ReadModel", "Alerting",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -261,7 +263,7 @@ let package = Package(
         .executableTarget(
             name: "livesync",
             dependencies: [
-                "DevHarness", "Operations", "Ingest", "Kafka", "Model", "Worker", "Bootstrap", "Inspection", "Inventory", "Telemetry", "Dashboard",
+                "DevHarness", "Operations", "Ingest", "Kafka", "Model", "Worker", "Bootstrap", "Inspection", "Inventory", "Telemetry", "Dashboard", "ReadModel", "Alerting",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
@@ -269,7 +271,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "livesync-ingest",
-            dependencies: ["Ingest", "Connectors", "Worker", "Bootstrap", "Model", "Telemetry", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            dependencies: ["Ingest", "Connectors", "Worker", "Bootstrap", "Model", "Telemetry", "ReadModel", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "AsyncHTTPClient", package: "async-http-client"),
                            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
             swiftSettings: swiftSettings
         ),
@@ -291,7 +293,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "livesync-alerting",
-            dependencies: ["Alerting", "Worker", "Bootstrap", "Model", "Inspection", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"), .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Alerting", "Worker", "Bootstrap", "Model", "Inspection", "ReadModel", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"), .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftSettings
         ),
 
@@ -334,7 +336,7 @@ let package = Package(
         .testTarget(
             name: "AlertingTests",
             dependencies: [
-                "Alerting", "Worker", "Bootstrap", "ErpBookStore", "LiveSyncTesting", "Model", "Kafka", "Telemetry", "Inventory", "Fulfillment", "Inspection",
+                "Alerting", "Worker", "Bootstrap", "ErpBookStore", "LiveSyncTesting", "Model", "Kafka", "Telemetry", "Inventory", "Fulfillment", "Inspection", "ReadModel",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -346,7 +348,7 @@ let package = Package(
         .testTarget(
             name: "ConnectorTests",
             dependencies: [
-                "Connectors", "Channels", "LiveSyncTesting", "Bootstrap", "Ingest", "Model", "Kafka", "Worker",
+                "Connectors", "Channels", "LiveSyncTesting", "Bootstrap", "Ingest", "Model", "Kafka", "Worker", "ReadModel", "Fulfillment",
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
                 .product(name: "Crypto", package: "swift-crypto"),

@@ -71,9 +71,11 @@ public enum StandardChecks {
 public struct TelemetryService: Service {
     let app: any Service
 
-    public init(endpoints: HealthEndpoints, configuration: TelemetryConfiguration, logger: Logger, announcer: InstanceAnnouncer? = nil) {
-        app = TelemetryServer.make(endpoints: endpoints, configuration: configuration, logger: logger,
-                                   onListening: { url in announcer?.listening(url: url) })
+    /// - Parameter addingRoutes: the process's own routes, served beside the health endpoints.
+    public init(endpoints: HealthEndpoints, configuration: TelemetryConfiguration, logger: Logger, announcer: InstanceAnnouncer? = nil,
+                addingRoutes: (Router<BasicRequestContext>) throws -> Void = { _ in }) rethrows {
+        app = try TelemetryServer.make(endpoints: endpoints, configuration: configuration, logger: logger,
+                                       onListening: { url in announcer?.listening(url: url) }, addingRoutes: addingRoutes)
     }
 
     public func run() async throws {
@@ -117,7 +119,8 @@ extension LiveSyncConfig {
 extension ConsumerMain {
     /// `/metrics`, `/healthz` and `/readyz` for a consumer executable.
     static func telemetryService(name: String, config: LiveSyncConfig, store: StateStore, producer: KafkaProducer,
-                                 service: BatchConsumerService, announcer: InstanceAnnouncer, logger: Logger) throws -> TelemetryService {
+                                 service: BatchConsumerService, announcer: InstanceAnnouncer, logger: Logger,
+                                 addingRoutes: (Router<BasicRequestContext>) throws -> Void = { _ in }) throws -> TelemetryService {
         let endpoints = HealthEndpoints(
             process: config.processName(name),
             checks: [
@@ -128,6 +131,7 @@ extension ConsumerMain {
                 let s = service.statistics
                 return ConsumptionSnapshot(partitions: s.partitions.count, lag: s.lag, lastBatchAtUs: s.lastBatchAtUs)
             })
-        return TelemetryService(endpoints: endpoints, configuration: try config.telemetry, logger: logger, announcer: announcer)
+        return try TelemetryService(endpoints: endpoints, configuration: try config.telemetry, logger: logger, announcer: announcer,
+                                    addingRoutes: addingRoutes)
     }
 }

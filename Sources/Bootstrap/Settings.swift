@@ -1,6 +1,7 @@
 import Worker
 import Configuration
 import Foundation
+import Hummingbird
 import Kafka
 import Logging
 import ServiceLifecycle
@@ -154,9 +155,12 @@ public enum ConsumerMain {
     ///   and so consumes every partition (a read model's copy).
     /// - Parameter extraServices: services that run beside the consumer in the same group
     ///   (for example alerting's notifier), sharing its configuration and state store.
+    /// - Parameter telemetryRoutes: routes the process serves on its telemetry server beside
+    ///   `/metrics`, `/healthz` and `/readyz` (for example alerting's `/alerts`, read from its own store).
     public static func run(
         name: String, group: String, groupPerInstance: Bool = false, topics: [String], companionTopics: [String] = [], database: String? = nil, configFile: String?,
         extraServices: (LiveSyncConfig, StateStore, Logger) throws -> [any Service] = { _, _, _ in [] },
+        telemetryRoutes: (LiveSyncConfig, StateStore, Router<BasicRequestContext>) throws -> Void = { _, _, _ in },
         makeProcessor: @escaping @Sendable (LiveSyncConfig) throws -> any BatchProcessor
     ) async throws {
         ServiceRunner.bootstrapLogging()
@@ -175,7 +179,7 @@ public enum ConsumerMain {
         // First: the group stops services in reverse order, so `stopping` is announced last.
         let announcer = try config.instanceAnnouncer(name: name, group: groupID, producer: producer, logger: logger)
         let telemetry = try telemetryService(name: name, config: config, store: store, producer: producer, service: service,
-                                             announcer: announcer, logger: logger)
+                                             announcer: announcer, logger: logger, addingRoutes: { try telemetryRoutes(config, store, $0) })
         try await ServiceRunner.run([announcer, service, telemetry] + extraServices(config, store, logger), logger: logger)
         producer.close()
     }

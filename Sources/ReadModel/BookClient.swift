@@ -17,6 +17,12 @@ public struct BookClient: Sendable {
         self.timeout = timeout
     }
 
+    /// Whether `url` is an http(s) URL with a host (what `book.url` and `--book-url` must be).
+    public static func isHTTPURL(_ url: String) -> Bool {
+        guard let parsed = URL(string: url), let scheme = parsed.scheme?.lowercased() else { return false }
+        return (scheme == "http" || scheme == "https") && !(parsed.host ?? "").isEmpty
+    }
+
     /// The parts of the snapshot `query` asks for.
     public func snapshot(_ query: BookQuery) async throws -> BookSnapshot {
         var components = URLComponents(string: baseURL + "/book/snapshot")
@@ -51,18 +57,19 @@ public struct BookClient: Sendable {
         return Set(try JSONDecoder().decode(BookServer.KnownResponse.self, from: data).known)
     }
 
-    /// The booked shipment and its order, or nil when the book has no such shipment.
+    /// The booked shipment and its order, or nil when the read model's copy of the book has no
+    /// such shipment (a wrong id, or one dispatch booked moments ago that the copy has not
+    /// replicated yet). A 404 of a server that is not a read model throws instead.
     public func shipmentOwner(_ shipmentID: String) async throws -> ErpBookView.ShipmentOwner? {
         var components = URLComponents(string: baseURL + "/book/shipment")
         components?.queryItems = [URLQueryItem(name: "id", value: shipmentID)]
         guard let url = components?.string else { throw BookClientError.badURL(baseURL) }
-        var request = HTTPClientRequest(url: url)
-        request.method = .GET
-        let response = try await HTTPClient.shared.execute(request, timeout: timeout)
-        let body = try await response.body.collect(upTo: 1 << 20)
-        if response.status == .notFound { return nil }
-        guard response.status == .ok else { throw BookClientError.status(Int(response.status.code), "/book/shipment", String(buffer: body)) }
-        return try JSONDecoder().decode(ErpBookView.ShipmentOwner.self, from: Data(buffer: body))
+        let (status, body) = try await exchange(HTTPClientRequest(url: url), limit: 1 << 20)
+        if status == .notFound, String(buffer: body).hasPrefix(BookServer.unknownShipment) { return nil }
+        guard status == .ok else { throw BookClientError.status(Int(status.code), "/book/shipment", String(buffer: body)) }
+        do { return try JSONDecoder().decode(ErpBookView.ShipmentOwner.self, from: Data(buffer: body)) } catch {
+            throw BookClientError.malformed("/book/shipment answer (\(error))")
+        }
     }
 
     func get(_ url: String, limit: Int = 1 << 26) async throws -> Data {
@@ -72,13 +79,22 @@ public struct BookClient: Sendable {
     }
 
     func send(_ request: HTTPClientRequest, what: String, limit: Int) async throws -> Data {
-        let response: HTTPClientResponse
-        do { response = try await HTTPClient.shared.execute(request, timeout: timeout) } catch {
+        let (status, body) = try await exchange(request, limit: limit)
+        guard status == .ok else { throw BookClientError.status(Int(status.code), what, String(buffer: body)) }
+        return Data(buffer: body)
+    }
+
+    /// One request and its whole answer; a server that cannot be reached (or stops answering
+    /// within `timeout`) throws `unreachable`.
+    func exchange(_ request: HTTPClientRequest, limit: Int) async throws -> (HTTPResponseStatus, ByteBuffer) {
+        do {
+            let response = try await HTTPClient.shared.execute(request, timeout: timeout)
+            return (response.status, try await response.body.collect(upTo: limit))
+        } catch let error as NIOTooManyBytesError {
+            throw BookClientError.malformed("answer larger than \(limit) bytes (\(error))")
+        } catch {
             throw BookClientError.unreachable(baseURL, "\(error)")
         }
-        let body = try await response.body.collect(upTo: limit)
-        guard response.status == .ok else { throw BookClientError.status(Int(response.status.code), what, String(buffer: body)) }
-        return Data(buffer: body)
     }
 }
 

@@ -1,4 +1,5 @@
 import ErpBookStore
+import Bootstrap
 import Foundation
 import Hummingbird
 import Logging
@@ -27,24 +28,33 @@ public struct BookServerConfiguration: Sendable {
 /// - `GET /book/snapshot?…` — a `BookSnapshot` with the parts asked for (`BookQuery`), JSON;
 /// - `GET /book/decisions` — every decided order, one per line: `order_id<TAB>status<TAB>ingested_at_us<TAB>decided_at_us`;
 /// - `POST /book/known` — `{"ids": […], "includingPending": bool}` → `{"known": […]}`;
-/// - `GET /book/shipment?id=…` — the booked shipment's order (`ErpBookView.ShipmentOwner`), or 404.
+/// - `GET /book/shipment?id=…` — the booked shipment's order (`ErpBookView.ShipmentOwner`), or
+///   404 with a body starting `no shipment` (what `BookClient.shipmentOwner` reads as "not in the book").
 ///
-/// Bad input is answered 400 with the reason; nothing here writes.
+/// Bad input is answered 400 naming the parameter; nothing here writes. The SQLite reads block,
+/// so each runs on a global queue (`runBlocking`), never on the cooperative pool.
 public enum BookServer {
+    /// The start of the 404 body for an unknown shipment (the client tells it from a 404 of a
+    /// server that is not a read model by it).
+    static let unknownShipment = "no shipment"
+
     public static func addRoutes(to router: Router<BasicRequestContext>, bookPath: String) {
         router.get("/book/snapshot") { request, _ in
             var parameters: [String: String] = [:]
             for (k, v) in request.uri.queryParameters { parameters[String(k)] = String(v) }
             let query: BookQuery
             do { query = try BookQuery(parameters: parameters) } catch { return text(.badRequest, "\(error)\n") }
-            let snapshot = try BookSnapshot.read(path: bookPath, query: query, now: Clock.nowMicros())
+            let snapshot = try await runBlocking { _ in try BookSnapshot.read(path: bookPath, query: query, now: Clock.nowMicros()) }
             return json(snapshot)
         }
         router.get("/book/decisions") { _, _ in
-            let decisions = try ErpBookView(path: bookPath, busyTimeout: .seconds(10)).read { try $0.decisions() }
-            var buffer = ByteBuffer()
-            buffer.reserveCapacity(decisions.count * 64)
-            for d in decisions { buffer.writeString("\(d.orderID)\t\(d.status)\t\(d.ingestedAtUs)\t\(d.decidedAtUs)\n") }
+            let buffer = try await runBlocking { _ in
+                let decisions = try ErpBookView(path: bookPath, busyTimeout: .seconds(10)).read { try $0.decisions() }
+                var buffer = ByteBuffer()
+                buffer.reserveCapacity(decisions.count * 64)
+                for d in decisions { buffer.writeString("\(d.orderID)\t\(d.status)\t\(d.ingestedAtUs)\t\(d.decidedAtUs)\n") }
+                return buffer
+            }
             return Response(status: .ok, headers: [.contentType: "text/tab-separated-values"], body: .init(byteBuffer: buffer))
         }
         router.post("/book/known") { request, _ in
@@ -53,14 +63,15 @@ public enum BookServer {
             do { ask = try JSONDecoder().decode(KnownRequest.self, from: Data(buffer: body)) } catch {
                 return text(.badRequest, "body must be {\"ids\": [order ids], \"includingPending\": bool}: \(error)\n")
             }
-            let known = try ErpBookView(path: bookPath, busyTimeout: .seconds(10)).read { try $0.known(ask.ids, includingPending: ask.includingPending ?? false) }
+            let known = try await runBlocking { _ in
+                try ErpBookView(path: bookPath, busyTimeout: .seconds(10)).read { try $0.known(ask.ids, includingPending: ask.includingPending ?? false) }
+            }
             return json(KnownResponse(known: known.sorted()))
         }
         router.get("/book/shipment") { request, _ in
             guard let id = request.uri.queryParameters.get("id"), !id.isEmpty else { return text(.badRequest, "query parameter id (the shipment id) is required\n") }
-            guard let owner = try ErpBookView(path: bookPath, busyTimeout: .seconds(10)).read({ try $0.shipmentOwner(id) }) else {
-                return text(.notFound, "no shipment \(id) in the book\n")
-            }
+            let owner = try await runBlocking { _ in try ErpBookView(path: bookPath, busyTimeout: .seconds(10)).read { try $0.shipmentOwner(id) } }
+            guard let owner else { return text(.notFound, "\(unknownShipment) \(id) in the book\n") }
             return json(owner)
         }
     }

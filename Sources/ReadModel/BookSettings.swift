@@ -12,11 +12,14 @@ extension LiveSyncConfig {
     }
 
     /// The read model views ask: `book.url` (no default: a view that needs the book refuses to
-    /// start without it, naming the setting).
+    /// start without it, or with a value that is not an http(s) URL, naming the setting).
     public var bookClient: BookClient {
         get throws {
             guard let url = optionalString("book.url"), !url.isEmpty else {
                 throw ConfigurationError("book.url (\(LiveSyncConfig.environmentName("book.url"))) is not set: point it at a livesync-book instance, e.g. http://book:8090")
+            }
+            guard BookClient.isHTTPURL(url) else {
+                throw ConfigurationError("book.url (\(LiveSyncConfig.environmentName("book.url"))) '\(url)' is not an http(s) URL with a host, e.g. http://book:8090")
             }
             return BookClient(baseURL: url)
         }

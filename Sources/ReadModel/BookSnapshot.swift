@@ -81,9 +81,13 @@ public struct BookSnapshot: Codable, Sendable {
     /// Decisions since `BookQuery.decisionsSinceSecond`: all, and the rejected ones.
     public var decisions: Int?
     public var rejectedDecisions: Int?
-    /// Orders dispatch holds waiting for their stock decisions, and the oldest of them.
+    /// Orders dispatch holds waiting for their stock decisions, ingested before
+    /// `BookQuery.waitingIngestedBefore` (all of them without it), and the oldest of those.
     public var waitingCount: Int?
     public var oldestWaiting: [Waiting]?
+    /// Every order dispatch holds waiting for its stock decisions, whatever its ingest time
+    /// (asked with `waitingLimit`).
+    public var waitingTotal: Int?
     /// Synced order lines whose shipments carry another quantity (an exactly-once check; a scan).
     public var shipmentMismatches: Int?
     public var stock: [StockLevel]?
@@ -98,15 +102,25 @@ public struct BookSnapshot: Codable, Sendable {
 
 /// Which parts of the `BookSnapshot` to read (each costs a query; the shipment check scans).
 public struct BookQuery: Sendable, Equatable {
+    /// `groups`, `syncMilliseconds`, `mostRejected`, `rejectedLines` (`totals=1`).
     public var totals = false
+    /// `recentOrders`: this many of the latest decided orders (`recent=N`, at most 1,000).
     public var recentOrders: Int?
+    /// `decisions` and `rejectedDecisions` since this Unix second (`decisionsSince=S`).
     public var decisionsSinceSecond: Int64?
+    /// With `waitingLimit`: only orders ingested before this (Unix µs) count as waiting (`waitingBefore=µs`).
     public var waitingIngestedBefore: Int64?
+    /// `waitingCount`, `waitingTotal` and at most this many `oldestWaiting` (`waitingLimit=N`, at most 10,000).
     public var waitingLimit: Int?
+    /// `shipmentMismatches` (`shipmentMismatches=1`; a scan of the synced orders).
     public var shipmentMismatches = false
+    /// `stock`: every stock level (`stock=1`).
     public var stock = false
+    /// `lineTotals`: reserved units per SKU from the stock lines (`lineTotals=1`).
     public var lineTotals = false
+    /// `skuBookings`: units on synced orders per SKU (`skuBookings=1`).
     public var skuBookings = false
+    /// `positions`: the replicated consumer positions (`positions=1`).
     public var positions = false
 
     public init(totals: Bool = false, recentOrders: Int? = nil, decisionsSinceSecond: Int64? = nil, waitingIngestedBefore: Int64? = nil,
@@ -195,6 +209,7 @@ extension BookSnapshot {
                 let w = try r.waitingForStock(ingestedBefore: query.waitingIngestedBefore, limit: limit)
                 s.waitingCount = w.count
                 s.oldestWaiting = w.oldest.map { Waiting(orderID: $0.orderID, ingestedAtUs: $0.ingestedAtUs) }
+                s.waitingTotal = query.waitingIngestedBefore == nil ? w.count : try r.waitingForStock(limit: 0).count
             }
             if query.shipmentMismatches { s.shipmentMismatches = try r.shipmentMismatches() }
             if query.skuBookings {

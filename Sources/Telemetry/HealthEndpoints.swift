@@ -135,10 +135,14 @@ public struct TelemetryConfiguration: Sendable {
 public enum TelemetryServer {
     /// - Parameter onListening: called once the server listens, with its advertised base URL
     ///   (the process announces it on `livesync.instances`).
+    /// - Parameter addingRoutes: adds a process's own routes beside the health endpoints (for
+    ///   example alerting's `/alerts`), so what a view asks of it is served where it already listens.
     public static func make(endpoints: HealthEndpoints, configuration: TelemetryConfiguration, logger: Logger,
-                            onListening: @escaping @Sendable (String) -> Void = { _ in }) -> some ApplicationProtocol {
+                            onListening: @escaping @Sendable (String) -> Void = { _ in },
+                            addingRoutes: (Router<BasicRequestContext>) throws -> Void = { _ in }) rethrows -> some ApplicationProtocol {
         let router = Router()
         endpoints.addRoutes(to: router)
+        try addingRoutes(router)
         return Application(
             router: router,
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "livesync-\(endpoints.process)"),

@@ -14,6 +14,8 @@ import Telemetry
 import Kafka
 import Logging
 import Worker
+import ReadModel
+import Alerting
 
 @main
 struct LiveSyncCommand: AsyncParsableCommand {
@@ -467,10 +469,12 @@ func clusterBootstrap(_ bootstrap: String?, dataDir: String) -> String? {
 extension LiveSyncCommand {
     struct Inspect: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Consistency inspection: topics vs stock store vs ERP book (placed orders booked, stock conserved per SKU, no offset gap). Exits 1 on a mismatch.")
-        @Option(help: "Data directory of the cluster (its cluster.json gives the bootstrap for `livesync dev`). Default: dataDir of --config, else var/dev.") var dataDir: String?
-        @Option(help: "JSON configuration file of the cluster (kafka.*, dataDir, db.*).") var config: String?
+            abstract: "Consistency inspection: topics vs the read model's stock store and ERP book (placed orders booked, stock conserved per SKU, no offset gap). Exits 1 on a mismatch.")
+        @Option(help: "Data directory of a `livesync dev` cluster: its cluster.json gives the bootstrap, the read model's and alerting's URLs. Default: dataDir of --config, else var/dev.") var dataDir: String?
+        @Option(help: "JSON configuration file of the cluster (kafka.*, book.url, alerting.url).") var config: String?
         @Option(help: "Kafka bootstrap servers (overrides cluster.json and the configuration).") var bootstrap: String?
+        @Option(help: "The read model's URL, http://host:port (overrides book.url and cluster.json).") var bookUrl: String?
+        @Option(help: "Alerting's telemetry URL, to check its stored positions too (overrides alerting.url and cluster.json; without any, they are not checked).") var alertingUrl: String?
         @Option(help: "Seconds of recent activity treated as in flight rather than as a mismatch.") var grace = 30.0
         @Flag(help: "Print the report as JSON.") var json = false
 
@@ -478,14 +482,15 @@ extension LiveSyncCommand {
             let settings = try await LiveSyncConfig(file: config)
             var kafka = try settings.kafka()
             let dir = dataDir ?? settings.optionalString("dataDir") ?? "var/dev"
+            let cluster = try? ClusterInfo.load("\(dir)/cluster.json")
             if let bootstrap {
                 kafka.bootstrapServers = bootstrap
-            } else if let info = try? ClusterInfo.load("\(dir)/cluster.json") {
-                kafka.bootstrapServers = info.bootstrap
+            } else if let cluster {
+                kafka.bootstrapServers = cluster.bootstrap
             }
-            func path(_ name: String) -> String { settings.optionalString("db.\(name)") ?? "\(dir)/\(name).sqlite" }
-            let report = try Inspector.run(InspectionConfiguration(
-                kafka: kafka, stockDatabase: path("stock"), erpDatabase: path("erp"), alertingDatabase: path("alerting"), graceSeconds: grace))
+            let views = try ViewEndpoints(bookOption: bookUrl, alertingOption: alertingUrl, settings: settings, cluster: cluster, clusterFile: "\(dir)/cluster.json")
+            let report = try await Inspector.run(InspectionConfiguration(
+                kafka: kafka, book: views.book, alertingPositions: views.alertingURL.map { .url($0) }, graceSeconds: grace))
             if json {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
@@ -498,14 +503,40 @@ extension LiveSyncCommand {
     }
 }
 
+/// Where `livesync inspect` and `livesync dashboard` find the read model and alerting: the
+/// command's option, else the setting (`book.url`, `alerting.url`), else the `livesync dev`
+/// cluster's cluster.json. No file of another process is opened.
+struct ViewEndpoints {
+    let book: BookClient
+    let alertingURL: String?
+
+    init(bookOption: String?, alertingOption: String?, settings: LiveSyncConfig, cluster: ClusterInfo?, clusterFile: String) throws {
+        for (option, value) in [("--book-url", bookOption), ("--alerting-url", alertingOption)] {
+            if let value, !BookClient.isHTTPURL(value) { throw ValidationError("\(option) \(value) is not an http(s) URL with a host (e.g. http://10.0.0.5:8090)") }
+        }
+        if let url = bookOption ?? settings.optionalString("book.url").flatMap({ $0.isEmpty ? nil : $0 }) ?? cluster?.bookURL {
+            guard BookClient.isHTTPURL(url) else { throw ValidationError("book.url \(url) is not an http(s) URL with a host (e.g. http://book:8090)") }
+            book = BookClient(baseURL: url)
+        } else {
+            throw ValidationError("""
+                book.url is not set: pass --book-url http://host:port, set book.url (\(LiveSyncConfig.environmentName("book.url"))) or give the \
+                data directory of a `livesync dev` cluster whose \(clusterFile) names its read model
+                """)
+        }
+        alertingURL = try alertingOption ?? settings.optionalAlertingClient?.baseURL ?? cluster?.alertingURL
+    }
+}
+
 extension LiveSyncCommand {
     struct DashboardCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "dashboard",
-            abstract: "Serve the live dashboard (orders, sync times, stock, rejections, lag, alerts) for a cluster's data directory.")
-        @Option(help: "Data directory of the cluster (ERP book, stock and alert stores).") var dataDir = "var/dev"
-        @Option(help: "JSON configuration file of the cluster (kafka.*: where the processes announce themselves).") var config: String?
-        @Option(help: "Kafka bootstrap servers (overrides the data directory's cluster.json and the configuration).") var bootstrap: String?
+            abstract: "Serve the live dashboard (orders, sync times, stock, rejections, lag, alerts) from the read model, alerting and the processes' announcements.")
+        @Option(help: "Data directory of a `livesync dev` cluster: its cluster.json gives the broker, the read model's and alerting's URLs.") var dataDir = "var/dev"
+        @Option(help: "JSON configuration file (book.url, alerting.url, kafka.*).") var config: String?
+        @Option(help: "Kafka bootstrap servers, where the processes announce themselves (overrides cluster.json and the configuration).") var bootstrap: String?
+        @Option(help: "The read model's URL, http://host:port (overrides book.url and cluster.json).") var bookUrl: String?
+        @Option(help: "Alerting's telemetry URL (overrides alerting.url and cluster.json; without any, alerts and late orders alerting found are not shown).") var alertingUrl: String?
         @Option(help: "Listen address.") var host = "127.0.0.1"
         @Option(help: "Listen port (0: any free port).") var port = 8090
         @Option(help: "Seconds after which a waiting order is listed as beyond the SLA.") var slaSeconds = 5.0
@@ -517,9 +548,13 @@ extension LiveSyncCommand {
             let settings = try await LiveSyncConfig(file: config)
             var directory = try settings.instanceDirectory()
             directory.kafka.bootstrapServers = clusterBootstrap(bootstrap, dataDir: dataDir) ?? directory.kafka.bootstrapServers
+            let views = try ViewEndpoints(bookOption: bookUrl, alertingOption: alertingUrl, settings: settings,
+                                          cluster: try? ClusterInfo.load("\(dataDir)/cluster.json"), clusterFile: "\(dataDir)/cluster.json")
+            if views.alertingURL == nil { logger.notice("alerting.url is not set: the page shows no alerts and no late orders alerting found") }
             let app = DashboardApp.make(
-                configuration: DashboardConfiguration(dataDir: dataDir, slaSeconds: slaSeconds, refreshMilliseconds: refreshMs,
-                                                      instances: InstanceDirectory(directory, logger: logger)),
+                configuration: DashboardConfiguration(book: views.book, alerting: views.alertingURL.map { AlertingClient(baseURL: $0) },
+                                                      instances: InstanceDirectory(directory, logger: logger),
+                                                      slaSeconds: slaSeconds, refreshMilliseconds: refreshMs),
                 host: host, port: port, logger: logger)
             try await ServiceRunner.run([app], logger: logger)
         }

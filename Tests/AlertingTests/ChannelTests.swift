@@ -169,11 +169,11 @@ func withRobots(_ body: (String, FakeRobots) async throws -> Void) async throws 
             let (smtpChannel, smtpPort) = try await smtp.serve()
             defer { smtpChannel.close(promise: nil) }
             let store = try alertStore()
-            let stockPath = (store.configuration.path as NSString).deletingLastPathComponent + "/stock.sqlite"
-            let stock = try DatabaseQueue(path: stockPath)
+            let book = try await readModel(beside: store)
+            defer { book.stop() }
+            let stock = book.store.database
             try await stock.write { db in
-                try db.execute(sql: "CREATE TABLE stock (sku TEXT, warehouse TEXT, on_hand INTEGER, reserved INTEGER, updated_at_us INTEGER)")
-                try db.execute(sql: "INSERT INTO stock VALUES ('HOT', 'main', 100, 100, 0), ('COLD', 'main', 50, 1, 0)")
+                try db.execute(sql: "INSERT INTO stock (sku, warehouse, on_hand, reserved, updated_at_us, partition) VALUES ('HOT', 'main', 100, 100, 0, 1), ('COLD', 'main', 50, 1, 0, 2)")
             }
             let channels: [ChannelSettings] = [
                 .wecom(name: "wecom", url: "\(base)/wecom?key=robot-key"),
@@ -185,7 +185,7 @@ func withRobots(_ body: (String, FakeRobots) async throws -> Void) async throws 
             ]
             let config = AlertingConfiguration(
                 rules: AlertRulesConfiguration(rules: [.stockLow(safetyLevel: 0, sellOutMinutes: nil, rateWindowSeconds: 300)], channels: channels),
-                stockDatabase: stockPath)
+                book: book.client)
             let notifier = AlertNotifier(configuration: config, store: store, logger: Logger(label: "t"))
             let now = Clock.nowMicros()
             for i in 0..<3 { try await notifier.sweep(now: now + Int64(i) * 1_000_000) }

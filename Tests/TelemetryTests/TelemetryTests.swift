@@ -92,4 +92,14 @@ import Testing
         #expect(ProcessStatus.isGoneFromThisHost(host: "elsewhere.invalid", pid: Int32.max) == false)
         #expect(ProcessStatus.isGoneFromThisHost(host: ProcessInfo.processInfo.hostName, pid: Int32.max) == true)
     }
+
+    /// A process's own routes (alerting's `/alerts`) are served beside the health endpoints.
+    @Test func theTelemetryServerServesAProcesssOwnRoutesBesideItsHealthEndpoints() async throws {
+        let app = TelemetryServer.make(endpoints: HealthEndpoints(process: "alerting-1", checks: []), configuration: .init(port: 0),
+                                       logger: .init(label: "test"), addingRoutes: { router in router.get("/alerts") { _, _ in "[]" } })
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/alerts", method: .get) { #expect($0.status == .ok && String(buffer: $0.body) == "[]") }
+            try await client.execute(uri: "/healthz", method: .get) { #expect($0.status == .ok) }
+        }
+    }
 }
