@@ -147,10 +147,10 @@ func metricSum(_ text: String, _ name: String) -> Double {
         producer.close()
         try await waitFor("the stock-out to resolve", seen: "\(sink.events(key: hotKey))") { sink.events(key: hotKey) == ["firing", "resolved"] }
 
-        // The session is consistent, until a row of the ERP book goes missing.
+        // The session is consistent, until a row of the ERP book goes missing (from the read model's copy, which inspect reads).
         try await waitFor("livesync inspect to pass") { try runCommand(livesync, ["inspect", "--data-dir", dir, "--grace", "1"]).status == 0 }
         let firingsBefore = sink.events(key: "inspection").filter { $0 == "firing" }.count
-        let erp = try openDatabase(dir + "/erp.sqlite")
+        let erp = try openDatabase(dir + "/book.sqlite")
         let victim = try await erp.write { db -> String in
             let id = try String.fetchOne(db, sql: "SELECT order_id FROM erp_orders WHERE status = 'synced' ORDER BY order_id LIMIT 1")!
             try db.execute(sql: "DELETE FROM erp_orders WHERE order_id = ?", arguments: [id])
