@@ -1,5 +1,6 @@
 import Operations
 import ReadModel
+import Dashboard
 import ErpBookStore
 import Foundation
 import GRDB
@@ -59,6 +60,8 @@ public struct ChaosReport: Codable, Sendable {
     /// Orders whose decision in the read model differs from the dispatch shard that owns them
     /// (or that only one of the two has).
     public var bookShardMismatches = 0
+    /// 1 when the dashboard's order figures differ from the book's decisions.
+    public var dashboardMismatches = 0
     /// SKU levels in the read model that differ from the stock instance owning them.
     public var bookStockMismatches = 0
     /// Files of the cluster's directory an instance held open outside its own (isolated mode).
@@ -258,6 +261,16 @@ public enum Chaos {
         r.shipmentMismatches = snapshot.shipmentMismatches ?? 0
         if r.unexpectedOrders > 0 { r.violations.append("\(r.unexpectedOrders) orders in the ERP book were never accepted") }
         if r.shipmentMismatches > 0 { r.violations.append("\(r.shipmentMismatches) synced order lines shipped a different quantity than ordered") }
+        // The dashboard shows the book's figures (its running totals, through the read model).
+        let page = await DashboardFigures.figures(DashboardConfiguration(book: book), now: Clock.nowMicros())
+        var byStatus: [String: Int] = [:]
+        for d in decisions { byStatus[d.status, default: 0] += 1 }
+        let shown = (page.total, page.synced, page.failed, page.cancelled)
+        let booked = (decisions.count, byStatus["synced", default: 0], byStatus["out_of_stock", default: 0], byStatus["cancelled", default: 0])
+        if shown != booked {
+            r.dashboardMismatches = 1
+            r.violations.append("the dashboard shows total/synced/failed/cancelled \(shown) but the book holds \(booked)")
+        }
         let shards = try shardDecisions(cluster)
         let served = Set(decisions.map { "\($0.orderID) \($0.status) \($0.decidedAtUs)" })
         r.bookShardMismatches = shards.symmetricDifference(served).count
@@ -338,6 +351,7 @@ public enum Chaos {
           changelog restore mismatches  \(r.restoreMismatches)   (partitions; must be 0)
           read model vs dispatch shards \(r.bookShardMismatches)   (orders; must be 0)
           read model vs stock instances \(r.bookStockMismatches)   (SKUs; must be 0)
+          dashboard vs book             \(r.dashboardMismatches)   (must be 0)
           foreign files open            \(r.foreignFilesOpen)   (must be 0)
           stuck messages                \(r.stuckMessages)   (must be 0)
           dead letters                  \(r.deadLetters)\(r.deadLetterCauses.sorted { $0.key < $1.key }.map { "\n            \($0.value) × \($0.key)" }.joined())

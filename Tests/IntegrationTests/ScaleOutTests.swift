@@ -155,6 +155,7 @@ import Worker
         var conservationViolations: Int
         var bookShardMismatches: Int
         var bookStockMismatches: Int
+        var dashboardMismatches: Int
         var foreignFilesOpen: Int
         var violations: [String]
     }
@@ -190,5 +191,6 @@ import Worker
         #expect(report.stuckMessages == 0 && report.restoreMismatches == 0 && report.conservationViolations == 0)
         #expect(report.bookShardMismatches == 0 && report.bookStockMismatches == 0, "the read model serves the union of the shards")
         #expect(report.foreignFilesOpen == 0, "no instance opened a file in another's directory")
+        #expect(report.dashboardMismatches == 0, "the dashboard's figures are the book's")
     }
 }
