@@ -13,9 +13,9 @@ let package = Package(
         .executable(name: "livesync-ingest", targets: ["livesync-ingest"]),
         .executable(name: "livesync-stock", targets: ["livesync-stock"]),
         .executable(name: "livesync-dispatch", targets: ["livesync-dispatch"]),
-        .executable(name: "livesync-aftersales", targets: ["livesync-aftersales"]),
         .executable(name: "livesync-alerting", targets: ["livesync-alerting"]),
         .executable(name: "livesync-channels", targets: ["livesync-channels"]),
+        .executable(name: "livesync-book", targets: ["livesync-book"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -64,7 +64,7 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         /// Metrics (swift-metrics bootstrapped with a Prometheus registry), `/metrics`,
-        /// `/healthz`, `/readyz`, and the process records `livesync status` reads.
+        /// `/healthz`, `/readyz`, and `livesync status`'s queries of them.
         .target(
             name: "Telemetry",
             dependencies: [
@@ -91,7 +91,8 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         /// How a LiveSync process starts: configuration loading (environment, file, defaults),
-        /// logging, the service group with health endpoints, shutdown-aware waits.
+        /// logging, the service group with health endpoints, shutdown-aware waits, announcing
+        /// the process on `livesync.instances` and finding the others there.
         .target(
             name: "Bootstrap",
             dependencies: [
@@ -137,7 +138,7 @@ let package = Package(
         .target(
             name: "Connectors",
             dependencies: [
-                "Ingest", "Model", "Worker", "Kafka", "Telemetry", "Bootstrap", "ErpBookStore",
+                "Ingest", "Model", "Worker", "Kafka", "Telemetry", "Bootstrap", "ErpBookStore", "ReadModel",
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -167,21 +168,33 @@ let package = Package(
         /// The dispatch join (orders x reservations -> shipments), booked through `ErpBook`.
         .target(
             name: "Fulfillment",
-            dependencies: ["Worker", "Model", "Kafka", "ErpBookStore", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["Worker", "Model", "Kafka", "ErpBookStore", "AfterSales", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: swiftSettings
         ),
-        /// Refunds: cancel unshipped orders, release their stock, book the refund.
+        /// The read model: a copy of the whole ERP book and the stock levels, built from the
+        /// changelogs (`ChangelogReplica`), its HTTP API and the client the views use.
+        .target(
+            name: "ReadModel",
+            dependencies: ["Worker", "Model", "Kafka", "Bootstrap", "ErpBookStore", "Inventory", "Fulfillment",
+                           .product(name: "Hummingbird", package: "hummingbird"),
+                           .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                           .product(name: "Logging", package: "swift-log"),
+                           .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
+            swiftSettings: swiftSettings
+        ),
+        /// Refunds: what a refund request does to its order, applied by dispatch.
         .target(
             name: "AfterSales",
-            dependencies: ["Worker", "Model", "Kafka", "Fulfillment", "ErpBookStore", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["Worker", "Model", "ErpBookStore", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: swiftSettings
         ),
         /// Alerts on stock-outs, dead letters and orders not synced in time.
         .target(
             name: "Alerting",
             dependencies: [
-                "Worker", "Model", "Kafka", "Inspection", "Inventory", "Telemetry", "Bootstrap", "ErpBookStore",
+                "Worker", "Model", "Kafka", "Inspection", "Telemetry", "Bootstrap", "ReadModel",
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -189,18 +202,19 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        /// Consistency inspection (健康巡检): topics vs stock store vs ERP book.
+        /// Consistency inspection (健康巡检): topics vs the read model's stock store and ERP book.
         .target(
             name: "Inspection",
-            dependencies: ["Kafka", "Model", "Worker", "Inventory", "Bootstrap", "ErpBookStore", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["Kafka", "Model", "Worker", "Bootstrap", "ReadModel", .product(name: "GRDB", package: "GRDB.swift"),
+                           .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: swiftSettings
         ),
-        /// The live dashboard: figures from the ERP book, stock and alert stores, pushed over SSE.
+        /// The live dashboard: figures from the read model (ERP book, stock levels) and alerting's
+        /// HTTP API (alerts, unsynced orders), pushed over SSE.
         .target(
             name: "Dashboard",
             dependencies: [
-                "Worker", "Telemetry", "Inventory", "Bootstrap", "ErpBookStore", "Alerting", "Model",
-                .product(name: "GRDB", package: "GRDB.swift"),
+                "Worker", "Telemetry", "Bootstrap", "Alerting", "Model", "ReadModel",
                 .product(name: "Hummingbird", package: "hummingbird"),
             ],
             swiftSettings: swiftSettings
@@ -220,7 +234,7 @@ let package = Package(
         .target(
             name: "LiveSyncTesting",
             dependencies: [
-                "CRdkafka", "Kafka", "Model", "Worker", "Ingest", "Connectors", "Channels",
+                "CRdkafka", "Kafka", "Model", "Worker", "Ingest", "Connectors", "Channels", "ReadModel", "Fulfillment", "Inventory",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -234,7 +248,7 @@ let package = Package(
         .target(
             name: "DevHarness",
             dependencies: [
-                "Kafka", "Model", "Worker", "Bootstrap", "Ingest", "Fulfillment", "ErpBookStore", "Inventory", "Connectors", "Dashboard", "Inspection", "Operations", "Telemetry", "LiveSyncTesting",
+                "Kafka", "Model", "Worker", "Bootstrap", "Ingest", "Fulfillment", "ErpBookStore", "Inventory", "Connectors", "Dashboard", "Inspection", "Operations", "Telemetry", "LiveSyncTesting", "ReadModel", "Alerting",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -249,7 +263,7 @@ let package = Package(
         .executableTarget(
             name: "livesync",
             dependencies: [
-                "DevHarness", "Operations", "Ingest", "Kafka", "Model", "Worker", "Bootstrap", "Inspection", "Inventory", "Telemetry", "Dashboard",
+                "DevHarness", "Operations", "Ingest", "Kafka", "Model", "Worker", "Bootstrap", "Inspection", "Inventory", "Telemetry", "Dashboard", "ReadModel", "Alerting",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
@@ -257,7 +271,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "livesync-ingest",
-            dependencies: ["Ingest", "Connectors", "Worker", "Bootstrap", "Model", "Telemetry", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            dependencies: ["Ingest", "Connectors", "Worker", "Bootstrap", "Model", "Telemetry", "ReadModel", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "AsyncHTTPClient", package: "async-http-client"),
                            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
             swiftSettings: swiftSettings
         ),
@@ -272,13 +286,14 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .executableTarget(
-            name: "livesync-aftersales",
-            dependencies: ["AfterSales", "Worker", "Bootstrap", "Model", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            name: "livesync-book",
+            dependencies: ["ReadModel", "Fulfillment", "Inventory", "Worker", "Bootstrap", "Model", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                           .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
             name: "livesync-alerting",
-            dependencies: ["Alerting", "Worker", "Bootstrap", "Model", "Inspection", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"), .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Alerting", "Worker", "Bootstrap", "Model", "Inspection", "ReadModel", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"), .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftSettings
         ),
 
@@ -321,7 +336,7 @@ let package = Package(
         .testTarget(
             name: "AlertingTests",
             dependencies: [
-                "Alerting", "Worker", "Bootstrap", "ErpBookStore", "LiveSyncTesting", "Model", "Kafka", "Telemetry", "Inventory", "Fulfillment", "Inspection",
+                "Alerting", "Worker", "Bootstrap", "ErpBookStore", "LiveSyncTesting", "Model", "Kafka", "Telemetry", "Inventory", "Fulfillment", "Inspection", "ReadModel",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -333,7 +348,7 @@ let package = Package(
         .testTarget(
             name: "ConnectorTests",
             dependencies: [
-                "Connectors", "Channels", "LiveSyncTesting", "Bootstrap", "Ingest", "Model", "Kafka", "Worker",
+                "Connectors", "Channels", "LiveSyncTesting", "Bootstrap", "Ingest", "Model", "Kafka", "Worker", "ReadModel", "Fulfillment",
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -350,7 +365,7 @@ let package = Package(
             name: "IntegrationTests",
             dependencies: [
                 "DevHarness", "LiveSyncTesting", "Operations", "Bootstrap", "ErpBookStore", "Kafka", "Model", "Ingest", "Worker",
-                "Connectors", "Inventory", "Inspection", "Dashboard", "Fulfillment", "Alerting",
+                "Connectors", "Inventory", "Inspection", "Dashboard", "Fulfillment", "Alerting", "ReadModel",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "GRDB", package: "GRDB.swift"),

@@ -33,6 +33,15 @@ public enum AlertRule: Sendable, Equatable {
         case .inspection: AlertKind.inspectionMismatch
         }
     }
+
+    /// Whether the rule reads the read model (`livesync-book`, `book.url`): the ERP book's
+    /// decisions and undecided orders, the stock levels, the inspection's copies.
+    public var readsTheBook: Bool {
+        switch self {
+        case .syncFailureRate, .orderUnsynced, .stockLow, .inspection: true
+        case .consumerLag, .deadLetters, .processSilent: false
+        }
+    }
 }
 
 /// The kinds of alert, as they appear in payloads and in the `alerts` table.

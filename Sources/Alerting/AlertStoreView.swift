@@ -3,7 +3,8 @@ import GRDB
 import Worker
 
 /// The alert store's read API (`alerting.sqlite`, which only `livesync-alerting` writes): what
-/// the dashboard shows of it. Read-only; `read` runs its body in one read transaction.
+/// alerting serves of it over HTTP (`AlertingAPI`, for the dashboard). Read-only; `read` runs
+/// its body in one read transaction.
 public final class AlertStoreView: Sendable {
     private let queue: DatabaseQueue
 
@@ -23,7 +24,7 @@ public final class AlertStoreView: Sendable {
     }
 
     /// An alert as operators see it listed.
-    public struct ListedAlert: Sendable {
+    public struct ListedAlert: Sendable, Codable, Equatable {
         public var kind: String
         public var message: String
         public var createdAtUs: Int64

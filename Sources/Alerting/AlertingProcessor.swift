@@ -3,6 +3,7 @@ import Foundation
 import GRDB
 import Kafka
 import Model
+import ReadModel
 import Worker
 
 /// Settings of `livesync-alerting`.
@@ -16,15 +17,16 @@ public struct AlertingConfiguration: Sendable {
     public var sweepInterval: Duration
     /// Rules and channels (from the configuration file).
     public var rules: AlertRulesConfiguration
-    /// Where the rules read the stock store (the first instance's database; further instances'
-    /// `stock-2.sqlite` … beside it are read too) and the process records.
-    public var stockDatabase: String?
-    public var dataDir: String?
-    /// Where `order_unsynced` finds undecided orders: the ERP book (orders dispatch holds, and
-    /// how far dispatch has read `orders.placed`) and Kafka (the orders it has not read yet).
-    public var erpDatabase: String?
+    /// Where `consumer_lag` and `process_silent` find the processes: their announcements on
+    /// `livesync.instances` (nil: those rules see no process).
+    public var instances: InstanceDirectory?
+    /// The read model (`book.url`) `order_unsynced`, `sync_failure_rate`, `stock_low` and the
+    /// scheduled inspection read: the ERP book's decisions and undecided orders, dispatch's
+    /// replicated positions and the stock levels. nil: those rules find nothing.
+    public var book: BookClient?
+    /// Where `order_unsynced` reads the orders dispatch had not read yet (`orders.placed`).
     public var kafka: KafkaConfiguration?
-    /// Dispatch's consumer group, whose positions on `orders.placed` the ERP book stores.
+    /// Dispatch's consumer group, whose positions on `orders.placed` the read model replicates.
     public var dispatchGroup: String
     /// How often `consumer_lag` and `process_silent` ask every process's `/readyz` (each answer
     /// costs the process a broker round trip and a SQLite lock probe). Default 5 s; at least
@@ -32,8 +34,8 @@ public struct AlertingConfiguration: Sendable {
     public var processCheckInterval: Duration
 
     public init(unsyncedAfterSeconds: Int = 5, webhookURL: String? = nil, sweepInterval: Duration = .seconds(1),
-                rules: AlertRulesConfiguration? = nil, stockDatabase: String? = nil, dataDir: String? = nil,
-                erpDatabase: String? = nil, kafka: KafkaConfiguration? = nil, dispatchGroup: String = "livesync-dispatch",
+                rules: AlertRulesConfiguration? = nil, instances: InstanceDirectory? = nil,
+                book: BookClient? = nil, kafka: KafkaConfiguration? = nil, dispatchGroup: String = "livesync-dispatch",
                 processCheckInterval: Duration = .seconds(5)) {
         self.unsyncedAfterSeconds = unsyncedAfterSeconds
         self.webhookURL = webhookURL
@@ -43,9 +45,8 @@ public struct AlertingConfiguration: Sendable {
             rules.channels.append(.webhook(name: "webhook", url: webhookURL))
         }
         self.rules = rules
-        self.stockDatabase = stockDatabase
-        self.dataDir = dataDir
-        self.erpDatabase = erpDatabase
+        self.instances = instances
+        self.book = book
         self.kafka = kafka
         self.dispatchGroup = dispatchGroup
         self.processCheckInterval = processCheckInterval
@@ -55,18 +56,21 @@ public struct AlertingConfiguration: Sendable {
 extension AlertingConfiguration {
     /// `livesync-alerting`'s settings, read once at start over this type's defaults:
     /// `alerting.unsyncedAfterSeconds`, `alerting.sweepIntervalMs`, `alerting.processCheckIntervalMs`,
-    /// `alerting.webhookUrl`, the stock and ERP databases, `group.dispatch`, and the rules and
-    /// channels of `configFile` (a bad rule or channel is refused naming its line).
+    /// `alerting.webhookUrl`, `book.url` (required when a rule reads the read model, as the
+    /// default `order_unsynced` does), `group.dispatch`, the processes' directory (`kafka.*`,
+    /// `telemetry.instanceMaxAgeMs`), and the rules and channels of `configFile` (a bad rule or
+    /// channel is refused naming its line).
     public static func load(_ settings: LiveSyncConfig, configFile: String?) throws -> AlertingConfiguration {
         let defaults = AlertingConfiguration()
         let unsynced = try settings.int("alerting.unsyncedAfterSeconds", default: defaults.unsyncedAfterSeconds)
         let rules = try AlertRulesConfiguration.load(file: configFile, unsyncedAfterSeconds: unsynced,
                                                      webhookURL: settings.optionalString("alerting.webhookUrl"))
+        let book = try rules.rules.contains(where: \.readsTheBook) ? settings.bookClient : settings.optionalBookClient
         return AlertingConfiguration(
             unsyncedAfterSeconds: unsynced,
             sweepInterval: .milliseconds(try settings.int("alerting.sweepIntervalMs", default: defaults.sweepInterval.wholeMilliseconds)),
-            rules: rules, stockDatabase: try settings.stateStore("stock").path, dataDir: settings.string("dataDir", default: "var/data"),
-            erpDatabase: try settings.stateStore("erp").path, kafka: try settings.kafka(),
+            rules: rules, instances: InstanceDirectory(try settings.instanceDirectory()),
+            book: book, kafka: try settings.kafka(),
             dispatchGroup: settings.string("group.dispatch", default: defaults.dispatchGroup),
             processCheckInterval: .milliseconds(try settings.int("alerting.processCheckIntervalMs", default: defaults.processCheckInterval.wholeMilliseconds)))
     }
@@ -169,9 +173,8 @@ public enum AlertStore {
 }
 
 /// Raises dead letters at once (the only topic alerting consumes). Every other rule reads on its
-/// sweep instead (`RuleEvaluator`): decisions per second and undecided orders from the ERP book
-/// (`ErpBookView`) and the unread head of `orders.placed`, stock levels and their sales rate
-/// from the stock store.
+/// sweep instead (`RuleEvaluator`): decisions per second, undecided orders and stock levels from
+/// the read model (`BookClient`), the unread head of `orders.placed` from Kafka.
 public final class AlertingProcessor: BatchProcessor {
     /// The topics it consumes.
     /// Dead letters only: the failure rate is read from the ERP book's decisions per second, so

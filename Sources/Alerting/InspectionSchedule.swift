@@ -33,9 +33,8 @@ public struct InspectionSchedule: Service {
     /// Inspects once and raises or resolves the alert; returns the report.
     @discardableResult
     public func runOnce(now: Int64 = Clock.nowMicros()) async throws -> InspectionReport {
-        let inspection = self.inspection
-        // Reads topics and databases with blocking calls: off the cooperative pool, stopped by SIGTERM.
-        let report = try await runBlocking { stop in try Inspector.run(inspection, now: now, stop: stop) }
+        // Asks the read model over HTTP; the topic reads run off the cooperative pool and stop on SIGTERM.
+        let report = try await Inspector.run(inspection, now: now)
         try await store.database.write { db in
             if report.passed {
                 try AlertStore.resolve(db, kind: AlertKind.inspectionMismatch, except: [], now: now)

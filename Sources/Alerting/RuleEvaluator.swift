@@ -1,16 +1,17 @@
 import Bootstrap
-import ErpBookStore
 import Dispatch
 import Foundation
 import GRDB
 import Inspection
-import Inventory
 import Logging
+import Model
+import ReadModel
 import Synchronization
 import Telemetry
 import Worker
 
-/// Evaluates the configured rules against the alert store, the stock store and the running
+/// Evaluates the configured rules against the read model (the ERP book's decisions and
+/// undecided orders, the stock levels), `orders.placed`, the alert store and the running
 /// processes: raises an alert per condition that holds and resolves the ones that ended.
 final class RuleEvaluator: Sendable {
     let configuration: AlertingConfiguration
@@ -28,8 +29,8 @@ final class RuleEvaluator: Sendable {
         self.configuration = configuration
         self.store = store
         self.logger = logger
-        unsyncedOrders = configuration.erpDatabase.map {
-            UnsyncedOrderFinder(erpDatabase: $0, kafka: configuration.kafka, dispatchGroup: configuration.dispatchGroup)
+        unsyncedOrders = configuration.book.map {
+            UnsyncedOrderFinder(book: $0, kafka: configuration.kafka, dispatchGroup: configuration.dispatchGroup)
         }
     }
 
@@ -37,15 +38,22 @@ final class RuleEvaluator: Sendable {
         var processRules: [AlertRule] = []
         try prune(now: now)
         for rule in configuration.rules.rules {
+            // A read model or topic that cannot be read leaves the rule's alerts as they are; the
+            // other rules go on.
+            func readingTheBook(_ evaluate: () async throws -> Void) async throws {
+                do { try await evaluate() } catch let stopped as StoppedOnRequest { throw stopped } catch {
+                    logger.warning("\(rule.kind) could not be evaluated", metadata: ["error": "\(error)"])
+                }
+            }
             switch rule {
             case .orderUnsynced(let seconds):
-                // A topic or book that cannot be read leaves the alert as it is; the other rules go on.
-                do { try await evaluateUnsynced(seconds: seconds, now: now) } catch let stopped as StoppedOnRequest { throw stopped } catch {
-                    logger.warning("order_unsynced could not be evaluated", metadata: ["error": "\(error)"])
-                }
-            case .syncFailureRate(let threshold, let window, let minOrders): try evaluateFailureRate(threshold: threshold, windowSeconds: window, minOrders: minOrders, now: now)
+                try await readingTheBook { try await evaluateUnsynced(seconds: seconds, now: now) }
+            case .syncFailureRate(let threshold, let window, let minOrders):
+                try await readingTheBook { try await evaluateFailureRate(threshold: threshold, windowSeconds: window, minOrders: minOrders, now: now) }
             case .stockLow(let safety, let minutes, let window, let resolveAfter):
-                try evaluateStock(safetyLevel: safety, sellOutMinutes: minutes, windowSeconds: window, resolveAfterSeconds: resolveAfter, now: now)
+                try await readingTheBook {
+                    try await evaluateStock(safetyLevel: safety, sellOutMinutes: minutes, windowSeconds: window, resolveAfterSeconds: resolveAfter, now: now)
+                }
             case .deadLetters(let quiet):
                 try await store.database.write { try AlertStore.resolveQuiet($0, kind: AlertKind.deadLetter, quietMicros: Int64(quiet) * 1_000_000, now: now) }
             case .consumerLag, .processSilent: processRules.append(rule)
@@ -79,14 +87,14 @@ final class RuleEvaluator: Sendable {
     }
 
     /// `order_not_synced`: one alert while any order waits longer than `seconds` to be decided in
-    /// the ERP book, found on the sweep (`UnsyncedOrderFinder`: the orders dispatch holds and
-    /// those on `orders.placed` it has not read yet). The oldest late orders are kept in
-    /// `alert_unsynced_orders` for the dashboard.
+    /// the ERP book, found on the sweep (`UnsyncedOrderFinder`: the orders dispatch holds, from
+    /// the read model, and those on `orders.placed` it has not read yet). The oldest late orders
+    /// are kept in `alert_unsynced_orders` for the dashboard (`GET /alerts/unsynced`).
     func evaluateUnsynced(seconds: Int, now: Int64) async throws {
         guard let finder = unsyncedOrders else { return }
         let cutoff = now - Int64(seconds) * 1_000_000
-        // SQLite and Kafka reads block: off the cooperative pool.
-        let late = try await runBlocking { stop in try finder.find(cutoff: cutoff, listed: 1_000, stop: stop) }
+        // The topic reads block: the finder runs them off the cooperative pool.
+        let late = try await finder.find(cutoff: cutoff, listed: 1_000)
         try await store.database.write { db in
             let hadRows = try Bool.fetchOne(db, sql: "SELECT 1 FROM alert_unsynced_orders LIMIT 1") == true
             if hadRows { try db.execute(sql: "DELETE FROM alert_unsynced_orders") }
@@ -103,13 +111,12 @@ final class RuleEvaluator: Sendable {
     }
 
     /// `sync_failure_rate`: rejected share of the decisions in the window, from the ERP book's
-    /// decisions per second (`erp_summary_decisions`, written with the decisions).
-    func evaluateFailureRate(threshold: Double, windowSeconds: Int, minOrders: Int, now: Int64) throws {
-        guard let path = configuration.erpDatabase, FileManager.default.fileExists(atPath: path) else { return }
-        let (total, failed) = try ErpBookView(path: path).read {
-            try $0.decisionCounts(sinceSecond: (now - Int64(windowSeconds) * 1_000_000) / 1_000_000)
-        }
-        try store.database.write { db in
+    /// decisions per second (`erp_summary_decisions`, kept by the read model with its copy).
+    func evaluateFailureRate(threshold: Double, windowSeconds: Int, minOrders: Int, now: Int64) async throws {
+        guard let book = configuration.book else { return }
+        let counts = try await book.snapshot(BookQuery(decisionsSinceSecond: (now - Int64(windowSeconds) * 1_000_000) / 1_000_000))
+        let (total, failed) = (counts.decisions ?? 0, counts.rejectedDecisions ?? 0)
+        try await store.database.write { db in
             let rate = total > 0 ? Double(failed) / Double(total) : 0
             if total >= minOrders && rate > threshold {
                 try AlertStore.raise(db, key: AlertKind.syncFailureRate, kind: AlertKind.syncFailureRate,
@@ -122,16 +129,15 @@ final class RuleEvaluator: Sendable {
 
     /// `stock_low`: available at or below the safety level, or selling out within N minutes.
     ///
-    /// Levels come from the stock store as the cluster holds it (each SKU from the instance that
-    /// owns its partition). The sales rate is the growth of the SKU's reserved units since the
-    /// oldest sample within the window (sampled from the store once a minute, net of releases).
-    /// An alert resolves once its condition has not held for `resolveAfterSeconds`.
-    func evaluateStock(safetyLevel: Int64, sellOutMinutes: Double?, windowSeconds: Int, resolveAfterSeconds: Int, now: Int64) throws {
-        guard let first = configuration.stockDatabase else { return }
-        let paths = StockStoreView.databases(beside: first)
-        guard !paths.isEmpty else { return }
-        let levels = try StockStoreView.read(paths, parts: .rows).rows
-        try store.database.write { db in
+    /// Levels come from the read model's copy of every stock partition (`stock.changelog`, so
+    /// each SKU as the instance owning its partition committed it). The sales rate is the growth
+    /// of the SKU's reserved units since the oldest sample within the window (sampled once a
+    /// minute, net of releases). An alert resolves once its condition has not held for
+    /// `resolveAfterSeconds`.
+    func evaluateStock(safetyLevel: Int64, sellOutMinutes: Double?, windowSeconds: Int, resolveAfterSeconds: Int, now: Int64) async throws {
+        guard let book = configuration.book else { return }
+        let levels = try await book.snapshot(BookQuery(stock: true)).stock ?? []
+        try await store.database.write { db in
             var rate: [String: Double] = [:]
             if sellOutMinutes != nil {
                 let minute = now / 60_000_000
@@ -173,12 +179,19 @@ final class RuleEvaluator: Sendable {
         }
     }
 
-    /// `consumer_lag` and `process_silent`, from every registered process's `/readyz`.
+    /// `consumer_lag` and `process_silent`, from the `/readyz` of every process announced on
+    /// `livesync.instances` (`InstanceDirectory`: announced, not stopped, heard from within its
+    /// maximum age). If the topic cannot be read the alerts stay as they are until it can.
     func evaluateProcesses(_ rules: [AlertRule], now: Int64) async throws {
-        guard let dataDir = configuration.dataDir else { return }
-        let rows = await ProcessStatus.collect(dataDir: dataDir, timeout: .seconds(2))
-        // Silent: no answer for the rule's time, or dead at once when its recorded pid is gone
-        // (killed; the record of a cleanly stopped process is removed instead).
+        guard let instances = configuration.instances else { return }
+        let rows: [ProcessStatusRow]
+        do { rows = try await ProcessStatus.collect(discovering: instances, timeout: .seconds(2)) } catch {
+            logger.warning("consumer_lag and process_silent could not be evaluated: \(Topics.instances) is unreadable", metadata: ["error": "\(error)"])
+            return
+        }
+        // Silent: no answer for the rule's time since it was last answered (or first listed). A
+        // process announced from this very host whose pid is gone is dead at once (`pidAlive`);
+        // one that stopped cleanly announced so and is no longer listed.
         let silent: [(String, Int64, Bool)] = lastAnswered.withLock { last in
             rows.map { row in
                 if row.report != nil || last[row.process] == nil { last[row.process] = now }

@@ -67,32 +67,43 @@ public enum StandardChecks {
     }
 }
 
-/// Runs a process's telemetry server and removes its process record on a clean stop.
+/// Runs a process's telemetry server; once it listens, `announcer` (if any) announces its URL.
 public struct TelemetryService: Service {
     let app: any Service
-    let process: String
-    let dataDir: String?
 
-    public init(endpoints: HealthEndpoints, configuration: TelemetryConfiguration, logger: Logger) {
-        app = TelemetryServer.make(endpoints: endpoints, configuration: configuration, logger: logger)
-        process = endpoints.process
-        dataDir = configuration.dataDir
+    /// - Parameter addingRoutes: the process's own routes, served beside the health endpoints.
+    public init(endpoints: HealthEndpoints, configuration: TelemetryConfiguration, logger: Logger, announcer: InstanceAnnouncer? = nil,
+                addingRoutes: (Router<BasicRequestContext>) throws -> Void = { _ in }) rethrows {
+        app = try TelemetryServer.make(endpoints: endpoints, configuration: configuration, logger: logger,
+                                       onListening: { url in announcer?.listening(url: url) }, addingRoutes: addingRoutes)
     }
 
     public func run() async throws {
-        defer { if let dataDir { ProcessRecord.remove(name: process, dataDir: dataDir) } }
         try await app.run()
     }
 }
 
 extension LiveSyncConfig {
-    /// `telemetry.host` (default 127.0.0.1) and `telemetry.port` (default 0: any free port, found
-    /// through `<dataDir>/processes/<name>.json`).
+    /// `telemetry.host` (default 127.0.0.1), `telemetry.port` (default 0: any free port, announced
+    /// on `livesync.instances`), `telemetry.advertisedHost` (default: the host, or the host name
+    /// when listening on a wildcard address) and `telemetry.announceIntervalMs` (default 10000).
     public var telemetry: TelemetryConfiguration {
         get throws {
-            TelemetryConfiguration(host: string("telemetry.host", default: "127.0.0.1"), port: try int("telemetry.port", default: 0),
-                                   dataDir: string("dataDir", default: "var/data"))
+            let defaults = TelemetryConfiguration()
+            let interval = try int("telemetry.announceIntervalMs", default: defaults.announceInterval.wholeMilliseconds)
+            guard interval > 0 else {
+                throw ConfigurationError("telemetry.announceIntervalMs must be positive, not \(interval) (\(Self.environmentName("telemetry.announceIntervalMs")))")
+            }
+            return TelemetryConfiguration(host: string("telemetry.host", default: defaults.host), port: try int("telemetry.port", default: defaults.port),
+                                          advertisedHost: optionalString("telemetry.advertisedHost").flatMap { $0.isEmpty ? nil : $0 },
+                                          announceInterval: .milliseconds(interval))
         }
+    }
+
+    /// The announcer of a process named `name` (`processName`), in consumer group `group` (none
+    /// for ingest), producing through `producer` every `telemetry.announceIntervalMs`.
+    public func instanceAnnouncer(name: String, group: String = "", producer: KafkaProducer, logger: Logger) throws -> InstanceAnnouncer {
+        InstanceAnnouncer(process: processName(name), group: group, producer: producer, interval: try telemetry.announceInterval, logger: logger)
     }
 
     /// The name this process reports under: `kafka.instanceId` when set, else `<name>-<pid>`.
@@ -108,7 +119,8 @@ extension LiveSyncConfig {
 extension ConsumerMain {
     /// `/metrics`, `/healthz` and `/readyz` for a consumer executable.
     static func telemetryService(name: String, config: LiveSyncConfig, store: StateStore, producer: KafkaProducer,
-                                 service: BatchConsumerService, logger: Logger) throws -> TelemetryService {
+                                 service: BatchConsumerService, announcer: InstanceAnnouncer, logger: Logger,
+                                 addingRoutes: (Router<BasicRequestContext>) throws -> Void = { _ in }) throws -> TelemetryService {
         let endpoints = HealthEndpoints(
             process: config.processName(name),
             checks: [
@@ -119,6 +131,7 @@ extension ConsumerMain {
                 let s = service.statistics
                 return ConsumptionSnapshot(partitions: s.partitions.count, lag: s.lag, lastBatchAtUs: s.lastBatchAtUs)
             })
-        return TelemetryService(endpoints: endpoints, configuration: try config.telemetry, logger: logger)
+        return try TelemetryService(endpoints: endpoints, configuration: try config.telemetry, logger: logger, announcer: announcer,
+                                    addingRoutes: addingRoutes)
     }
 }

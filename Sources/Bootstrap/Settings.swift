@@ -1,6 +1,7 @@
 import Worker
 import Configuration
 import Foundation
+import Hummingbird
 import Kafka
 import Logging
 import ServiceLifecycle
@@ -150,11 +151,16 @@ public enum ServiceRunner {
 
 /// A consumer executable in one call: state store, producer, batching consumer, service group.
 public enum ConsumerMain {
+    /// - Parameter groupPerInstance: each instance is a group of its own (`<group>-<instance id>`)
+    ///   and so consumes every partition (a read model's copy).
     /// - Parameter extraServices: services that run beside the consumer in the same group
     ///   (for example alerting's notifier), sharing its configuration and state store.
+    /// - Parameter telemetryRoutes: routes the process serves on its telemetry server beside
+    ///   `/metrics`, `/healthz` and `/readyz` (for example alerting's `/alerts`, read from its own store).
     public static func run(
-        name: String, group: String, topics: [String], companionTopics: [String] = [], database: String? = nil, configFile: String?,
+        name: String, group: String, groupPerInstance: Bool = false, topics: [String], companionTopics: [String] = [], database: String? = nil, configFile: String?,
         extraServices: (LiveSyncConfig, StateStore, Logger) throws -> [any Service] = { _, _, _ in [] },
+        telemetryRoutes: (LiveSyncConfig, StateStore, Router<BasicRequestContext>) throws -> Void = { _, _, _ in },
         makeProcessor: @escaping @Sendable (LiveSyncConfig) throws -> any BatchProcessor
     ) async throws {
         ServiceRunner.bootstrapLogging()
@@ -164,13 +170,17 @@ public enum ConsumerMain {
         let store = try StateStore(try config.stateStore(database ?? name))
         let kafka = try config.kafka()
         let producer = try KafkaProducer(configuration: kafka, logger: logger)
+        let groupID = config.string("group.\(name)", default: groupPerInstance ? "\(group)-\(config.instanceID)" : group)
         let service = BatchConsumerService(
-            configuration: try config.consumer(group: config.string("group.\(name)", default: group), topics: topics, companionTopics: companionTopics),
+            configuration: try config.consumer(group: groupID, topics: topics, companionTopics: companionTopics),
             store: store, producer: producer, logger: logger,
             makeProcessor: { try makeProcessor(config) })
         logger.info("starting", metadata: ["bootstrap": "\(kafka.bootstrapServers)", "db": "\(store.configuration.path)"])
-        let telemetry = try telemetryService(name: name, config: config, store: store, producer: producer, service: service, logger: logger)
-        try await ServiceRunner.run([service, telemetry] + extraServices(config, store, logger), logger: logger)
+        // First: the group stops services in reverse order, so `stopping` is announced last.
+        let announcer = try config.instanceAnnouncer(name: name, group: groupID, producer: producer, logger: logger)
+        let telemetry = try telemetryService(name: name, config: config, store: store, producer: producer, service: service,
+                                             announcer: announcer, logger: logger, addingRoutes: { try telemetryRoutes(config, store, $0) })
+        try await ServiceRunner.run([announcer, service, telemetry] + extraServices(config, store, logger), logger: logger)
         producer.close()
     }
 }

@@ -1,6 +1,5 @@
 import ErpBookStore
 import Foundation
-import GRDB
 import HTTPTypes
 import Hummingbird
 import Ingest
@@ -8,7 +7,7 @@ import Kafka
 import Logging
 import Model
 import NIOCore
-import Synchronization
+import ReadModel
 import Worker
 
 /// Settings of the warehouse/ERP's "shipment handed to the carrier" route on ingest.
@@ -16,15 +15,15 @@ public struct ShipmentShippedConfiguration: Sendable {
     /// HMAC-SHA256 secret the warehouse/ERP signs each body with (`erp.secret`,
     /// `LIVESYNC_ERP_SECRET`). No default: without it the route is not served.
     public var secret: String
-    /// The ERP book, opened read-only to check that the shipment exists and to find its order's
-    /// platform, shop and platform order id (`db.erp`, default `<dataDir>/erp.sqlite`).
-    public var erpBookPath: String
+    /// The read model (`book.url`, required with `erp.secret`), asked whether the shipment is
+    /// booked and for its order's platform, shop and platform order id.
+    public var book: BookClient
     /// Largest accepted body (`erp.maxBodyBytes`, default 16 KiB: the body is three fields).
     public var maxBodyBytes: Int
 
-    public init(secret: String, erpBookPath: String, maxBodyBytes: Int = 16 << 10) {
+    public init(secret: String, book: BookClient, maxBodyBytes: Int = 16 << 10) {
         self.secret = secret
-        self.erpBookPath = erpBookPath
+        self.book = book
         self.maxBodyBytes = maxBodyBytes
     }
 }
@@ -35,9 +34,10 @@ public struct ShipmentShippedConfiguration: Sendable {
 ///
 /// A shipment id holds a `/` (`<order id>/<warehouse>`): send it raw or percent-encoded.
 /// Answers 202 once Kafka acknowledged the `ShipmentShipped` on `fulfillment.shipped` (key order
-/// id); 401 bad signature, 400 bad body, 404 shipment not in the ERP book, 413 too large,
-/// 503 Kafka or the ERP book unavailable (retry: repeats are harmless, consumers de-duplicate by
-/// shipment id).
+/// id); 401 bad signature, 400 bad body, 404 shipment not in the read model's copy of the ERP
+/// book (a wrong id, or an order booked moments ago that the copy has not replicated yet: the
+/// body says to retry), 413 too large, 503 Kafka or the read model unavailable (retry: repeats
+/// are harmless, consumers de-duplicate by shipment id).
 public enum ShipmentShippedRoute {
     public static let pathPrefix = "/erp/shipments/"
     public static let pathSuffix = "/shipped"
@@ -96,21 +96,20 @@ public enum ShipmentShippedRoute {
             switch self {
             case .ingest(let e): return e.jsonBody
             case .unknownShipment(let id):
-                return JSON.encode(["error": "unknown_shipment", "message": "shipment '\(id)' is not in the ERP book: check the id (<order id>/<warehouse>) or wait until dispatch has booked the order"])
+                return JSON.encode(["error": "unknown_shipment", "message": "shipment '\(id)' is not in the ERP book: check the id (<order id>/<warehouse>); if dispatch booked the order just now, retry in a few seconds (ingest asks the book's read model, which follows dispatch by a moment)"])
             case .bookUnavailable(let m):
-                return JSON.encode(["error": "unavailable", "message": "the ERP book cannot be read; retry later (\(m))"])
+                return JSON.encode(["error": "unavailable", "message": "the ERP book's read model cannot be asked; retry later (\(m))"])
             }
         }
     }
 
     /// Registers the route on ingest's router.
     public static func register(on router: Router<BasicRequestContext>, configuration: ShipmentShippedConfiguration, producer: KafkaProducer, logger: Logger) {
-        let book = ErpBookReader(path: configuration.erpBookPath)
         router.post("/erp/shipments/**") { request, _ in
             var request = request
             do {
                 let (shipmentID, body) = try await verified(&request, configuration: configuration)
-                guard let booked = try book.shipment(shipmentID) else { throw Refusal.unknownShipment(shipmentID) }
+                guard let booked = try await lookUp(shipmentID, in: configuration.book) else { throw Refusal.unknownShipment(shipmentID) }
                 let now = Model.Clock.nowMicros()
                 var event = ShipmentShipped()
                 event.shipmentID = shipmentID
@@ -168,33 +167,19 @@ public enum ShipmentShippedRoute {
         return (shipmentID, body)
     }
 
+    /// The booked shipment from the read model; a read model that cannot be asked is a refusal
+    /// the warehouse retries (503).
+    static func lookUp(_ shipmentID: String, in book: BookClient) async throws(Refusal) -> BookedShipment? {
+        let owner: ErpBookView.ShipmentOwner?
+        do { owner = try await book.shipmentOwner(shipmentID) } catch { throw .bookUnavailable("\(error)") }
+        return owner.map { o in
+            BookedShipment(orderID: o.orderID, platform: Platform.allCases.first { $0.slug == o.platform } ?? .unspecified,
+                           shopID: o.shopID, platformOrderID: o.platformOrderID)
+        }
+    }
+
     static func response(_ status: HTTPResponse.Status, _ body: String) -> Response {
         Response(status: status, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(string: body)))
     }
 }
 
-/// Read-only lookups in the ERP book (which dispatch writes). Opened on first use, so ingest can
-/// start before dispatch has created the book.
-final class ErpBookReader: Sendable {
-    let path: String
-    private let queue = Mutex<ErpBookView?>(nil)
-
-    init(path: String) { self.path = path }
-
-    func shipment(_ shipmentID: String) throws(ShipmentShippedRoute.Refusal) -> ShipmentShippedRoute.BookedShipment? {
-        do {
-            let db = try queue.withLock { q -> ErpBookView in
-                if let q { return q }
-                guard FileManager.default.fileExists(atPath: path) else { throw ConfigurationError("ERP book \(path) does not exist yet (is dispatch running?)") }
-                let opened = try ErpBookView(path: path)
-                q = opened
-                return opened
-            }
-            return try db.read { try $0.shipmentOwner(shipmentID) }.map { o in
-                .init(orderID: o.orderID, platform: Platform.allCases.first { $0.slug == o.platform } ?? .unspecified, shopID: o.shopID, platformOrderID: o.platformOrderID)
-            }
-        } catch {
-            throw .bookUnavailable("\(error)")
-        }
-    }
-}

@@ -52,7 +52,9 @@ function render(s) {
   rows('recent', s.recentOrders, o => [o.orderID, o.platform, o.status, o.buyer, o.phone, o.syncMs.toFixed(1)]);
   const m = s.ordersPerMinute, max = Math.max(1, ...m.map(x => x.orders)), w = 600 / Math.max(1, m.length);
   $('chart').innerHTML = m.map((x, i) => { const h = 120 * x.orders / max; return '<rect x="' + (i*w+1) + '" y="' + (130-h) + '" width="' + Math.max(1, w-2) + '" height="' + h + '" fill="#38bdf8"><title>' + x.orders + '</title></rect>'; }).join('');
-  $('live').textContent = 'live · updated ' + new Date(s.generatedAtUs/1000).toLocaleTimeString();
+  const missing = s.unavailable || [];
+  $('live').textContent = 'live · updated ' + new Date(s.generatedAtUs/1000).toLocaleTimeString() + (missing.length ? ' · not shown: ' + missing.join('; ') : '');
+  $('live').className = missing.length ? 'warn' : 'muted';
   document.body.dataset.generatedAtUs = s.generatedAtUs;
 }
 const events = new EventSource('/dashboard/events' + location.search);

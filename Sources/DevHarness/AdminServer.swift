@@ -1,7 +1,11 @@
+import Bootstrap
 import Dispatch
 import Dashboard
+import Alerting
 import Foundation
+import ReadModel
 import Hummingbird
+import Kafka
 import Logging
 import NIOCore
 
@@ -64,7 +68,9 @@ public enum AdminServer {
             }
         }
         // The live dashboard of this cluster at /dashboard.
-        DashboardApp.addRoutes(to: router, configuration: DashboardConfiguration(dataDir: cluster.configuration.dataDirectory))
+        DashboardApp.addRoutes(to: router, configuration: DashboardConfiguration(
+            book: BookClient(baseURL: cluster.bookURL), alerting: cluster.alertingURL.map { AlertingClient(baseURL: $0) },
+            instances: InstanceDirectory(kafka: KafkaConfiguration(bootstrapServers: cluster.broker.bootstrapServers))))
         return Application(
             router: router,
             configuration: .init(address: .hostname("127.0.0.1", port: port), serverName: "livesync-dev"),

@@ -1,4 +1,6 @@
 import Operations
+import ReadModel
+import Dashboard
 import ErpBookStore
 import Foundation
 import GRDB
@@ -22,8 +24,10 @@ public struct ChaosConfiguration: Sendable {
     public var maxInstances = 3
     /// Inject broker faults (request errors, the broker down and back).
     public var brokerFaults = true
-    /// SIGKILL a stock instance and give it an empty disk (it restores from the changelog).
+    /// SIGKILL a stock and a dispatch instance and give each an empty disk (they restore from their changelogs).
     public var loseDisks = true
+    /// Run each instance as on a host of its own (see `DevClusterConfiguration.isolated`).
+    public var isolated = false
     /// Group session timeout: a killed member's partitions move after this long.
     public var sessionTimeoutMilliseconds = 4_000
     public var settleTimeoutSeconds: Double = 300
@@ -53,6 +57,15 @@ public struct ChaosReport: Codable, Sendable {
     public var negativeAvailableSeen = 0
     /// Partitions whose changelog, restored from scratch, differs from the live store.
     public var restoreMismatches = 0
+    /// Orders whose decision in the read model differs from the dispatch shard that owns them
+    /// (or that only one of the two has).
+    public var bookShardMismatches = 0
+    /// 1 when the dashboard's order figures differ from the book's decisions.
+    public var dashboardMismatches = 0
+    /// SKU levels in the read model that differ from the stock instance owning them.
+    public var bookStockMismatches = 0
+    /// Files of the cluster's directory an instance held open outside its own (isolated mode).
+    public var foreignFilesOpen = 0
     /// Messages consumed by no group (committed offset below the end) outside the dead-letter topic.
     public var stuckMessages: Int64 = 0
     public var deadLetters: Int64 = 0
@@ -71,6 +84,7 @@ public enum Chaos {
     public static func run(_ config: ChaosConfiguration, logger: Logger) async throws -> ChaosReport {
         var clusterConfig = DevClusterConfiguration(dataDirectory: config.dataDirectory)
         clusterConfig.sessionTimeoutMilliseconds = config.sessionTimeoutMilliseconds
+        clusterConfig.isolated = config.isolated
         let cluster = try await DevCluster(configuration: clusterConfig, logger: logger)
         defer { cluster.stop() }
         let producer = try KafkaProducer(configuration: KafkaConfiguration(bootstrapServers: cluster.bootstrap))
@@ -104,6 +118,7 @@ public enum Chaos {
         try? cluster.broker.setBroker(1, up: true)
 
         var report = ChaosReport()
+        report.foreignFilesOpen = monkey.foreignFilesOpen
         for (key, delta) in monkey.restocked { expected[key, default: 0] += delta }
         report.summary = try await Demo.settle(cluster: cluster, accepted: replay.accepted, initial: expected, timeout: config.settleTimeoutSeconds)
         report.summary.refused = replay.refused
@@ -118,7 +133,8 @@ public enum Chaos {
         report.restocks = m.restocks
         report.summary.kills = m.kills
         report.events = m.events
-        try check(cluster, accepted: replay.accepted, expected: expected, into: &report)
+        if config.isolated { report.foreignFilesOpen += Isolation.foreignFilesOpen(cluster).count }
+        try await check(cluster, accepted: replay.accepted, expected: expected, into: &report)
         return report
     }
 
@@ -142,7 +158,7 @@ public enum Chaos {
         if c.brokerFaults {
             steps += [(0.20, .requestErrors), (0.50, .brokerDown(seconds: 3)), (0.85, .requestErrors)]
         }
-        if c.loseDisks { steps.append((0.35, .loseDisk)) }
+        if c.loseDisks { steps += [(0.35, .loseDisk(.stock)), (0.40, .loseDisk(.dispatch))] }
         return steps.sorted { $0.0 < $1.0 }
     }
 
@@ -150,13 +166,16 @@ public enum Chaos {
     static func waitForNoLag(_ cluster: DevCluster, timeout: Double) async throws {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
-            if (try? stuck(cluster).total) == 0 { return }
+            if (try? await stuck(cluster).total) == 0 { return }
             try await Task.sleep(for: .milliseconds(500))
         }
     }
 
-    /// Messages not yet consumed per group, from each group's offsets in SQLite and the topics' ends.
-    static func stuck(_ cluster: DevCluster) throws -> (total: Int64, detail: [String]) {
+    /// Messages not yet consumed per group, from the topics' ends and each group's positions:
+    /// stock's and alerting's from their own databases (the oracle's view of their disks),
+    /// dispatch's as its changelog entries committed them and the read model's own, both as the
+    /// read model reports them.
+    static func stuck(_ cluster: DevCluster) async throws -> (total: Int64, detail: [String]) {
         let reader = try KafkaPartitionReader(configuration: KafkaConfiguration(bootstrapServers: cluster.bootstrap))
         var ends: [TopicPartition: Int64] = [:]
         func end(_ tp: TopicPartition) throws -> Int64 {
@@ -168,13 +187,16 @@ public enum Chaos {
         var total: Int64 = 0
         var detail: [String] = []
         let stock = try StockStoreView.read(cluster.stockDatabases)
-        let dir = cluster.configuration.dataDirectory
+        let positions = try await BookClient(baseURL: cluster.bookURL).snapshot(BookQuery(positions: true)).positions ?? []
+        func replicated(_ group: String, _ tp: TopicPartition) -> Int64 {
+            positions.first { $0.group == group && $0.topic == tp.topic && $0.partition == tp.partition }?.next ?? 0
+        }
+        let bookGroup = positions.first { $0.group.hasPrefix("livesync-book") }?.group ?? "livesync-book-book-1"
         let groups: [(group: String, topics: [String], offsets: (TopicPartition) throws -> Int64)] = [
             ("livesync-stock", [Topics.orderLines, Topics.stockAdjustments], { tp in stock.offsets["\(tp.topic)[\(tp.partition)]"] ?? 0 }),
-            ("livesync-dispatch", [Topics.ordersPlaced, Topics.stockReservations], { tp in try committed("\(dir)/erp.sqlite", "livesync-dispatch", tp) }),
-            ("livesync-aftersales", [Topics.refundRequests], { tp in try committed("\(dir)/erp.sqlite", "livesync-aftersales", tp) }),
-            ("livesync-alerting", [Topics.deadLetter],
-             { tp in try committed("\(dir)/alerting.sqlite", "livesync-alerting", tp) }),
+            ("livesync-dispatch", [Topics.ordersPlaced, Topics.stockReservations, Topics.refundRequests], { tp in replicated("livesync-dispatch", tp) }),
+            (bookGroup, [Topics.dispatchChangelog, Topics.stockChangelog], { tp in replicated(bookGroup, tp) }),
+            ("livesync-alerting", [Topics.deadLetter], { tp in try committed(cluster.alertingDatabase, "livesync-alerting", tp) }),
         ]
         for g in groups {
             for topic in g.topics {
@@ -197,8 +219,30 @@ public enum Chaos {
         return positions.first { $0.partition == tp }?.next ?? 0
     }
 
+    /// Every order's decision as the dispatch shards hold it: each partition from the instance
+    /// database holding the tip of its changelog chain (the oracle reads the disks directly).
+    static func shardDecisions(_ cluster: DevCluster) throws -> Set<String> {
+        var best: [Int32: (seq: Int64, path: String)] = [:]
+        for path in cluster.dispatchDatabases {
+            try StateStore.openForReading(path, busyTimeout: 10).read { db in
+                for (p, seq) in try StateStore.changelogSequences(db, group: "livesync-dispatch") where seq > best[p]?.seq ?? -1 {
+                    best[p] = (seq, path)
+                }
+            }
+        }
+        var result: Set<String> = []
+        for path in Set(best.values.map(\.path)) {
+            let owned = Set(best.filter { $0.value.path == path }.map(\.key))
+            let decisions = try ErpBookView(path: path, busyTimeout: .seconds(10)).read { try $0.decisions() }
+            for d in decisions where owned.contains(Murmur2.partition(forKey: d.orderID, partitionCount: Topics.partitions)) {
+                result.insert("\(d.orderID) \(d.status) \(d.decidedAtUs)")
+            }
+        }
+        return result
+    }
+
     /// Every invariant, from the stores and the topics.
-    static func check(_ cluster: DevCluster, accepted: [String], expected: [String: Int64], into r: inout ChaosReport) throws {
+    static func check(_ cluster: DevCluster, accepted: [String], expected: [String: Int64], into r: inout ChaosReport) async throws {
         let s = r.summary
         if s.lost > 0 { r.violations.append("\(s.lost) accepted orders never reached a terminal state in the ERP book") }
         if s.oversold > 0 { r.violations.append("\(s.oversold) units oversold") }
@@ -206,15 +250,33 @@ public enum Chaos {
             r.violations.append("accepted \(s.accepted) != synced \(s.synced) + rejected \(s.rejected) + cancelled \(s.cancelled)")
         }
 
-        // Exactly once in the ERP book: no order it should not have, every synced line shipped once.
+        // Exactly once in the ERP book (as the read model serves it): no order it should not
+        // have, every synced line shipped once, and the same decisions as the shards' union.
         let acceptedSet = Set(accepted)
-        let erp = try Demo.open(cluster.erpDatabase)
-        try erp.read { book in
-            for id in try book.orderIDs() where !acceptedSet.contains(id) { r.unexpectedOrders += 1 }
-            r.shipmentMismatches = try book.shipmentMismatches()
-        }
+        let book = BookClient(baseURL: cluster.bookURL, timeout: .seconds(60))
+        let deadline = Date().addingTimeInterval(60)
+        let decisions = try await Demo.retrying(until: deadline) { try await book.decisions() }
+        for d in decisions where !acceptedSet.contains(d.orderID) { r.unexpectedOrders += 1 }
+        let snapshot = try await Demo.retrying(until: deadline) { try await book.snapshot(BookQuery(shipmentMismatches: true, stock: true)) }
+        r.shipmentMismatches = snapshot.shipmentMismatches ?? 0
         if r.unexpectedOrders > 0 { r.violations.append("\(r.unexpectedOrders) orders in the ERP book were never accepted") }
         if r.shipmentMismatches > 0 { r.violations.append("\(r.shipmentMismatches) synced order lines shipped a different quantity than ordered") }
+        // The dashboard shows the book's figures (its running totals, through the read model).
+        let page = await DashboardFigures.figures(DashboardConfiguration(book: book), now: Clock.nowMicros())
+        var byStatus: [String: Int] = [:]
+        for d in decisions { byStatus[d.status, default: 0] += 1 }
+        let shown = (page.total, page.synced, page.failed, page.cancelled)
+        let booked = (decisions.count, byStatus["synced", default: 0], byStatus["out_of_stock", default: 0], byStatus["cancelled", default: 0])
+        if shown != booked {
+            r.dashboardMismatches = 1
+            r.violations.append("the dashboard shows total/synced/failed/cancelled \(shown) but the book holds \(booked)")
+        }
+        let shards = try shardDecisions(cluster)
+        let served = Set(decisions.map { "\($0.orderID) \($0.status) \($0.decidedAtUs)" })
+        r.bookShardMismatches = shards.symmetricDifference(served).count
+        if r.bookShardMismatches > 0 {
+            r.violations.append("\(r.bookShardMismatches) order decisions differ between the read model and the dispatch shards (\(served.count) vs \(shards.count))")
+        }
 
         // Conservation per SKU: initial + adjustments == available + reserved (nothing ships in the book yet).
         let view = try StockStoreView.read(cluster.stockDatabases)
@@ -226,10 +288,29 @@ public enum Chaos {
         }
         for (key, units) in expected where units > 0 && !seen.contains(key) { r.conservationViolations += 1 }
         if r.conservationViolations > 0 { r.violations.append("\(r.conservationViolations) SKUs break initial + adjustments == available + reserved") }
+        let servedLevels = Set((snapshot.stock ?? []).map { "\($0.sku)@\($0.warehouse)=\($0.onHand)/\($0.reserved)" })
+        let ownedLevels = Set(view.rows.map { "\($0.sku)@\($0.warehouse)=\($0.onHand)/\($0.reserved)" })
+        r.bookStockMismatches = servedLevels.symmetricDifference(ownedLevels).count
+        if r.bookStockMismatches > 0 { r.violations.append("\(r.bookStockMismatches) SKU levels differ between the read model and the stock instances") }
+        if r.foreignFilesOpen > 0 { r.violations.append("\(r.foreignFilesOpen) times an instance held open a file in another instance's directory") }
         if s.stock_mismatched_skus > 0 { r.violations.append("\(s.stock_mismatched_skus) SKUs whose reservations differ from the ERP book's synced units") }
 
-        // The changelog: never a negative level in its whole history, and a restore from scratch
-        // reproduces the live store.
+        try checkStockChangelog(cluster, live: view, into: &r)
+        if r.negativeAvailableSeen > 0 { r.violations.append("available went below zero in \(r.negativeAvailableSeen) changelog entries") }
+        if r.restoreMismatches > 0 { r.violations.append("\(r.restoreMismatches) partitions restore from the changelog to something other than the live store") }
+
+        let stuck = try await stuck(cluster)
+        r.stuckMessages = stuck.total
+        if stuck.total > 0 { r.violations.append("\(stuck.total) messages not consumed: \(stuck.detail.prefix(5).joined(separator: "; "))") }
+        for e in try DeadLetters.list(bootstrap: KafkaConfiguration(bootstrapServers: cluster.bootstrap)).entries {
+            r.deadLetters += 1
+            r.deadLetterCauses["\(e.consumerGroup): \(e.error.split(separator: " ").prefix(5).joined(separator: " "))", default: 0] += 1
+        }
+    }
+
+    /// The stock changelog: never a negative level in its whole history, and a restore from
+    /// scratch reproduces the live store.
+    static func checkStockChangelog(_ cluster: DevCluster, live view: StockStoreView, into r: inout ChaosReport) throws {
         let reader = try KafkaPartitionReader(configuration: KafkaConfiguration(bootstrapServers: cluster.bootstrap))
         for p in 0..<Topics.partitions {
             var entries: [ChangelogEntry] = []
@@ -244,22 +325,13 @@ public enum Chaos {
                     if !payload.isEmpty, try StockDelta.decode(payload).rows.contains(where: { $0.onHand < $0.reserved || $0.reserved < 0 }) {
                         r.negativeAvailableSeen += 1
                     }
-                    try processor.restore(payload, partition: p, db: db)
+                    var ignored = BatchOutput(group: "chaos")
+                    try processor.restore(payload, partition: p, db: db, output: &ignored)
                 }
             }
             let restored = Set(try StockStoreView.read([scratch.configuration.path], parts: .rows).rows.map { "\($0.sku)@\($0.warehouse)=\($0.onHand)/\($0.reserved)" })
             let live = Set(view.rows.filter { $0.partition == p }.map { "\($0.sku)@\($0.warehouse)=\($0.onHand)/\($0.reserved)" })
             if restored != live { r.restoreMismatches += 1 }
-        }
-        if r.negativeAvailableSeen > 0 { r.violations.append("available went below zero in \(r.negativeAvailableSeen) changelog entries") }
-        if r.restoreMismatches > 0 { r.violations.append("\(r.restoreMismatches) partitions restore from the changelog to something other than the live store") }
-
-        let stuck = try stuck(cluster)
-        r.stuckMessages = stuck.total
-        if stuck.total > 0 { r.violations.append("\(stuck.total) messages not consumed: \(stuck.detail.prefix(5).joined(separator: "; "))") }
-        for e in try DeadLetters.list(bootstrap: KafkaConfiguration(bootstrapServers: cluster.bootstrap)).entries {
-            r.deadLetters += 1
-            r.deadLetterCauses["\(e.consumerGroup): \(e.error.split(separator: " ").prefix(5).joined(separator: " "))", default: 0] += 1
         }
     }
 
@@ -277,6 +349,10 @@ public enum Chaos {
           conservation violations       \(r.conservationViolations)   (SKUs; must be 0)
           negative available seen       \(r.negativeAvailableSeen)   (changelog entries; must be 0)
           changelog restore mismatches  \(r.restoreMismatches)   (partitions; must be 0)
+          read model vs dispatch shards \(r.bookShardMismatches)   (orders; must be 0)
+          read model vs stock instances \(r.bookStockMismatches)   (SKUs; must be 0)
+          dashboard vs book             \(r.dashboardMismatches)   (must be 0)
+          foreign files open            \(r.foreignFilesOpen)   (must be 0)
           stuck messages                \(r.stuckMessages)   (must be 0)
           dead letters                  \(r.deadLetters)\(r.deadLetterCauses.sorted { $0.key < $1.key }.map { "\n            \($0.value) × \($0.key)" }.joined())
           kills / scale changes         \(r.kills) / \(r.scaleChanges)
@@ -317,11 +393,11 @@ final class ChaosMonkey: Sendable {
         case scale(DevCluster.Scalable, Int)
         case requestErrors
         case brokerDown(seconds: Int)
-        case loseDisk
+        case loseDisk(DevCluster.Scalable)
         case restock
     }
 
-    static let killOrder = ["stock", "dispatch", "aftersales", "alerting", "channels"]
+    static let killOrder = ["stock", "dispatch", "book", "alerting", "channels"]
 
     struct Counts: Sendable {
         var kills = 0, scaleChanges = 0, brokerFaults = 0, disksLost = 0, restocks = 0
@@ -332,7 +408,7 @@ final class ChaosMonkey: Sendable {
     let producer: KafkaProducer
     let config: ChaosConfiguration
     let logger: Logger
-    private let state = Mutex<(counts: Counts, rng: SplitMix64, restocked: [String: Int64])>((Counts(), SplitMix64(seed: 0), [:]))
+    private let state = Mutex<(counts: Counts, rng: SplitMix64, restocked: [String: Int64], foreign: Int)>((Counts(), SplitMix64(seed: 0), [:], 0))
 
     init(cluster: DevCluster, producer: KafkaProducer, config: ChaosConfiguration, logger: Logger) {
         self.cluster = cluster
@@ -344,6 +420,8 @@ final class ChaosMonkey: Sendable {
 
     var counts: Counts { state.withLock { $0.counts } }
     var restocked: [String: Int64] { state.withLock { $0.restocked } }
+    /// Files seen open outside their instance's directory, at the steps (isolated mode).
+    var foreignFilesOpen: Int { state.withLock { $0.foreign } }
 
     private func note(_ event: String, _ update: (inout Counts) -> Void) {
         say("chaos: \(event)")
@@ -356,7 +434,7 @@ final class ChaosMonkey: Sendable {
         let deadline = Date().addingTimeInterval(timeout)
         var settledPolls = 0
         while Date() < deadline && settledPolls < 2 {
-            let rows = await ProcessStatus.collect(dataDir: cluster.configuration.dataDirectory, timeout: .seconds(2))
+            let rows = (try? await ProcessStatus.collect(discovering: KafkaConfiguration(bootstrapServers: cluster.broker.bootstrapServers), timeout: .seconds(2))) ?? []
             let settled = !rows.isEmpty && rows.allSatisfy { row in
                 row.pidAlive && row.report.map { $0.checks["partitions_assigned"]?.ok ?? true } == true
             }
@@ -366,6 +444,13 @@ final class ChaosMonkey: Sendable {
     }
 
     func perform(_ step: Step) async {
+        if config.isolated {
+            let foreign = Isolation.foreignFilesOpen(cluster)
+            if !foreign.isEmpty {
+                say("chaos: files open outside their instance's directory: \(foreign.prefix(3).joined(separator: "; "))")
+                state.withLock { $0.foreign += foreign.count }
+            }
+        }
         do {
             switch step {
             case .killRandom:
@@ -398,10 +483,10 @@ final class ChaosMonkey: Sendable {
                 try await Task.sleep(for: .seconds(seconds))
                 try cluster.broker.setBroker(1, up: true)
                 say("chaos: broker up")
-            case .loseDisk:
-                let instance = max(1, cluster.instances(.stock))
-                try await blocking { try self.cluster.loseDisk(stockInstance: instance) }
-                note("stock instance \(instance) SIGKILLed and restarted on an empty disk") { $0.disksLost += 1 }
+            case .loseDisk(let kind):
+                let instance = max(1, cluster.instances(kind))
+                try await blocking { try self.cluster.loseDisk(kind, instance: instance) }
+                note("\(kind.rawValue) instance \(instance) SIGKILLed and restarted on an empty disk") { $0.disksLost += 1 }
             case .restock:
                 // Goods arrive for the hottest SKUs mid-session (DELTA adjustments, ids unique per step).
                 let n = state.withLock { s -> Int in s.counts.restocks }

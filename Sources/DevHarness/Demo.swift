@@ -5,6 +5,7 @@ import Histogram
 import Inventory
 import Kafka
 import Logging
+import ReadModel
 import Worker
 
 /// Settings of `livesync demo`.
@@ -21,6 +22,8 @@ public struct DemoConfiguration: Sendable {
     public var dispatchInstances = 1
     public var synchronous = "FULL"
     public var alerting = true
+    /// Run each instance as on a host of its own (see `DevClusterConfiguration.isolated`).
+    public var isolated = false
 
     public init() {}
 }
@@ -68,6 +71,7 @@ public enum Demo {
         clusterConfig.dispatchInstances = config.dispatchInstances
         clusterConfig.synchronous = config.synchronous
         clusterConfig.withAlerting = config.alerting
+        clusterConfig.isolated = config.isolated
         let cluster = try await DevCluster(configuration: clusterConfig, logger: logger)
         defer { cluster.stop() }
         logger.info("embedded broker at \(cluster.bootstrap), ingest at \(cluster.ingestURL)")
@@ -99,56 +103,62 @@ public enum Demo {
         return summary
     }
 
-    static func open(_ path: String) throws -> ErpBookView {
-        try ErpBookView(path: path, busyTimeout: .seconds(10))
-    }
-
     public static func waitForStockLoad(_ cluster: DevCluster, expected: Int, timeout: Double) async throws {
-        try await waitForStockLoad(databases: { cluster.stockDatabases }, expected: expected, timeout: timeout)
+        try await waitForStockLoad(book: BookClient(baseURL: cluster.bookURL), expected: expected, timeout: timeout)
     }
 
-    /// Waits until the stock store (each partition from its owner's database) applied `expected` `load:` adjustments.
-    public static func waitForStockLoad(databases: @Sendable () -> [String], expected: Int, timeout: Double) async throws {
+    /// Waits until the read model shows `expected` SKU levels (the stock load applied and replicated).
+    public static func waitForStockLoad(book: BookClient, expected: Int, timeout: Double) async throws {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
-            if let view = try? StockStoreView.read(databases()),
-               view.adjustmentIDs.filter({ $0.hasPrefix("load:") }).count >= expected {
-                return
-            }
+            if let levels = try? await book.snapshot(BookQuery(stock: true)).stock, levels.count >= expected { return }
             try await Task.sleep(for: .milliseconds(100))
         }
-        throw ConfigurationError("livesync-stock did not apply the stock load within \(Int(timeout)) s; see its log")
+        throw ConfigurationError("the stock load did not reach the read model within \(Int(timeout)) s; see the stock and book logs")
     }
 
-    /// Waits until every accepted order is decided and stock agrees with the ERP book, then measures.
+    /// Waits until every accepted order is decided and stock agrees with the ERP book, as the
+    /// read model serves them, then measures.
     public static func settle(cluster: DevCluster, accepted: [String], initial: [String: Int64], timeout: Double) async throws -> DemoSummary {
-        let erp = try open(cluster.erpDatabase)
+        let book = BookClient(baseURL: cluster.bookURL, timeout: .seconds(60))
         let deadline = Date().addingTimeInterval(timeout)
         var summary = DemoSummary()
         while true {
-            summary = try measure(erp: erp, stock: try StockStoreView.read(cluster.stockDatabases), accepted: accepted, initial: initial)
+            // The read model may be restarting (a chaos kill): ask again until the deadline.
+            let (snapshot, decisions) = try await retrying(until: deadline) {
+                (try await book.snapshot(BookQuery(stock: true, skuBookings: true)), try await book.decisions())
+            }
+            summary = measure(decisions: decisions, snapshot: snapshot, accepted: accepted, initial: initial)
             if (summary.lost == 0 && summary.stock_mismatched_skus == 0) || Date() >= deadline { break }
             try await Task.sleep(for: .milliseconds(250))
         }
         return summary
     }
 
-    static func measure(erp: ErpBookView, stock: StockStoreView, accepted: [String], initial: [String: Int64]) throws -> DemoSummary {
+    /// `body`'s result, asked again every 250 ms while it throws, until `deadline` (then its error).
+    static func retrying<T>(until deadline: Date, _ body: () async throws -> T) async throws -> T {
+        while true {
+            do { return try await body() } catch {
+                if Date() >= deadline { throw error }
+                try await Task.sleep(for: .milliseconds(250))
+            }
+        }
+    }
+
+    static func measure(decisions: [ErpBookView.Decision], snapshot: BookSnapshot, accepted: [String], initial: [String: Int64]) -> DemoSummary {
         var s = DemoSummary()
         s.accepted = Set(accepted).count
         var statusByOrder: [String: String] = [:]
         var histogram = Histogram<UInt64>(highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: .three)
         var first = Int64.max, last = Int64.min
         var syncedUnits: [String: Int64] = [:]
-        try erp.read { book in
-            for d in try book.decisions() {
-                statusByOrder[d.orderID] = d.status
-                first = min(first, d.ingestedAtUs)
-                last = max(last, d.decidedAtUs)
-                if d.status == "synced" { _ = histogram.record(UInt64(max(0, d.decidedAtUs - d.ingestedAtUs))) }
-            }
-            for b in try book.skuBookings() { syncedUnits["\(b.sku)@\(b.warehouse)"] = b.syncedUnits }
+        for d in decisions {
+            statusByOrder[d.orderID] = d.status
+            first = min(first, d.ingestedAtUs)
+            last = max(last, d.decidedAtUs)
+            if d.status == "synced" { _ = histogram.record(UInt64(max(0, d.decidedAtUs - d.ingestedAtUs))) }
         }
+        for b in snapshot.skuBookings ?? [] { syncedUnits["\(b.sku)@\(b.warehouse)"] = b.syncedUnits }
         for id in Set(accepted) {
             switch statusByOrder[id] {
             case "synced": s.synced += 1
@@ -158,7 +168,7 @@ public enum Demo {
             }
         }
         var oversoldStore: Int64 = 0, oversoldBook: Int64 = 0
-        for row in stock.rows {
+        for row in snapshot.stock ?? [] {
             let key = "\(row.sku)@\(row.warehouse)"
             oversoldStore += max(0, row.reserved - row.onHand)
             if row.reserved != syncedUnits[key, default: 0] || row.available != initial[key, default: 0] - syncedUnits[key, default: 0] {

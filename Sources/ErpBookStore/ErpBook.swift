@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import Kafka
 import Model
 
 /// The embedded ERP book: the orders, shipments and refunds as the merchant's ERP holds them,
@@ -16,7 +17,9 @@ public enum ErpBook {
         public static let cancelled = "cancelled"
     }
 
-    public static func createSchema(_ db: Database) throws {
+    /// Creates the book's tables if missing; `totals`: also its running totals (`Summary`),
+    /// counted from the rows already there.
+    public static func createSchema(_ db: Database, totals: Bool = true) throws {
         try db.execute(sql: """
             CREATE TABLE IF NOT EXISTS erp_orders (
                 order_id TEXT PRIMARY KEY, platform TEXT NOT NULL, shop_id TEXT NOT NULL,
@@ -60,7 +63,30 @@ public enum ErpBook {
         if try !db.columns(in: "dispatch_pending_orders").contains(where: { $0.name == "ingested_at_us" }) {
             try db.execute(sql: "ALTER TABLE dispatch_pending_orders ADD COLUMN ingested_at_us INTEGER")
         }
-        try Summary.createSchema(db)
+        if totals { try Summary.createSchema(db) }
+    }
+
+    /// Deletes every row of the orders in source partition `partition` (of `partitionCount`, by
+    /// murmur2 of the order id, as ingest keys `orders.placed`): the book's share of one
+    /// partition, before it is rebuilt from `dispatch.changelog`. A rare, scanning operation.
+    /// The running totals, when the book keeps them, are recounted from the remaining rows.
+    public static func dropPartition(_ partition: Int32, of partitionCount: Int32, db: Database) throws {
+        db.add(function: DatabaseFunction("livesync_partition", argumentCount: 1, pure: true) { values in
+            guard let key = String.fromDatabaseValue(values[0]) else { return nil }
+            return Int64(Murmur2.partition(forKey: key, partitionCount: partitionCount))
+        })
+        let inPartition = "livesync_partition(order_id) = \(partition)"
+        try db.execute(sql: """
+            DELETE FROM erp_shipment_lines WHERE shipment_id IN (SELECT shipment_id FROM erp_shipments WHERE \(inPartition));
+            DELETE FROM erp_shipment_tracking WHERE shipment_id IN (SELECT shipment_id FROM erp_shipments WHERE \(inPartition));
+            DELETE FROM erp_shipments WHERE \(inPartition);
+            DELETE FROM erp_order_lines WHERE \(inPartition);
+            DELETE FROM erp_orders WHERE \(inPartition);
+            DELETE FROM erp_refunds WHERE \(inPartition);
+            DELETE FROM dispatch_pending_orders WHERE \(inPartition);
+            DELETE FROM dispatch_pending_reservations WHERE \(inPartition);
+            """)
+        if try db.tableExists("erp_summary_orders") { try Summary.recount(db) }
     }
 
     /// Running totals of the book, kept in the same transactions as the rows they count, so that
@@ -87,6 +113,14 @@ public enum ErpBook {
 
         /// How long decisions per second are kept: the longest failure-rate window.
         public static let decisionSeconds: Int64 = 3_600
+
+        /// Counts the totals again from the rows (after rows were dropped).
+        public static func recount(_ db: Database) throws {
+            for table in ["erp_summary_decisions", "erp_summary_orders", "erp_summary_sync_ms", "erp_summary_rejected"] {
+                try db.execute(sql: "DROP TABLE IF EXISTS \(table)")
+            }
+            try createSchema(db)
+        }
 
         static func createSchema(_ db: Database) throws {
             if try !db.tableExists("erp_summary_decisions") {

@@ -33,11 +33,15 @@ public final class ErpBookView: Sendable {
     }
 
     /// One decided order, as the demo and chaos count them.
-    public struct Decision: Sendable {
+    public struct Decision: Sendable, Codable, Equatable {
         public var orderID: String
         public var status: String
         public var ingestedAtUs: Int64
         public var decidedAtUs: Int64
+
+        public init(orderID: String, status: String, ingestedAtUs: Int64, decidedAtUs: Int64) {
+            (self.orderID, self.status, self.ingestedAtUs, self.decidedAtUs) = (orderID, status, ingestedAtUs, decidedAtUs)
+        }
     }
 
     /// Booked units of one SKU in one warehouse, with the book's last activity on it.
@@ -82,11 +86,15 @@ public final class ErpBookView: Sendable {
     }
 
     /// A booked shipment and the platform order it belongs to.
-    public struct ShipmentOwner: Sendable {
+    public struct ShipmentOwner: Sendable, Codable, Equatable {
         public var orderID: String
         public var platform: String
         public var shopID: String
         public var platformOrderID: String
+
+        public init(orderID: String, platform: String, shopID: String, platformOrderID: String) {
+            (self.orderID, self.platform, self.shopID, self.platformOrderID) = (orderID, platform, shopID, platformOrderID)
+        }
     }
 
     /// The queries, valid inside `read`.

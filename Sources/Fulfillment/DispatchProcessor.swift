@@ -3,20 +3,73 @@ import GRDB
 import Kafka
 import Model
 import Worker
+import AfterSales
 import ErpBookStore
 
-/// Joins `orders.placed` with `stock.reservations` (co-partitioned by order id) and decides
-/// each order once every line has its stock decision.
+/// The order book of the partitions a dispatch member holds: joins `orders.placed` with
+/// `stock.reservations` (co-partitioned by order id), decides each order once every line has its
+/// stock decision, and applies the order's refund requests and shipment reports.
 ///
 /// All lines reserved: the order and one shipment per warehouse go into the ERP book and
 /// `fulfillment.shipments`. Any line rejected: the reserved lines are released through
 /// `stock.adjustments` and the order is booked out of stock. A refund that arrived first
-/// cancels it instead. Duplicates (by order id, by line event id) change nothing.
-/// `fulfillment.shipped` (the warehouse's reports) marks the booked shipments `shipped`.
-public final class DispatchProcessor: BatchProcessor {
-    public init() {}
+/// cancels it instead (`RefundRules`). Duplicates (by order id, line event id, refund id)
+/// change nothing. `fulfillment.shipped` (the warehouse's reports) marks the booked shipments
+/// `shipped`. Every input of an order lands in the order's partition, so its one owner
+/// serialises them; the partition's state follows it through `dispatch.changelog`, whose
+/// entries are the batch's inputs (`BookEntry`), replayed on restore.
+public final class DispatchProcessor: ChangelogProcessor {
+    /// Whether the book keeps its running totals (`ErpBook.Summary`): the read model does, for
+    /// the views; a dispatch member does not need them to decide.
+    public let keepsTotals: Bool
+    /// Partitions of `orders.placed` (to find a partition's rows by order id).
+    public let partitionCount: Int32
 
-    public func prepare(_ db: Database) throws { try ErpBook.createSchema(db) }
+    public init(keepsTotals: Bool = false, partitionCount: Int32 = Topics.partitions) {
+        self.keepsTotals = keepsTotals
+        self.partitionCount = partitionCount
+    }
+
+    public var changelogTopic: String { Topics.dispatchChangelog }
+    public var derivedOutputTopic: String? { nil }
+
+    public func prepare(_ db: Database) throws { try ErpBook.createSchema(db, totals: keepsTotals) }
+
+    public func dropPartition(_ partition: Int32, db: Database) throws {
+        try ErpBook.dropPartition(partition, of: partitionCount, db: db)
+    }
+
+    /// Replays the entry's inputs; the outputs they produced are recreated into `output`.
+    public func restore(_ payload: [UInt8], partition: Int32, db: Database, output: inout BatchOutput) throws {
+        guard !payload.isEmpty else { return }
+        try replay(try BookEntry.decode(payload), db: db, output: &output)
+    }
+
+    /// Applies a recorded entry's inputs at its batch time.
+    public func replay(_ entry: BookEntry, db: Database, output: inout BatchOutput) throws {
+        var inputs: [Input] = []
+        inputs.reserveCapacity(entry.inputs.count)
+        for (kind, value) in entry.inputs {
+            // Only valid inputs are recorded, so they decode as they did when applied.
+            switch kind {
+            case .order: inputs.append(.order(try Order(serializedBytes: value), value))
+            case .reservation: inputs.append(.reservation(try Reservation(serializedBytes: value)))
+            case .shipped: inputs.append(.shipped(try ShipmentShipped(serializedBytes: value)))
+            case .refund: inputs.append(.refund(try RefundRequest(serializedBytes: value)))
+            }
+        }
+        try apply(inputs, now: entry.decidedAtUs, db: db, output: &output)
+    }
+
+    public func outputs(ofRestored payload: [UInt8], partition: Int32, output: inout BatchOutput) throws {}
+
+    /// One valid input of a batch.
+    enum Input {
+        case order(Order, [UInt8])
+        case reservation(Reservation)
+        case shipped(ShipmentShipped)
+        case refund(RefundRequest)
+    }
 
     /// An order's pieces gathered in one batch: what arrived now, merged with what was pending.
     struct Pending {
@@ -29,8 +82,14 @@ public final class DispatchProcessor: BatchProcessor {
     }
 
     public func apply(_ messages: [KafkaMessage], db: Database, output: inout BatchOutput) throws {
-        var pending: [String: Pending] = [:]
-        var touched: [String] = []
+        let now = Clock.nowMicros()
+        var inputs: [Input] = []
+        inputs.reserveCapacity(messages.count)
+        // Each partition's valid inputs, recorded as its changelog entry.
+        var entries: [Int32: BookEntry.Encoder] = [:]
+        func record(_ message: KafkaMessage, _ kind: BookEntry.Kind) {
+            entries[message.partition, default: BookEntry.Encoder(decidedAtUs: now)].append(kind, message.value)
+        }
         for message in messages {
             switch message.topic {
             case Topics.ordersPlaced:
@@ -38,35 +97,67 @@ public final class DispatchProcessor: BatchProcessor {
                     output.deadLetter(message, error: "not a valid Order (needs order_id and lines)")
                     continue
                 }
-                if pending[order.orderID] == nil { touched.append(order.orderID) }
-                if pending[order.orderID, default: Pending()].order == nil {
-                    pending[order.orderID, default: Pending()].order = order
-                    pending[order.orderID, default: Pending()].payload = message.value
-                }
+                inputs.append(.order(order, message.value))
+                record(message, .order)
             case Topics.stockReservations:
                 guard let r = try? Reservation(serializedBytes: message.value), !r.orderID.isEmpty, !r.eventID.isEmpty else {
                     output.deadLetter(message, error: "not a valid Reservation (needs order_id and event_id)")
                     continue
                 }
-                if pending[r.orderID] == nil { touched.append(r.orderID) }
-                if pending[r.orderID, default: Pending()].statusByLine[r.lineNo] == nil {
-                    pending[r.orderID, default: Pending()].statusByLine[r.lineNo] = r.status.rawValue
-                    pending[r.orderID, default: Pending()].newReservations.append((r.eventID, r.lineNo, r.status.rawValue))
-                }
+                inputs.append(.reservation(r))
+                record(message, .reservation)
             case Topics.shipmentsShipped:
                 guard let shipped = try? ShipmentShipped(serializedBytes: message.value), !shipped.shipmentID.isEmpty else {
                     output.deadLetter(message, error: "not a valid ShipmentShipped (needs shipment_id)")
                     continue
                 }
-                try ErpBook.markShipped(db, shipped)
+                inputs.append(.shipped(shipped))
+                record(message, .shipped)
+            case Topics.refundRequests:
+                guard let refund = try? RefundRequest(serializedBytes: message.value), RefundRules.isValid(refund) else {
+                    output.deadLetter(message, error: "not a valid RefundRequest (needs refund_id, order_id, amount_fen >= 0)")
+                    continue
+                }
+                inputs.append(.refund(refund))
+                record(message, .refund)
             default:
                 output.deadLetter(message, error: "dispatch does not consume topic \(message.topic)")
             }
         }
-        guard !touched.isEmpty else { return }
+        for (p, entry) in entries { output.changelog(partition: p, payload: entry.bytes) }
+        try apply(inputs, now: now, db: db, output: &output)
+    }
+
+    /// Applies valid inputs at batch time `now`: shipment reports and refunds in arrival order,
+    /// then a decision for every order whose lines all have their stock decision. The same
+    /// inputs on the same rows give the same rows and outputs (the changelog relies on it).
+    func apply(_ inputs: [Input], now: Int64, db: Database, output: inout BatchOutput) throws {
+        guard !inputs.isEmpty else { return }
         let s = try ErpBook.Writer(db)
-        let now = Clock.nowMicros()
         var summary = ErpBook.Summary()
+        var pending: [String: Pending] = [:]
+        var touched: [String] = []
+        for input in inputs {
+            switch input {
+            case .order(let order, let payload):
+                if pending[order.orderID] == nil { touched.append(order.orderID) }
+                if pending[order.orderID, default: Pending()].order == nil {
+                    pending[order.orderID, default: Pending()].order = order
+                    pending[order.orderID, default: Pending()].payload = payload
+                }
+            case .reservation(let r):
+                if pending[r.orderID] == nil { touched.append(r.orderID) }
+                if pending[r.orderID, default: Pending()].statusByLine[r.lineNo] == nil {
+                    pending[r.orderID, default: Pending()].statusByLine[r.lineNo] = r.status.rawValue
+                    pending[r.orderID, default: Pending()].newReservations.append((r.eventID, r.lineNo, r.status.rawValue))
+                }
+            case .shipped(let shipped):
+                try ErpBook.markShipped(db, shipped, now: now)
+            case .refund(let refund):
+                // Before this batch's decisions: an order decided below sees its refund waiting.
+                try RefundRules.apply(refund, book: s, summary: &summary, output: &output, now: now)
+            }
+        }
         for orderID in touched {
             guard var p = pending[orderID] else { continue }
             if try s.isDecided(orderID) { continue }  // duplicate of a decided order
@@ -90,7 +181,7 @@ public final class DispatchProcessor: BatchProcessor {
                 }
             }
         }
-        try summary.write(db)
+        if keepsTotals { try summary.write(db) }
     }
 
     private func decide(_ order: Order, statusByLine: [UInt32: Int], s: ErpBook.Writer, summary: inout ErpBook.Summary, output: inout BatchOutput, now: Int64) throws {
@@ -108,7 +199,7 @@ public final class DispatchProcessor: BatchProcessor {
             try s.bookLine(line, of: orderID, reserved: reserved)
             if !reserved { summary.rejectedLine(sku: line.sku) }
             if reserved && status != ErpBook.Status.synced {
-                output.emit(topic: Topics.stockAdjustments, key: line.sku, value: Self.release(line, reason: status, now: now).bytes)
+                output.emit(topic: Topics.stockAdjustments, key: line.sku, value: StockAdjustment.release(line, reason: status, now: now).bytes)
             }
         }
         var outcome = OrderOutcome()
@@ -152,17 +243,4 @@ public final class DispatchProcessor: BatchProcessor {
     static let latencyKeys: [String: MetricKey] = Dictionary(uniqueKeysWithValues:
         [ErpBook.Status.synced, ErpBook.Status.outOfStock, ErpBook.Status.cancelled].map { ($0, MetricKey.syncLatency(status: $0)) })
 
-    /// A release of a line's reservation; its id is derived from the line so stock applies it once.
-    public static func release(_ line: OrderLine, reason: String, now: Int64) -> StockAdjustment {
-        var adj = StockAdjustment()
-        adj.adjustmentID = "release:\(line.eventID)"
-        adj.sku = line.sku
-        adj.warehouse = line.warehouse
-        adj.kind = .release
-        adj.quantity = line.quantity
-        adj.releaseEventID = line.eventID
-        adj.reason = reason
-        adj.createdAtUs = now
-        return adj
-    }
 }

@@ -64,11 +64,14 @@ public enum IngestApp {
     ///   - extraRoutes: registers further routes (the platform connectors' webhooks) on the same server.
     ///   - health: `/metrics`, `/healthz`, `/readyz` served beside the webhooks; nil: a plain `/healthz`.
     ///   - metrics: counts orders received, published and refused per platform.
-    ///   - dataDir: where the process record for `livesync status` is written once listening.
+    ///   - onListening: called once listening, with the base URL other machines reach it at
+    ///     (`advertisedHost`, see `TelemetryConfiguration.advertisedURL`): ingest announces it on
+    ///     `livesync.instances`, since it serves `/readyz` on this server.
     public static func make(
         configuration: IngestConfiguration, publisher: OrderPublisher, logger: Logger,
         extraRoutes: (Router<BasicRequestContext>) -> Void = { _ in },
-        health: HealthEndpoints? = nil, metrics: IngestMetrics = IngestMetrics(), dataDir: String? = nil
+        health: HealthEndpoints? = nil, metrics: IngestMetrics = IngestMetrics(),
+        advertisedHost: String? = nil, onListening: @escaping @Sendable (String) -> Void = { _ in }
     ) -> some ApplicationProtocol {
         let router = Router()
         extraRoutes(router)
@@ -102,7 +105,7 @@ public enum IngestApp {
                 let address = "http://\(configuration.host):\(port)"
                 logger.info("ingest listening", metadata: ["url": "\(address)"])
                 if let addressFile { try? address.write(toFile: addressFile, atomically: true, encoding: .utf8) }
-                if let health { TelemetryServer.registerListening(process: health.process, url: address, dataDir: dataDir, logger: logger) }
+                onListening(TelemetryConfiguration.advertisedURL(listenHost: configuration.host, port: port, advertisedHost: advertisedHost))
             },
             logger: logger)
     }

@@ -1,34 +1,79 @@
+import AsyncHTTPClient
 import Bootstrap
-import ErpBookStore
 import Foundation
 import GRDB
-import Inventory
 import Kafka
 import Model
+import NIOCore
+import ReadModel
 import Worker
 
 /// Settings of a consistency inspection (健康巡检).
 public struct InspectionConfiguration: Sendable {
+    /// Where `orders.placed` is read (outside any consumer group) and the retained ranges are asked.
     public var kafka: KafkaConfiguration
-    /// The stock store (the first instance's database; those of further instances beside it,
-    /// `stock-2.sqlite` …, are read too), the ERP book and (optional) the alert store.
-    public var stockDatabase: String
-    public var erpDatabase: String
-    public var alertingDatabase: String?
+    /// The read model (`livesync-book`, `book.url`): stock levels and reserved lines, the ERP
+    /// book's decided orders and booked units, and the consumer positions stock and dispatch
+    /// committed with what it replicated. No database of another process is opened.
+    public var book: BookClient
+    /// Where alerting's own consumer positions (on `deadletter`) come from; nil: not checked.
+    public var alertingPositions: AlertingPositions?
     /// Orders and SKUs with activity younger than this are in flight, not mismatches. Default 30 s.
     public var graceSeconds: Double
     /// Problems listed per check (the counts are always complete). Default 20.
     public var maxListed: Int
 
-    public init(kafka: KafkaConfiguration, stockDatabase: String, erpDatabase: String, alertingDatabase: String? = nil,
+    public init(kafka: KafkaConfiguration, book: BookClient, alertingPositions: AlertingPositions? = nil,
                 graceSeconds: Double = 30, maxListed: Int = 20) {
         self.kafka = kafka
-        self.stockDatabase = stockDatabase
-        self.erpDatabase = erpDatabase
-        self.alertingDatabase = alertingDatabase
+        self.book = book
+        self.alertingPositions = alertingPositions
         self.graceSeconds = graceSeconds
         self.maxListed = maxListed
     }
+}
+
+/// Where the inspection finds alerting's stored consumer positions.
+public enum AlertingPositions: Sendable {
+    /// Alerting's own store: the scheduled inspection inside `livesync-alerting`, which owns the file.
+    case store(path: String)
+    /// Alerting's telemetry server (`GET <url>/positions`, `ReportedPosition`s): `livesync
+    /// inspect`, on any host.
+    case url(String)
+
+    /// The positions, read off the cooperative pool (file) or over HTTP.
+    func read(timeout: TimeAmount = .seconds(10)) async throws -> [StoredPosition] {
+        switch self {
+        case .store(let path):
+            return try await runBlocking { _ in try StateStore.openForReading(path, busyTimeout: 10).read { try StateStore.storedPositions($0) } }
+        case .url(let base):
+            let url = (base.hasSuffix("/") ? String(base.dropLast()) : base) + "/positions"
+            let response: HTTPClientResponse
+            let body: ByteBuffer
+            do {
+                response = try await HTTPClient.shared.execute(HTTPClientRequest(url: url), timeout: timeout)
+                body = try await response.body.collect(upTo: 1 << 22)
+            } catch {
+                throw InspectionError.alertingUnreachable(url, "\(error)")
+            }
+            guard response.status == .ok else { throw InspectionError.alertingUnreachable(url, "answered \(response.status.code): \(String(buffer: body))") }
+            return try JSONDecoder().decode([ReportedPosition].self, from: Data(buffer: body)).map(\.stored)
+        }
+    }
+}
+
+/// A stored consumer position as a process reports it over HTTP (alerting's `GET /positions`).
+public struct ReportedPosition: Codable, Sendable, Equatable {
+    public var group: String
+    public var topic: String
+    public var partition: Int32
+    public var next: Int64
+
+    public init(_ position: StoredPosition) {
+        (group, topic, partition, next) = (position.group, position.partition.topic, position.partition.partition, position.next)
+    }
+
+    public var stored: StoredPosition { StoredPosition(group: group, partition: TopicPartition(topic, partition), next: next) }
 }
 
 /// One check's verdict: what was compared, how many problems, the first few of them.
@@ -59,65 +104,77 @@ public struct InspectionReport: Sendable, Codable, Equatable {
 }
 
 public enum InspectionError: Error, CustomStringConvertible {
-    case missingDatabase(String)
+    case alertingUnreachable(String, String)
     public var description: String {
         switch self {
-        case .missingDatabase(let p): "\(p) does not exist: pass the data directory of the cluster to inspect (--data-dir) or db.* paths in --config"
+        case .alertingUnreachable(let url, let error):
+            "alerting's positions could not be read from \(url) (\(error)): is livesync-alerting running, and is alerting.url (--alerting-url) right?"
         }
     }
 }
 
-/// Compares the topics, the stock store and the ERP book:
+/// Compares the topics with the read model's copy of the stock store and the ERP book:
 /// - `placed_orders_booked`: every order on `orders.placed` is in the ERP book (all its states are terminal);
 /// - `stock_conserved`: per SKU, reserved units equal the stock store's reserved lines and the
 ///   ERP book's synced units, and never exceed on hand;
 /// - `no_offset_gap`: every stored consumer position lies within its partition's retained range.
 ///
-/// Read-only: opens the databases for reading and the topics outside any consumer group.
+/// Read-only: asks the read model (`livesync-book`) over HTTP and reads the topics outside any
+/// consumer group; the read model's copy lags its writers by a moment, which the grace period covers.
 public enum Inspector {
-    /// - Parameter stop: checked while the topics are read; a requested stop throws `StoppedOnRequest`.
-    public static func run(_ configuration: InspectionConfiguration, now: Int64 = Clock.nowMicros(), stop: StopRequest? = nil) throws -> InspectionReport {
-        for path in [configuration.stockDatabase, configuration.erpDatabase] where !FileManager.default.fileExists(atPath: path) {
-            throw InspectionError.missingDatabase(path)
+    /// The topic reads block: they run off the cooperative pool and stop (`StoppedOnRequest`)
+    /// when the calling task is cancelled or the service group shuts down.
+    public static func run(_ configuration: InspectionConfiguration, now: Int64 = Clock.nowMicros()) async throws -> InspectionReport {
+        let book = configuration.book
+        let snapshot = try await book.snapshot(BookQuery(stock: true, lineTotals: true, skuBookings: true, positions: true))
+        // Where stock and dispatch stood when they committed what the read model holds, and the
+        // read model's own positions on the changelogs.
+        var positions = [("book", (snapshot.positions ?? []).map { StoredPosition(group: $0.group, partition: TopicPartition($0.topic, $0.partition), next: $0.next) })]
+        if let alerting = configuration.alertingPositions { positions.append(("alerting", try await alerting.read())) }
+        let kafka = configuration.kafka, max = configuration.maxListed, stored = positions
+        let (placed, gaps) = try await runBlocking { stop in
+            let reader = try KafkaPartitionReader(configuration: kafka)
+            return (try readPlaced(reader: reader, stop: stop), try noOffsetGap(reader: reader, positions: stored, max: max))
         }
-        // Every stock instance's database; each partition from the one that owns it.
-        let stock = try StockStoreView.read(StockStoreView.databases(beside: configuration.stockDatabase), parts: [.rows, .lineTotals, .offsets])
-        let erp = try ErpBookView(path: configuration.erpDatabase, busyTimeout: .seconds(10))
-        let reader = try KafkaPartitionReader(configuration: configuration.kafka)
+        // Read after the topic: an order decided while the topic was read counts as booked.
+        let booked = Set(try await book.decisions().map(\.orderID))
         let cutoff = now - Int64(configuration.graceSeconds * 1e6)
-        var checks: [InspectionCheck] = []
-        checks.append(try placedOrdersBooked(reader: reader, erp: erp, cutoff: cutoff, max: configuration.maxListed, stop: stop))
-        checks.append(try stockConserved(stock: stock, erp: erp, cutoff: cutoff, max: configuration.maxListed))
-        var positions = [("stock", stock.positions.map { StoredPosition(group: "livesync-stock", partition: TopicPartition($0.topic, $0.partition), next: $0.nextOffset) })]
-        positions.append(("erp", try erp.read { try $0.positions() }))
-        if let path = configuration.alertingDatabase, FileManager.default.fileExists(atPath: path) {
-            positions.append(("alerting", try StateStore.openForReading(path, busyTimeout: 10).read { try StateStore.storedPositions($0) }))
-        }
-        checks.append(try noOffsetGap(reader: reader, positions: positions, max: configuration.maxListed))
-        return InspectionReport(checks: checks, inspectedAtUs: now)
+        return InspectionReport(checks: [
+            placedOrdersBooked(placed: placed, booked: booked, cutoff: cutoff, max: max),
+            stockConserved(snapshot, cutoff: cutoff, max: max),
+            gaps,
+        ], inspectedAtUs: now)
     }
 
     static func check(_ name: String, _ summary: String, _ problems: [String], max: Int) -> InspectionCheck {
         InspectionCheck(name: name, passed: problems.isEmpty, summary: summary, problemCount: problems.count, problems: Array(problems.prefix(max)))
     }
 
-    static func placedOrdersBooked(reader: KafkaPartitionReader, erp: ErpBookView, cutoff: Int64, max: Int, stop: StopRequest? = nil) throws -> InspectionCheck {
-        var placed: [String: Int64] = [:]
+    /// Every order on `orders.placed` with its ingest time, and how many values were not orders.
+    struct Placed: Sendable {
+        var orders: [String: Int64] = [:]
         var undecodable = 0
+    }
+
+    static func readPlaced(reader: KafkaPartitionReader, stop: StopRequest?) throws -> Placed {
+        var placed = Placed()
         let partitions = (0..<Topics.partitions).map { TopicPartition(Topics.ordersPlaced, $0) }
         try reader.readAll(partitions) { m in
             if let stop, m.offset % 1_024 == 0, stop.isRequested { throw StoppedOnRequest() }
-            guard let order = try? Order(serializedBytes: m.value), !order.orderID.isEmpty else { undecodable += 1; return }
-            placed[order.orderID] = order.ingestedAtUs
+            guard let order = try? Order(serializedBytes: m.value), !order.orderID.isEmpty else { placed.undecodable += 1; return }
+            placed.orders[order.orderID] = order.ingestedAtUs
         }
-        let booked = try erp.read { try $0.orderIDs() }
+        return placed
+    }
+
+    static func placedOrdersBooked(placed: Placed, booked: Set<String>, cutoff: Int64, max: Int) -> InspectionCheck {
         var problems: [String] = []
         var inFlight = 0
-        for (id, ingested) in placed.sorted(by: { $0.value < $1.value }) where !booked.contains(id) {
+        for (id, ingested) in placed.orders.sorted(by: { ($0.value, $0.key) < ($1.value, $1.key) }) where !booked.contains(id) {
             if ingested >= cutoff { inFlight += 1 } else { problems.append("order \(id) is on \(Topics.ordersPlaced) but not in the ERP book") }
         }
         return check("placed_orders_booked",
-                     "\(placed.count) orders on \(Topics.ordersPlaced), \(booked.count) in the ERP book, \(inFlight) in flight, \(problems.count) missing (undecodable, dead-lettered by dispatch: \(undecodable))",
+                     "\(placed.orders.count) orders on \(Topics.ordersPlaced), \(booked.count) in the ERP book, \(inFlight) in flight, \(problems.count) missing (undecodable, dead-lettered by dispatch: \(placed.undecodable))",
                      problems, max: max)
     }
 
@@ -128,22 +185,22 @@ public enum Inspector {
         var text: String { "\(sku)@\(warehouse)" }
     }
 
-    static func stockConserved(stock: StockStoreView, erp: ErpBookView, cutoff: Int64, max: Int) throws -> InspectionCheck {
+    static func stockConserved(_ book: BookSnapshot, cutoff: Int64, max: Int) -> InspectionCheck {
         var levels: [SkuKey: (onHand: Int64, reserved: Int64)] = [:]
         var reservedLines: [SkuKey: Int64] = [:]
         var lastActivity: [SkuKey: Int64] = [:]
-        for row in stock.rows {
+        for row in book.stock ?? [] {
             let k = SkuKey(sku: row.sku, warehouse: row.warehouse)
             levels[k] = (row.onHand, row.reserved)
             lastActivity[k] = row.updatedAtUs
         }
-        for t in stock.lineTotals {
+        for t in book.lineTotals ?? [] {
             let k = SkuKey(sku: t.sku, warehouse: t.warehouse)
             reservedLines[k, default: 0] += t.reservedUnits
             lastActivity[k] = Swift.max(lastActivity[k] ?? 0, t.lastDecidedAtUs)
         }
         var bookedUnits: [SkuKey: Int64] = [:]
-        for b in try erp.read({ try $0.skuBookings() }) {
+        for b in book.skuBookings ?? [] {
             let k = SkuKey(sku: b.sku, warehouse: b.warehouse)
             bookedUnits[k] = b.syncedUnits
             lastActivity[k] = Swift.max(lastActivity[k] ?? 0, b.lastActivityAtUs)
@@ -170,8 +227,9 @@ public enum Inspector {
         return check("stock_conserved", "\(keys.count) SKUs compared (\(busy) with activity in the grace period compared with the store only)", problems, max: max)
     }
 
-    /// `positions` per store; the stock store's are those of each partition's owning instance
-    /// (a copy a partition moved away from keeps an old position that is no longer read).
+    /// `positions` per source: the read model's (the positions stock and dispatch committed
+    /// with each partition's latest replicated changelog entry, so each partition's from its
+    /// current owner, and the read model's own), and alerting's.
     static func noOffsetGap(reader: KafkaPartitionReader, positions stores: [(String, [StoredPosition])], max: Int) throws -> InspectionCheck {
         var problems: [String] = []
         var positions = 0

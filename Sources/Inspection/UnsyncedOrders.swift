@@ -1,22 +1,25 @@
 import Bootstrap
-import ErpBookStore
 import Foundation
-import GRDB
 import Kafka
 import Model
+import ReadModel
 import Worker
 
 /// Orders ingested before a cutoff that the ERP book has not decided yet (synced, rejected or
-/// cancelled), found without keeping any state per order:
+/// cancelled), found without keeping any state per order, from the read model (`livesync-book`)
+/// and `orders.placed`:
 ///
 /// - orders dispatch holds, waiting for their lines' stock decisions (`dispatch_pending_orders`
-///   in the ERP book);
-/// - orders on `orders.placed` that dispatch has not read yet: from the position dispatch stored
-///   with its last batch (`consumer_offsets` in the ERP book, same transaction as its decisions)
-///   to the partition's end, read in offset order until the first order within the cutoff.
+///   in the read model's copy of the book);
+/// - orders on `orders.placed` that dispatch had not read: from the position dispatch committed
+///   with the partition's latest entry the read model replicated (same entry as the decisions
+///   the copy holds) to the partition's end, read in offset order until the first order within
+///   the cutoff.
 ///
-/// An order dispatch has read is either decided in the book or pending there, so nothing falls
-/// between the two; an order dispatch dead-lettered (invalid) is reported by `dead_letters`.
+/// Both come from one read of the copy, so an order dispatch had read is either decided there or
+/// pending there and nothing falls between the two; an order dispatch read after that entry is
+/// counted as not read until the copy catches up (a moment; the cutoff is seconds). An order
+/// dispatch dead-lettered (invalid) is reported by `dead_letters`.
 public struct UnsyncedOrders: Sendable, Equatable {
     public struct Late: Sendable, Equatable, Codable {
         public var orderID: String
@@ -41,14 +44,16 @@ public struct UnsyncedOrders: Sendable, Equatable {
     public init() {}
 }
 
-/// Finds `UnsyncedOrders` on each call; keeps one topic reader between calls.
-/// Blocking (SQLite, Kafka): call it off the cooperative pool; calls are serialised.
+/// Finds `UnsyncedOrders` on each call; keeps one topic reader between calls. The topic reads
+/// block and run off the cooperative pool; calls are serialised there.
 public final class UnsyncedOrderFinder: @unchecked Sendable {
-    public let erpDatabase: String
+    /// The read model: the orders dispatch holds and dispatch's replicated positions.
+    public let book: BookClient
     /// Without it, only the orders dispatch holds are found.
     public let kafka: KafkaConfiguration?
     public let dispatchGroup: String
     public let partitions: Int32
+    /// Guards `reader`, `head` and `reads` (held only inside the blocking topic read).
     private let lock = NSLock()
     private var reader: KafkaPartitionReader?
     /// Per partition, the first order a read found beyond dispatch's position: its offset and ingest time.
@@ -60,8 +65,8 @@ public final class UnsyncedOrderFinder: @unchecked Sendable {
     public var partitionReads: Int { lock.withLock { reads } }
     private var reads = 0
 
-    public init(erpDatabase: String, kafka: KafkaConfiguration?, dispatchGroup: String = "livesync-dispatch", partitions: Int32 = Topics.partitions) {
-        self.erpDatabase = erpDatabase
+    public init(book: BookClient, kafka: KafkaConfiguration?, dispatchGroup: String = "livesync-dispatch", partitions: Int32 = Topics.partitions) {
+        self.book = book
         var kafka = kafka
         if var k = kafka {
             // Reads a few orders at the head of each partition: no prefetch beyond them (on the
@@ -79,72 +84,77 @@ public final class UnsyncedOrderFinder: @unchecked Sendable {
     ///   - cutoff: orders ingested before it (Unix µs) are late.
     ///   - listed: how many of the oldest to return.
     ///   - readLimit: at most this many messages read from `orders.placed` per call.
-    ///   - stop: checked between partitions and messages; a requested stop throws `StoppedOnRequest`.
-    public func find(cutoff: Int64, listed: Int, readLimit: Int = 10_000, stop: StopRequest? = nil) throws -> UnsyncedOrders {
-        lock.lock()
-        defer { lock.unlock() }
+    /// Cancelling the calling task (or a graceful shutdown) stops the topic read (`StoppedOnRequest`).
+    public func find(cutoff: Int64, listed: Int, readLimit: Int = 10_000) async throws -> UnsyncedOrders {
         var result = UnsyncedOrders()
-        var late: [UnsyncedOrders.Late] = []
-        var stored: [Int32: Int64] = [:]
-        var erp: ErpBookView?
-        if let book = try ErpBookView.ifPresent(path: erpDatabase) {
-            erp = book
-            // One read transaction: the pending orders and the positions they were read up to agree.
-            try book.read { r in
-                let waiting = try r.waitingForStock(ingestedBefore: cutoff, limit: listed)
-                result.waitingForStock = waiting.count
-                late += waiting.oldest.map { .init(orderID: $0.orderID, ingestedAtUs: $0.ingestedAtUs) }
-                for position in try r.positions(group: dispatchGroup, topic: Topics.ordersPlaced) {
-                    stored[position.partition.partition] = position.next
-                }
+        // One read of the copy: the pending orders and the positions they were read up to agree.
+        let snapshot = try await book.snapshot(BookQuery(waitingIngestedBefore: cutoff, waitingLimit: listed, positions: kafka != nil))
+        result.waitingForStock = snapshot.waitingCount ?? 0
+        var late = (snapshot.oldestWaiting ?? []).map { UnsyncedOrders.Late(orderID: $0.orderID, ingestedAtUs: $0.ingestedAtUs) }
+        if kafka != nil {
+            var stored: [Int32: Int64] = [:]
+            for p in snapshot.positions ?? [] where p.group == dispatchGroup && p.topic == Topics.ordersPlaced { stored[p.partition] = p.next }
+            let positions = stored
+            let (found, capped) = try await runBlocking { stop in
+                try self.readUnread(after: positions, cutoff: cutoff, readLimit: readLimit, stop: stop)
             }
-        }
-        if let kafka {
-            if reader == nil { reader = try KafkaPartitionReader(configuration: kafka) }
-            let reader = reader!
-            var unread: [UnsyncedOrders.Late] = []
-            var seen: Set<String> = []
-            var budget = readLimit
-            do {
-                for p in 0..<partitions where budget > 0 {
-                    if stop?.isRequested == true { throw StoppedOnRequest() }
-                    let tp = TopicPartition(Topics.ordersPlaced, p)
-                    let (low, high) = try reader.watermarks(tp)
-                    let start = max(stored[p] ?? low, low)
-                    guard start < high else { head[p] = nil; continue }
-                    // Orders are appended in ingest order (give or take `reorderMicros`): when an
-                    // earlier read found, at or before `start`, an order still within the cutoff,
-                    // every unread order is too, and this partition needs no read.
-                    if let seen = head[p], seen.offset <= start, seen.ingestedAtUs - reorderMicros >= cutoff { continue }
-                    head[p] = nil
-                    reads += 1
-                    try reader.read(tp, from: start, timeoutMilliseconds: 10_000, while: { (message: KafkaMessage) -> Bool in
-                        budget -= 1
-                        if stop?.isRequested == true { throw StoppedOnRequest() }
-                        guard let order = try? Order(serializedBytes: message.value), !order.orderID.isEmpty else { return budget > 0 }  // dispatch dead-letters it
-                        guard order.ingestedAtUs < cutoff else {
-                            head[p] = (message.offset, order.ingestedAtUs)
-                            return false
-                        }
-                        if seen.insert(order.orderID).inserted { unread.append(.init(orderID: order.orderID, ingestedAtUs: order.ingestedAtUs)) }
-                        if budget == 0 { result.capped = true }
-                        return budget > 0
-                    })
-                }
-            } catch {
-                // A broker that does not answer: a new reader next time.
-                self.reader = nil
-                throw error
-            }
+            var unread = found
             // A redelivered order may be decided, or pending (counted above), from its first copy.
-            if !unread.isEmpty, let erp {
-                let known = try erp.read { try $0.known(unread.map(\.orderID), includingPending: true) }
+            if !unread.isEmpty {
+                let known = try await book.known(unread.map(\.orderID), includingPending: true)
                 unread.removeAll { known.contains($0.orderID) }
             }
+            result.capped = capped
             result.notReadByDispatch = unread.count
             late += unread
         }
         result.oldest = Array(late.sorted { ($0.ingestedAtUs, $0.orderID) < ($1.ingestedAtUs, $1.orderID) }.prefix(listed))
         return result
+    }
+
+    /// The orders on `orders.placed` beyond `stored` (dispatch's positions) ingested before
+    /// `cutoff`, each once, and whether `readLimit` cut the read short. Blocking.
+    func readUnread(after stored: [Int32: Int64], cutoff: Int64, readLimit: Int, stop: StopRequest) throws -> ([UnsyncedOrders.Late], Bool) {
+        guard let kafka else { return ([], false) }
+        lock.lock()
+        defer { lock.unlock() }
+        if reader == nil { reader = try KafkaPartitionReader(configuration: kafka) }
+        let reader = reader!
+        var unread: [UnsyncedOrders.Late] = []
+        var seen: Set<String> = []
+        var budget = readLimit
+        var capped = false
+        do {
+            for p in 0..<partitions where budget > 0 {
+                if stop.isRequested { throw StoppedOnRequest() }
+                let tp = TopicPartition(Topics.ordersPlaced, p)
+                let (low, high) = try reader.watermarks(tp)
+                let start = max(stored[p] ?? low, low)
+                guard start < high else { head[p] = nil; continue }
+                // Orders are appended in ingest order (give or take `reorderMicros`): when an
+                // earlier read found, at or before `start`, an order still within the cutoff,
+                // every unread order is too, and this partition needs no read.
+                if let seen = head[p], seen.offset <= start, seen.ingestedAtUs - reorderMicros >= cutoff { continue }
+                head[p] = nil
+                reads += 1
+                try reader.read(tp, from: start, timeoutMilliseconds: 10_000, while: { (message: KafkaMessage) -> Bool in
+                    budget -= 1
+                    if stop.isRequested { throw StoppedOnRequest() }
+                    guard let order = try? Order(serializedBytes: message.value), !order.orderID.isEmpty else { return budget > 0 }  // dispatch dead-letters it
+                    guard order.ingestedAtUs < cutoff else {
+                        head[p] = (message.offset, order.ingestedAtUs)
+                        return false
+                    }
+                    if seen.insert(order.orderID).inserted { unread.append(.init(orderID: order.orderID, ingestedAtUs: order.ingestedAtUs)) }
+                    if budget == 0 { capped = true }
+                    return budget > 0
+                })
+            }
+        } catch {
+            // A broker that does not answer: a new reader next time.
+            self.reader = nil
+            throw error
+        }
+        return (unread, capped)
     }
 }

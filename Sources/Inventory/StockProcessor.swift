@@ -56,7 +56,7 @@ public final class StockProcessor: ChangelogProcessor {
         }
     }
 
-    public func restore(_ payload: [UInt8], partition: Int32, db: Database) throws {
+    public func restore(_ payload: [UInt8], partition: Int32, db: Database, output: inout BatchOutput) throws {
         guard !payload.isEmpty else { return }
         let delta = try StockDelta.decode(payload)
         let row = try db.cachedStatement(sql: """

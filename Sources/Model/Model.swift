@@ -18,6 +18,7 @@ public typealias OrderOutcome = Livesync_V1_OrderOutcome
 public typealias OutcomeKind = Livesync_V1_OutcomeKind
 public typealias DeadLetter = Livesync_V1_DeadLetter
 public typealias ChangelogEntry = Livesync_V1_ChangelogEntry
+public typealias InstanceAnnouncement = Livesync_V1_InstanceAnnouncement
 
 extension SwiftProtobuf.Message {
     /// The message's Protobuf encoding (cannot fail for LiveSync's proto3 messages).
@@ -78,5 +79,22 @@ public enum PIIMask {
     public static func address(_ address: String) -> String {
         let chars = Array(address)
         return String(chars.prefix(6)) + (chars.count > 6 ? "****" : "")
+    }
+}
+
+extension StockAdjustment {
+    /// The release of an order line's reservation (the order was rejected or cancelled). Its id
+    /// is derived from the line, so stock applies it once however often it is sent.
+    public static func release(_ line: OrderLine, reason: String, now: Int64) -> StockAdjustment {
+        var adj = StockAdjustment()
+        adj.adjustmentID = "release:\(line.eventID)"
+        adj.sku = line.sku
+        adj.warehouse = line.warehouse
+        adj.kind = .release
+        adj.quantity = line.quantity
+        adj.releaseEventID = line.eventID
+        adj.reason = reason
+        adj.createdAtUs = now
+        return adj
     }
 }

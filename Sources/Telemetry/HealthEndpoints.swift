@@ -97,89 +97,61 @@ public struct HealthEndpoints: Sendable {
     }
 }
 
-/// Where each running process tells `livesync status` its HTTP address:
-/// `<dataDir>/processes/<name>.json`, written once listening, removed on a clean stop.
-public struct ProcessRecord: Sendable, Codable, Equatable {
-    public var name: String
-    public var url: String
-    public var pid: Int32
-    public var startedAtUs: Int64
-
-    public init(name: String, url: String, pid: Int32 = getpid(), startedAtUs: Int64) {
-        self.name = name
-        self.url = url
-        self.pid = pid
-        self.startedAtUs = startedAtUs
-    }
-
-    public static func directory(dataDir: String) -> String { "\(dataDir)/processes" }
-
-    /// Writes the record atomically (a reader never sees half a file).
-    public func write(dataDir: String) throws {
-        let dir = Self.directory(dataDir: dataDir)
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let data = try JSONEncoder().encode(self)
-        try data.write(to: URL(fileURLWithPath: "\(dir)/\(Self.fileName(name))"), options: .atomic)
-    }
-
-    public static func remove(name: String, dataDir: String) {
-        try? FileManager.default.removeItem(atPath: "\(directory(dataDir: dataDir))/\(fileName(name))")
-    }
-
-    /// Every record in the directory, by name.
-    public static func all(dataDir: String) -> [ProcessRecord] {
-        let dir = directory(dataDir: dataDir)
-        let files = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
-        return files.filter { $0.hasSuffix(".json") }.sorted().compactMap { file in
-            FileManager.default.contents(atPath: "\(dir)/\(file)").flatMap { try? JSONDecoder().decode(ProcessRecord.self, from: $0) }
-        }
-    }
-
-    static func fileName(_ name: String) -> String {
-        String(name.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." ? $0 : "_" }) + ".json"
-    }
-}
-
 /// Settings of a process's telemetry server.
 public struct TelemetryConfiguration: Sendable {
-    /// Listen address. Default 127.0.0.1, port 0 (any free port, written to the process record);
-    /// set a fixed port for Prometheus to scrape.
+    /// Listen address. Default 127.0.0.1, port 0 (any free port, announced on
+    /// `livesync.instances`); set a fixed port for Prometheus to scrape.
     public var host: String
     public var port: Int
-    /// Directory of the process records (`<dataDir>/processes`); nil: no record.
-    public var dataDir: String?
+    /// The host other machines reach this server at, in the URL the process announces. nil: `host`,
+    /// or this machine's host name when `host` is a wildcard (`0.0.0.0`, `::`), which no other
+    /// machine could connect to. Set it to the pod's IP on Kubernetes.
+    public var advertisedHost: String?
+    /// How often the process announces its URL again (a reader leaves out what it has not heard
+    /// from for its maximum age). Default 10 s.
+    public var announceInterval: Duration
 
-    public init(host: String = "127.0.0.1", port: Int = 0, dataDir: String? = nil) {
+    public init(host: String = "127.0.0.1", port: Int = 0, advertisedHost: String? = nil, announceInterval: Duration = .seconds(10)) {
         self.host = host
         self.port = port
-        self.dataDir = dataDir
+        self.advertisedHost = advertisedHost
+        self.announceInterval = announceInterval
+    }
+
+    /// The base URL (`http://host:port`) under which a server bound to `listenHost`:`port` is
+    /// reached from other machines: `advertisedHost` if set, else `listenHost` unless it is a
+    /// wildcard address, then this machine's host name.
+    public static func advertisedURL(listenHost: String, port: Int, advertisedHost: String?) -> String {
+        var host = advertisedHost.flatMap { $0.isEmpty ? nil : $0 } ?? listenHost
+        if advertisedHost?.isEmpty ?? true, ["0.0.0.0", "::", "[::]", ""].contains(listenHost) {
+            host = ProcessInfo.processInfo.hostName
+        }
+        if host.contains(":") && !host.hasPrefix("[") { host = "[\(host)]" }  // an IPv6 literal
+        return "http://\(host):\(port)"
     }
 }
 
 /// The telemetry HTTP server of a consumer process (ingest adds the routes to its own server).
 public enum TelemetryServer {
-    public static func make(endpoints: HealthEndpoints, configuration: TelemetryConfiguration, logger: Logger) -> some ApplicationProtocol {
+    /// - Parameter onListening: called once the server listens, with its advertised base URL
+    ///   (the process announces it on `livesync.instances`).
+    /// - Parameter addingRoutes: adds a process's own routes beside the health endpoints (for
+    ///   example alerting's `/alerts`), so what a view asks of it is served where it already listens.
+    public static func make(endpoints: HealthEndpoints, configuration: TelemetryConfiguration, logger: Logger,
+                            onListening: @escaping @Sendable (String) -> Void = { _ in },
+                            addingRoutes: (Router<BasicRequestContext>) throws -> Void = { _ in }) rethrows -> some ApplicationProtocol {
         let router = Router()
         endpoints.addRoutes(to: router)
+        try addingRoutes(router)
         return Application(
             router: router,
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "livesync-\(endpoints.process)"),
             onServerRunning: { channel in
-                let url = "http://\(configuration.host):\(channel.localAddress?.port ?? configuration.port)"
+                let url = TelemetryConfiguration.advertisedURL(
+                    listenHost: configuration.host, port: channel.localAddress?.port ?? configuration.port, advertisedHost: configuration.advertisedHost)
                 logger.info("telemetry listening", metadata: ["url": "\(url)"])
-                registerListening(process: endpoints.process, url: url, dataDir: configuration.dataDir, logger: logger)
+                onListening(url)
             },
             logger: logger)
-    }
-
-    /// Writes the process record once the server listens (`livesync status` reads it).
-    public static func registerListening(process: String, url: String, dataDir: String?, logger: Logger) {
-        guard let dataDir else { return }
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        let record = ProcessRecord(name: process, url: url, startedAtUs: Int64(ts.tv_sec) * 1_000_000 + Int64(ts.tv_nsec) / 1_000)
-        do { try record.write(dataDir: dataDir) } catch {
-            logger.warning("could not write the process record; `livesync status` will not list this process", metadata: ["error": "\(error)"])
-        }
     }
 }

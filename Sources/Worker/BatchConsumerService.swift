@@ -275,18 +275,22 @@ public final class BatchConsumerService: Service, Sendable {
                     try consumerStore.forget(partition: p, db)
                 }
                 let now = Clock.nowMicros()
-                for entry in apply {
-                    try changelogged.restore([UInt8](entry.payload), partition: p, db: db)
-                    try consumerStore.saveOffsets(entry.nextOffsets, partition: p, at: now, db)
-                }
-                if let tip { try consumerStore.saveHead(tip, partition: p, db) }
                 // The last writer may have crashed with its disk between the entry's acknowledgement and
                 // its outputs' publication (at most its in-flight batches): publish those outputs again,
                 // through this member's outbox so a crash here does not lose them either.
                 var output = BatchOutput(group: group)
-                for entry in action.republished {
-                    try changelogged.outputs(ofRestored: [UInt8](entry.payload), partition: p, output: &output)
+                let republishedFrom = action.republished.startIndex
+                for (i, entry) in zip(apply.indices, apply) {
+                    // A replaying processor recreates the batch's outputs while it restores it.
+                    var replayed = BatchOutput(group: group)
+                    try changelogged.restore([UInt8](entry.payload), partition: p, db: db, output: &replayed)
+                    try consumerStore.saveOffsets(entry.nextOffsets, partition: p, at: now, db)
+                    if i >= republishedFrom {
+                        output.messages += replayed.messages
+                        try changelogged.outputs(ofRestored: [UInt8](entry.payload), partition: p, output: &output)
+                    }
                 }
+                if let tip { try consumerStore.saveHead(tip, partition: p, db) }
                 guard !output.messages.isEmpty else { return nil }
                 return (try consumerStore.insertOutbox(OutboxFrame.encode(output.messages), db), output.messages)
             }

@@ -84,10 +84,14 @@ public protocol ChangelogProcessor: BatchProcessor {
     var changelogTopic: String { get }
     /// Deletes every row of source partition `partition` (before a restore from scratch).
     func dropPartition(_ partition: Int32, db: Database) throws
-    /// Applies one entry's payload, as `apply` produced it, to the local store.
-    func restore(_ payload: [UInt8], partition: Int32, db: Database) throws
-    /// The outputs the batch behind a restored entry published (re-emitted after a restore, since
-    /// a writer that crashed with its disk may not have published them; consumers drop duplicates).
+    /// Applies one entry's payload, as `apply` produced it, to the local store. A processor whose
+    /// entries are its inputs (it replays the batch) emits the batch's outputs into `output`; the
+    /// consumer publishes them again for the chain's last entries and drops them for the rest.
+    func restore(_ payload: [UInt8], partition: Int32, db: Database, output: inout BatchOutput) throws
+    /// The outputs the batch behind a restored entry published, recreated from a state delta
+    /// (re-emitted after a restore, since a writer that crashed with its disk may not have
+    /// published them; consumers drop duplicates). A replaying processor, whose `restore` emits
+    /// them already, adds nothing here.
     func outputs(ofRestored payload: [UInt8], partition: Int32, output: inout BatchOutput) throws
     /// Topics whose outputs `outputs(ofRestored:)` recreates exactly from the batch's entries: the
     /// outbox row stores the entries only and recreates these when it is republished (megabytes

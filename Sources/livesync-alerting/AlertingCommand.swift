@@ -3,6 +3,7 @@ import Alerting
 import ArgumentParser
 import Foundation
 import Inspection
+import ReadModel
 import ServiceLifecycle
 import Worker
 
@@ -29,12 +30,15 @@ struct AlertingCommand: AsyncParsableCommand {
                 for case .inspection(let interval, let grace) in configuration.rules.rules {
                     services.append(InspectionSchedule(
                         inspection: InspectionConfiguration(
-                            kafka: try settings.kafka(), stockDatabase: configuration.stockDatabase ?? "", erpDatabase: configuration.erpDatabase ?? "",
-                            alertingDatabase: store.configuration.path, graceSeconds: grace),
+                            kafka: try settings.kafka(), book: try settings.bookClient,
+                            alertingPositions: .store(path: store.configuration.path), graceSeconds: grace),
                         interval: .seconds(interval), store: store, logger: logger))
                 }
                 return services
-            }
+            },
+            // The dashboard's alert list and late orders, and alerting's positions for `livesync
+            // inspect`, served from its own store beside /readyz (views never open alerting.sqlite).
+            telemetryRoutes: { _, store, router in AlertingAPI.addRoutes(to: router, storePath: store.configuration.path) }
         ) { _ in AlertingProcessor() }
     }
 }

@@ -5,6 +5,7 @@ import Connectors
 import Ingest
 import Kafka
 import Logging
+import ReadModel
 import ServiceLifecycle
 import Telemetry
 import Worker
@@ -29,6 +30,10 @@ struct IngestCommand: AsyncParsableCommand {
         guard !shops.isEmpty || !connectors.platforms.isEmpty || !connectors.polls.isEmpty else {
             throw ConfigurationError("no shops configured: set ingest.shops (LIVESYNC_INGEST_SHOPS=shop=secret[@warehouse];…) or a platform connector (connectors.*)")
         }
+        // The warehouse's shipment reports ask the read model whether a shipment is booked:
+        // book.url is required with erp.secret (checked before anything connects).
+        let erpSecret = settings.optionalString("erp.secret")
+        let book = erpSecret == nil ? nil : try settings.bookClient
         let kafka = try settings.kafka()
         let producer = try KafkaProducer(configuration: kafka, logger: logger)
         logger.info("starting", metadata: ["bootstrap": "\(kafka.bootstrapServers)", "ledger": "\(connectors.ledgerPath)"])
@@ -41,9 +46,8 @@ struct IngestCommand: AsyncParsableCommand {
         logger.info("platform connectors", metadata: ["platforms": "\(connectors.platforms.map(\.connector.platform.slug))",
                                                       "pii_sealing": "\(connectors.sealer != nil)"])
         // The warehouse/ERP's shipment reports (POST /erp/shipments/{id}/shipped), when it has a secret.
-        let erpSecret = settings.optionalString("erp.secret")
-        let erpBook = try settings.stateStore("erp").path
         let erpMaxBody = try settings.int("erp.maxBodyBytes", default: 16 << 10)
+        let announcer = try settings.instanceAnnouncer(name: "ingest", producer: producer, logger: logger)
         let app = IngestApp.make(
             configuration: IngestConfiguration(
                 host: settings.string("ingest.host", default: "127.0.0.1"),
@@ -54,17 +58,17 @@ struct IngestCommand: AsyncParsableCommand {
             publisher: publisher, logger: logger,
             extraRoutes: { router in
                 ConnectorRoutes.register(on: router, platforms: connectors.platforms, pipeline: pipeline, maxBodyBytes: maxBody)
-                if let secret = erpSecret {
+                if let secret = erpSecret, let book {
                     ShipmentShippedRoute.register(on: router, configuration: ShipmentShippedConfiguration(
-                        secret: secret, erpBookPath: erpBook, maxBodyBytes: erpMaxBody), producer: producer, logger: logger)
+                        secret: secret, book: book, maxBodyBytes: erpMaxBody), producer: producer, logger: logger)
                 }
             },
             health: HealthEndpoints(process: settings.processName("ingest"), checks: [StandardChecks.brokerReachable(producer)]),
-            dataDir: try settings.telemetry.dataDir)
-        var services: [any Service] = [app]
+            advertisedHost: try settings.telemetry.advertisedHost, onListening: { url in announcer.listening(url: url) })
+        // The announcer first: services stop in reverse order, so `stopping` is announced last.
+        var services: [any Service] = [announcer, app]
         if !pollers.isEmpty { services.append(PollerService(pollers: pollers, interval: connectors.poll.interval)) }
         try await ServiceRunner.run(services, logger: logger)
-        if let dataDir = try settings.telemetry.dataDir { ProcessRecord.remove(name: settings.processName("ingest"), dataDir: dataDir) }
         producer.close()
     }
 }

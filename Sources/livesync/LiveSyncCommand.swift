@@ -1,4 +1,5 @@
 import Operations
+import ReadModel
 import Model
 import Bootstrap
 import ArgumentParser
@@ -13,6 +14,8 @@ import Telemetry
 import Kafka
 import Logging
 import Worker
+import ReadModel
+import Alerting
 
 @main
 struct LiveSyncCommand: AsyncParsableCommand {
@@ -63,6 +66,7 @@ extension LiveSyncCommand {
         @Option(help: "Admin port on 127.0.0.1 (0: any free port).") var adminPort = 0
         @Option(help: "Alert webhook URL for livesync-alerting.") var alertWebhook: String?
         @Option(help: "Configuration file for livesync-alerting (alert rules and channels).") var alertingConfig: String?
+        @Flag(help: "Run each instance as on a host of its own: its own data directory (mode 0700; as root, its own user) and environment, nothing shared but the broker's and the read model's addresses.") var isolated = false
 
         func run() async throws {
             ServiceRunner.bootstrapLogging()
@@ -72,12 +76,15 @@ extension LiveSyncCommand {
             config.dispatchInstances = dispatchInstances
             config.alertWebhookURL = alertWebhook
             config.alertingConfigFile = alertingConfig
+            config.isolated = isolated
             let cluster = try await DevCluster(configuration: config, logger: logger)
             say("bootstrap:  \(cluster.bootstrap)")
             say("ingest:     \(cluster.ingestURL)/webhooks/generic")
             say("platforms:  \(cluster.ingestURL)/webhooks/{douyin,kuaishou,wechat,tiktok}  (fake platform API \(cluster.platformAPIURL); `livesync replay --platforms …`)")
+            say("read model: \(cluster.bookURL)/book/snapshot?totals=1  (livesync-book; `livesync dashboard`, `inspect` ask it)")
             say("cluster:    \(cluster.clusterFile)  (shop secrets; used by `livesync replay`)")
             say("logs:       \(dataDir)/logs/")
+            if isolated { say("instances:  \(dataDir)/hosts/  (\(Isolation.directories(cluster).joined(separator: ", ")))") }
             let admin = AdminServer.make(cluster: cluster, port: adminPort, logger: logger)
             do {
                 try await ServiceRunner.run([admin], logger: logger)
@@ -102,6 +109,7 @@ extension LiveSyncCommand {
         @Option(help: "State and logs (reset at start).") var dataDir = "var/demo"
         @Option(help: "PRAGMA synchronous of state databases (FULL or NORMAL).") var synchronous = "FULL"
         @Flag(help: "Run without livesync-alerting.") var noAlerting = false
+        @Flag(help: "Run each instance as on a host of its own: its own data directory (mode 0700; as root, its own user) and environment, nothing shared but the broker's and the read model's addresses.") var isolated = false
 
         func run() async throws {
             ServiceRunner.bootstrapLogging()
@@ -116,6 +124,7 @@ extension LiveSyncCommand {
             config.dataDirectory = dataDir
             config.synchronous = synchronous
             config.alerting = !noAlerting
+            config.isolated = isolated
             let summary = try await DevHarness.Demo.run(config, logger: logger)
             if json {
                 let encoder = JSONEncoder()
@@ -139,10 +148,11 @@ extension LiveSyncCommand {
         @Option(help: "Most stock and dispatch instances while scaled out.") var maxInstances = 3
         @Flag(help: "Publish straight into Kafka instead of through ingest's HTTP.") var viaKafka = false
         @Flag(help: "No broker faults.") var noBrokerFaults = false
-        @Flag(help: "Never give a stock instance an empty disk.") var noDiskLoss = false
+        @Flag(help: "Never give a stock or dispatch instance an empty disk.") var noDiskLoss = false
         @Option(help: "Seconds to wait for every order to settle after the replay.") var settleTimeout = 300.0
         @Option(help: "State and logs (reset at start).") var dataDir = "var/chaos"
         @Flag(help: "Print the report as one JSON object (last line).") var json = false
+        @Flag(help: "Run each instance as on a host of its own: its own data directory (mode 0700; as root, its own user) and environment, nothing shared but the broker's and the read model's addresses.") var isolated = false
 
         func validate() throws {
             guard orders > 0 else { throw ValidationError("--orders must be positive") }
@@ -164,6 +174,7 @@ extension LiveSyncCommand {
             config.loseDisks = !noDiskLoss
             config.settleTimeoutSeconds = settleTimeout
             config.dataDirectory = dataDir
+            config.isolated = isolated
             let report = try await DevHarness.Chaos.run(config, logger: logger)
             if json {
                 let encoder = JSONEncoder()
@@ -226,9 +237,8 @@ extension LiveSyncCommand {
                 let loaded = try await sender.publishStock(records, sessionID: try file.map(SessionGenerator.sessionID(ofRecording:)) ?? "replay-\(session.seed)")
                 // A live session starts once the shelves are stocked: on `livesync dev`, wait until stock
                 // applied the load, or the first orders would race it and be rejected.
-                if let info, bootstrap == info.bootstrap {
-                    let devCluster = info.dataDirectory
-                    try await DevHarness.Demo.waitForStockLoad(databases: { StockStoreView.databases(in: devCluster) }, expected: loaded.count, timeout: 60)
+                if let info, bootstrap == info.bootstrap, let bookURL = info.bookURL {
+                    try await DevHarness.Demo.waitForStockLoad(book: BookClient(baseURL: bookURL), expected: loaded.count, timeout: 60)
                 }
             }
             let result = try await sender.send(records)
@@ -298,7 +308,7 @@ extension LiveSyncCommand {
 
     struct Restart: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Gracefully restart one process of a running `livesync dev`.")
-        @Argument(help: "Process name (ingest, stock, dispatch, aftersales, alerting, or stock-N with instances).") var name: String
+        @Argument(help: "Process name (ingest, stock, dispatch, book, alerting, channels, or stock-N / dispatch-N with instances).") var name: String
         @Option(help: "cluster.json written by `livesync dev`.") var cluster = "var/dev/cluster.json"
         func run() async throws { try await admin(cluster, "/processes/\(name)/restart") }
     }
@@ -411,16 +421,33 @@ func admin(_ clusterFile: String, _ path: String) async throws {
 extension LiveSyncCommand {
     struct Status: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Every process (its telemetry endpoints, or those registered under <data-dir>/processes): health, partitions, lag, last batch. Exits 1 unless all are ready.")
-        @Option(help: "Data directory of the cluster (`livesync dev`: var/dev), when no --endpoint is given.") var dataDir = "var/dev"
-        @Option(name: .customLong("endpoint"), help: "An instance's telemetry base URL, http://host:port (repeat it; for instances on other hosts, which share no folder).") var endpoints: [String] = []
+            abstract: "Every process announced on livesync.instances (or at the given --endpoint URLs): health, partitions, lag, last batch. Exits 1 unless all are ready, 2 if the topic cannot be read.")
+        @Option(help: "Data directory of the cluster (its cluster.json gives the bootstrap for `livesync dev`). Default: dataDir of --config, else var/dev.") var dataDir: String?
+        @Option(help: "JSON configuration file of the cluster (kafka.*, telemetry.instanceMaxAgeMs).") var config: String?
+        @Option(help: "Kafka bootstrap servers (overrides cluster.json and the configuration).") var bootstrap: String?
+        @Option(name: .customLong("endpoint"), help: "An instance's telemetry base URL, http://host:port (repeat it): asks these instead of discovering them through Kafka.") var endpoints: [String] = []
         @Flag(help: "Print the rows as JSON.") var json = false
 
         func run() async throws {
             for url in endpoints where URL(string: url)?.host == nil || !url.hasPrefix("http") {
                 throw ValidationError("--endpoint \(url) is not an http(s) URL with a host (e.g. http://10.0.0.5:9100)")
             }
-            let rows = endpoints.isEmpty ? await ProcessStatus.collect(dataDir: dataDir) : await ProcessStatus.collect(endpoints: endpoints)
+            let rows: [ProcessStatusRow]
+            if endpoints.isEmpty {
+                let settings = try await LiveSyncConfig(file: config)
+                var directory = try settings.instanceDirectory()
+                directory.kafka.bootstrapServers = clusterBootstrap(bootstrap, dataDir: dataDir ?? settings.optionalString("dataDir") ?? "var/dev")
+                    ?? directory.kafka.bootstrapServers
+                do {
+                    rows = try await ProcessStatus.collect(discovering: InstanceDirectory(directory))
+                } catch {
+                    // Exit 2, not 1: nothing is known about the processes.
+                    FileHandle.standardError.write(Data("cannot read \(Topics.instances) from \(directory.kafka.bootstrapServers): \(error) (pass --bootstrap, or --endpoint URLs)\n".utf8))
+                    throw ExitCode(2)
+                }
+            } else {
+                rows = await ProcessStatus.collect(endpoints: endpoints)
+            }
             if json {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
@@ -433,13 +460,21 @@ extension LiveSyncCommand {
     }
 }
 
+/// The bootstrap an operator command uses: `--bootstrap`, else that of the `livesync dev`
+/// cluster whose `cluster.json` is in `dataDir`, else nil (the configuration's `kafka.bootstrap`).
+func clusterBootstrap(_ bootstrap: String?, dataDir: String) -> String? {
+    bootstrap ?? (try? ClusterInfo.load("\(dataDir)/cluster.json"))?.bootstrap
+}
+
 extension LiveSyncCommand {
     struct Inspect: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Consistency inspection: topics vs stock store vs ERP book (placed orders booked, stock conserved per SKU, no offset gap). Exits 1 on a mismatch.")
-        @Option(help: "Data directory of the cluster (its cluster.json gives the bootstrap for `livesync dev`). Default: dataDir of --config, else var/dev.") var dataDir: String?
-        @Option(help: "JSON configuration file of the cluster (kafka.*, dataDir, db.*).") var config: String?
+            abstract: "Consistency inspection: topics vs the read model's stock store and ERP book (placed orders booked, stock conserved per SKU, no offset gap). Exits 1 on a mismatch.")
+        @Option(help: "Data directory of a `livesync dev` cluster: its cluster.json gives the bootstrap, the read model's and alerting's URLs. Default: dataDir of --config, else var/dev.") var dataDir: String?
+        @Option(help: "JSON configuration file of the cluster (kafka.*, book.url, alerting.url).") var config: String?
         @Option(help: "Kafka bootstrap servers (overrides cluster.json and the configuration).") var bootstrap: String?
+        @Option(help: "The read model's URL, http://host:port (overrides book.url and cluster.json).") var bookUrl: String?
+        @Option(help: "Alerting's telemetry URL, to check its stored positions too (overrides alerting.url and cluster.json; without any, they are not checked).") var alertingUrl: String?
         @Option(help: "Seconds of recent activity treated as in flight rather than as a mismatch.") var grace = 30.0
         @Flag(help: "Print the report as JSON.") var json = false
 
@@ -447,14 +482,15 @@ extension LiveSyncCommand {
             let settings = try await LiveSyncConfig(file: config)
             var kafka = try settings.kafka()
             let dir = dataDir ?? settings.optionalString("dataDir") ?? "var/dev"
+            let cluster = try? ClusterInfo.load("\(dir)/cluster.json")
             if let bootstrap {
                 kafka.bootstrapServers = bootstrap
-            } else if let info = try? ClusterInfo.load("\(dir)/cluster.json") {
-                kafka.bootstrapServers = info.bootstrap
+            } else if let cluster {
+                kafka.bootstrapServers = cluster.bootstrap
             }
-            func path(_ name: String) -> String { settings.optionalString("db.\(name)") ?? "\(dir)/\(name).sqlite" }
-            let report = try Inspector.run(InspectionConfiguration(
-                kafka: kafka, stockDatabase: path("stock"), erpDatabase: path("erp"), alertingDatabase: path("alerting"), graceSeconds: grace))
+            let views = try ViewEndpoints(bookOption: bookUrl, alertingOption: alertingUrl, settings: settings, cluster: cluster, clusterFile: "\(dir)/cluster.json")
+            let report = try await Inspector.run(InspectionConfiguration(
+                kafka: kafka, book: views.book, alertingPositions: views.alertingURL.map { .url($0) }, graceSeconds: grace))
             if json {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
@@ -467,12 +503,40 @@ extension LiveSyncCommand {
     }
 }
 
+/// Where `livesync inspect` and `livesync dashboard` find the read model and alerting: the
+/// command's option, else the setting (`book.url`, `alerting.url`), else the `livesync dev`
+/// cluster's cluster.json. No file of another process is opened.
+struct ViewEndpoints {
+    let book: BookClient
+    let alertingURL: String?
+
+    init(bookOption: String?, alertingOption: String?, settings: LiveSyncConfig, cluster: ClusterInfo?, clusterFile: String) throws {
+        for (option, value) in [("--book-url", bookOption), ("--alerting-url", alertingOption)] {
+            if let value, !BookClient.isHTTPURL(value) { throw ValidationError("\(option) \(value) is not an http(s) URL with a host (e.g. http://10.0.0.5:8090)") }
+        }
+        if let url = bookOption ?? settings.optionalString("book.url").flatMap({ $0.isEmpty ? nil : $0 }) ?? cluster?.bookURL {
+            guard BookClient.isHTTPURL(url) else { throw ValidationError("book.url \(url) is not an http(s) URL with a host (e.g. http://book:8090)") }
+            book = BookClient(baseURL: url)
+        } else {
+            throw ValidationError("""
+                book.url is not set: pass --book-url http://host:port, set book.url (\(LiveSyncConfig.environmentName("book.url"))) or give the \
+                data directory of a `livesync dev` cluster whose \(clusterFile) names its read model
+                """)
+        }
+        alertingURL = try alertingOption ?? settings.optionalAlertingClient?.baseURL ?? cluster?.alertingURL
+    }
+}
+
 extension LiveSyncCommand {
     struct DashboardCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "dashboard",
-            abstract: "Serve the live dashboard (orders, sync times, stock, rejections, lag, alerts) for a cluster's data directory.")
-        @Option(help: "Data directory of the cluster (ERP book, stock and alert stores, process records).") var dataDir = "var/dev"
+            abstract: "Serve the live dashboard (orders, sync times, stock, rejections, lag, alerts) from the read model, alerting and the processes' announcements.")
+        @Option(help: "Data directory of a `livesync dev` cluster: its cluster.json gives the broker, the read model's and alerting's URLs.") var dataDir = "var/dev"
+        @Option(help: "JSON configuration file (book.url, alerting.url, kafka.*).") var config: String?
+        @Option(help: "Kafka bootstrap servers, where the processes announce themselves (overrides cluster.json and the configuration).") var bootstrap: String?
+        @Option(help: "The read model's URL, http://host:port (overrides book.url and cluster.json).") var bookUrl: String?
+        @Option(help: "Alerting's telemetry URL (overrides alerting.url and cluster.json; without any, alerts and late orders alerting found are not shown).") var alertingUrl: String?
         @Option(help: "Listen address.") var host = "127.0.0.1"
         @Option(help: "Listen port (0: any free port).") var port = 8090
         @Option(help: "Seconds after which a waiting order is listed as beyond the SLA.") var slaSeconds = 5.0
@@ -481,8 +545,16 @@ extension LiveSyncCommand {
         func run() async throws {
             ServiceRunner.bootstrapLogging()
             let logger = Logger(label: "livesync.dashboard")
+            let settings = try await LiveSyncConfig(file: config)
+            var directory = try settings.instanceDirectory()
+            directory.kafka.bootstrapServers = clusterBootstrap(bootstrap, dataDir: dataDir) ?? directory.kafka.bootstrapServers
+            let views = try ViewEndpoints(bookOption: bookUrl, alertingOption: alertingUrl, settings: settings,
+                                          cluster: try? ClusterInfo.load("\(dataDir)/cluster.json"), clusterFile: "\(dataDir)/cluster.json")
+            if views.alertingURL == nil { logger.notice("alerting.url is not set: the page shows no alerts and no late orders alerting found") }
             let app = DashboardApp.make(
-                configuration: DashboardConfiguration(dataDir: dataDir, slaSeconds: slaSeconds, refreshMilliseconds: refreshMs),
+                configuration: DashboardConfiguration(book: views.book, alerting: views.alertingURL.map { AlertingClient(baseURL: $0) },
+                                                      instances: InstanceDirectory(directory, logger: logger),
+                                                      slaSeconds: slaSeconds, refreshMilliseconds: refreshMs),
                 host: host, port: port, logger: logger)
             try await ServiceRunner.run([app], logger: logger)
         }

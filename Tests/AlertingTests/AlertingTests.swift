@@ -11,6 +11,7 @@ import Logging
 import Model
 import NIOCore
 import ServiceLifecycle
+import ReadModel
 import Synchronization
 import Testing
 import Worker
@@ -64,12 +65,10 @@ func withWebhook(_ body: (String, FakeWebhook) async throws -> Void) async throw
     try await body(url + "/hook", fake)
 }
 
-/// An ERP book beside the alert store, written by the real dispatch join.
-func erpBook(beside store: StateStore) throws -> StateStore {
-    let path = (store.configuration.path as NSString).deletingLastPathComponent + "/erp.sqlite"
-    let erp = try StateStore(StateStoreConfiguration(path: path, synchronous: "OFF"))
-    try erp.database.write { try DispatchProcessor().prepare($0) }
-    return erp
+/// A read model (the real `BookServer` over its own store, written by the real dispatch join
+/// keeping totals) beside the alert store: what alerting's rules ask over HTTP.
+func readModel(beside store: StateStore) async throws -> LocalReadModel {
+    try await LocalReadModel.start(path: (store.configuration.path as NSString).deletingLastPathComponent + "/book.sqlite")
 }
 
 func order(_ id: String, ingestedAtUs: Int64) -> Order {
@@ -102,14 +101,6 @@ func reservation(_ id: String) -> Reservation {
     return r
 }
 
-/// Dispatch applying `items` to the ERP book (orders wait there until their lines are decided).
-func dispatch(_ erp: StateStore, _ items: [(String, [UInt8])]) throws {
-    let messages = items.enumerated().map { KafkaMessage(topic: $0.element.0, partition: 0, offset: Int64($0.offset), key: [], value: $0.element.1) }
-    try erp.database.write { db in
-        var out = BatchOutput(group: "livesync-dispatch")
-        try DispatchProcessor().apply(messages, db: db, output: &out)
-    }
-}
 
 func openAlert(_ store: StateStore, kind: String) throws -> (count: Int, message: String)? {
     try store.database.read { db in
@@ -119,15 +110,16 @@ func openAlert(_ store: StateStore, kind: String) throws -> (count: Int, message
 
 @Test func aLateOrderRaisesOneAlertThatResolvesWhenDispatchDecidesIt() async throws {
     let store = try alertStore()
-    let erp = try erpBook(beside: store)
+    let erp = try await readModel(beside: store)
+    defer { erp.stop() }
     let now = Clock.nowMicros()
     // Both orders were ingested 10 s ago; "done" got its stock decision, "late" still waits for it.
-    try dispatch(erp, [(Topics.ordersPlaced, order("late", ingestedAtUs: now - 10_000_000).bytes),
+    try erp.dispatch([(Topics.ordersPlaced, order("late", ingestedAtUs: now - 10_000_000).bytes),
                        (Topics.ordersPlaced, order("done", ingestedAtUs: now - 10_000_000).bytes),
                        (Topics.ordersPlaced, order("fresh", ingestedAtUs: now - 1_000_000).bytes),
                        (Topics.stockReservations, reservation("done").bytes)])
     let config = AlertingConfiguration(rules: AlertRulesConfiguration(rules: [.orderUnsynced(seconds: 5)], channels: []),
-                                       erpDatabase: erp.configuration.path)
+                                       book: erp.client)
     let notifier = AlertNotifier(configuration: config, store: store, logger: Logger(label: "t"))
     try await notifier.sweep(now: now)
     try await notifier.sweep(now: now + 1)
@@ -139,7 +131,7 @@ func openAlert(_ store: StateStore, kind: String) throws -> (count: Int, message
     // The dashboard's copy of the late orders.
     let listed = try await store.database.read { try String.fetchAll($0, sql: "SELECT order_id FROM alert_unsynced_orders") }
     #expect(listed == ["late"])
-    try dispatch(erp, [(Topics.stockReservations, reservation("late").bytes)])
+    try erp.dispatch([(Topics.stockReservations, reservation("late").bytes)])
     try await notifier.sweep(now: now + 2)
     a = try alerts(store)
     #expect(a.count == 1 && a.first?.resolved == true)
@@ -172,9 +164,10 @@ final class PlacedTopic {
     try producer.sendAndWait(placed.map { ProducerMessage(topic: Topics.ordersPlaced, key: $0.orderID, value: $0.bytes) })
 
     let store = try alertStore()
-    let erp = try erpBook(beside: store)
+    let erp = try await readModel(beside: store)
+    defer { erp.stop() }
     let config = AlertingConfiguration(rules: AlertRulesConfiguration(rules: [.orderUnsynced(seconds: 5)], channels: []),
-                                       erpDatabase: erp.configuration.path, kafka: kafka)
+                                       book: erp.client, kafka: kafka)
     let notifier = AlertNotifier(configuration: config, store: store, logger: Logger(label: "t"))
     // Dispatch has read nothing: the three late orders are only on the topic.
     try await notifier.sweep(now: now)
@@ -183,11 +176,12 @@ final class PlacedTopic {
     for id in ids { #expect(message.contains(id)) }
     #expect(!message.contains("o-fresh"))
 
-    // Dispatch reads them (its positions are stored with its decisions) and decides them.
-    try dispatch(erp, placed.map { (Topics.ordersPlaced, $0.bytes) } + placed.map { (Topics.stockReservations, reservation($0.orderID).bytes) })
+    // Dispatch reads them and decides them; the read model replicates the decisions and, from the
+    // same changelog entries, the positions dispatch committed with them.
+    try erp.dispatch(placed.map { (Topics.ordersPlaced, $0.bytes) } + placed.map { (Topics.stockReservations, reservation($0.orderID).bytes) })
     let reader = try KafkaPartitionReader(configuration: kafka)
     let highs = try (0..<Topics.partitions).map { try reader.watermarks(TopicPartition(Topics.ordersPlaced, $0)).high }
-    try await erp.database.write { db in
+    try await erp.store.database.write { db in
         for p in 0..<Topics.partitions {
             let high = highs[Int(p)]
             try db.execute(sql: "INSERT INTO consumer_offsets (group_id, topic, partition, next_offset, updated_at_us) VALUES ('livesync-dispatch', ?, ?, ?, 0)",
@@ -203,44 +197,56 @@ final class PlacedTopic {
     #expect(try alerts(store).count == 1)
 }
 
-/// A stock instance's database as `livesync-stock` writes it: levels per partition and the
-/// changelog head of each partition it holds.
-func stockInstance(_ path: String, heads: [Int32: Int64], rows: [(sku: String, onHand: Int64, reserved: Int64, partition: Int32)]) throws -> StateStore {
-    let store = try StateStore(StateStoreConfiguration(path: path, synchronous: "OFF"))
-    try store.database.write { db in
-        try StockProcessor().prepare(db)
-        for (p, seq) in heads {
-            try db.execute(sql: "INSERT INTO changelog_heads (group_id, partition, writer, seq) VALUES ('livesync-stock', ?, 'w', ?)", arguments: [p, seq])
-        }
+/// Stock levels in the read model's copy, as its replica holds them after replaying
+/// `stock.changelog` (each SKU as the instance owning its partition committed it).
+@discardableResult
+func stockLevels(_ book: LocalReadModel, _ rows: [(sku: String, onHand: Int64, reserved: Int64, partition: Int32)]) throws -> LocalReadModel {
+    try book.store.database.write { db in
         for r in rows {
             try db.execute(sql: "INSERT INTO stock (sku, warehouse, on_hand, reserved, updated_at_us, partition) VALUES (?, 'main', ?, ?, 1, ?)",
                            arguments: [r.sku, r.onHand, r.reserved, r.partition])
         }
     }
-    return store
+    return book
 }
 
-@Test func stockLowReadsEachSkuFromTheInstanceThatOwnsItsPartition() async throws {
+@Test func stockLowReadsTheLevelsOfTheReadModel() async throws {
     let store = try alertStore()
-    let dir = (store.configuration.path as NSString).deletingLastPathComponent
-    // The first instance: its own SKU, and a stale copy of partition 7 (it handed it over at seq 2).
-    _ = try stockInstance(dir + "/stock.sqlite", heads: [1: 10, 7: 2], rows: [("COLD", 50, 0, 1), ("MOVED", 30, 30, 7)])
-    // The second instance: partition 7 since (seq 4, restocked) and partition 5, held only here.
-    _ = try stockInstance(dir + "/stock-2.sqlite", heads: [5: 3, 7: 4], rows: [("ONLY-2", 8, 8, 5), ("MOVED", 70, 30, 7)])
-    let config = AlertingConfiguration(rules: AlertRulesConfiguration(rules: [.stockLow(safetyLevel: 0, sellOutMinutes: nil, rateWindowSeconds: 300)], channels: []),
-                                       stockDatabase: dir + "/stock.sqlite")
+    let book = try stockLevels(try await readModel(beside: store), [("COLD", 50, 0, 1), ("SOLD-OUT", 8, 8, 5), ("LOW", 10, 7, 7)])
+    defer { book.stop() }
+    let config = AlertingConfiguration(rules: AlertRulesConfiguration(rules: [.stockLow(safetyLevel: 3, sellOutMinutes: nil, rateWindowSeconds: 300)], channels: []),
+                                       book: book.client)
     try await AlertNotifier(configuration: config, store: store, logger: Logger(label: "t")).sweep(now: Clock.nowMicros())
     let keys = try await store.database.read { try String.fetchAll($0, sql: "SELECT dedupe_key FROM alerts WHERE resolved_at_us IS NULL ORDER BY 1") }
-    #expect(keys == ["stock_low:ONLY-2:main"], "sold out on the second instance; MOVED restocked there, its stale copy ignored")
+    #expect(keys == ["stock_low:LOW:main", "stock_low:SOLD-OUT:main"])
+}
+
+/// A read model that does not answer leaves the book's rules' alerts as they are (no false
+/// resolve) while the other rules go on.
+@Test func anUnreachableReadModelLeavesTheBooksAlertsAsTheyAreAndTheOtherRulesGoOn() async throws {
+    let store = try alertStore()
+    let book = try stockLevels(try await readModel(beside: store), [("SOLD-OUT", 8, 8, 5)])
+    let rules = AlertRulesConfiguration(rules: [.stockLow(safetyLevel: 0, sellOutMinutes: nil, rateWindowSeconds: 300, resolveAfterSeconds: 1),
+                                                .syncFailureRate(threshold: 0.1, windowSeconds: 60, minOrders: 1), .deadLetters(resolveAfterSeconds: 1)], channels: [])
+    defer { book.stop() }
+    let now = Clock.nowMicros()
+    try await AlertNotifier(configuration: AlertingConfiguration(rules: rules, book: book.client), store: store, logger: Logger(label: "t")).sweep(now: now)
+    try await store.database.write { try AlertStore.raise($0, key: "dead_letter:x", kind: AlertKind.deadLetter, message: "m", now: now) }
+    // The same rules, with the read model gone (nothing listens on port 9).
+    let gone = AlertingConfiguration(rules: rules, book: BookClient(baseURL: "http://127.0.0.1:9", timeout: .seconds(1)))
+    try await AlertNotifier(configuration: gone, store: store, logger: Logger(label: "t")).sweep(now: now + 10_000_000)
+    let open = try await store.database.read { try String.fetchAll($0, sql: "SELECT dedupe_key FROM alerts WHERE resolved_at_us IS NULL ORDER BY 1") }
+    #expect(open == ["stock_low:SOLD-OUT:main"], "stock_low kept; dead_letters resolved by its own rule: \(open)")
 }
 
 @Test func aSoldOutLevelBouncingAboveZeroStaysOneIncidentUntilItHasNotHeldForTheResolveTime() async throws {
     let store = try alertStore()
-    let dir = (store.configuration.path as NSString).deletingLastPathComponent
-    let stock = try stockInstance(dir + "/stock.sqlite", heads: [1: 1], rows: [("HOT", 100, 100, 1)])
+    let book = try stockLevels(try await readModel(beside: store), [("HOT", 100, 100, 1)])
+    defer { book.stop() }
+    let stock = book.store
     let config = AlertingConfiguration(rules: AlertRulesConfiguration(rules: [.stockLow(safetyLevel: 0, sellOutMinutes: nil, rateWindowSeconds: 300,
                                                                                         resolveAfterSeconds: 10)], channels: []),
-                                       stockDatabase: dir + "/stock.sqlite")
+                                       book: book.client)
     let notifier = AlertNotifier(configuration: config, store: store, logger: Logger(label: "t"))
     func rows() throws -> [(String, Bool)] {
         try store.database.read { db in
@@ -264,10 +270,11 @@ func stockInstance(_ path: String, heads: [Int32: Int64], rows: [(sku: String, o
 
 @Test func aSkuSellingOutWithinTheWindowRaisesAForecastFromTheStoresReservedUnits() async throws {
     let store = try alertStore()
-    let dir = (store.configuration.path as NSString).deletingLastPathComponent
-    let stock = try stockInstance(dir + "/stock.sqlite", heads: [1: 1, 2: 1], rows: [("HOT", 1_000, 100, 1), ("SLOW", 1_000, 100, 2)])
+    let book = try stockLevels(try await readModel(beside: store), [("HOT", 1_000, 100, 1), ("SLOW", 1_000, 100, 2)])
+    defer { book.stop() }
+    let stock = book.store
     let config = AlertingConfiguration(rules: AlertRulesConfiguration(rules: [.stockLow(safetyLevel: 0, sellOutMinutes: 10, rateWindowSeconds: 300)], channels: []),
-                                       stockDatabase: dir + "/stock.sqlite")
+                                       book: book.client)
     let notifier = AlertNotifier(configuration: config, store: store, logger: Logger(label: "t"))
     let now = Clock.nowMicros()
     try await notifier.sweep(now: now)
@@ -285,7 +292,8 @@ func stockInstance(_ path: String, heads: [Int32: Int64], rows: [(sku: String, o
 
 @Test func theFailureRateRuleFiresAboveItsThresholdOnly() async throws {
     let store = try alertStore()
-    let erp = try erpBook(beside: store)
+    let erp = try await readModel(beside: store)
+    defer { erp.stop() }
     // Dispatch decides 20 orders: 3 rejected for stock, 17 synced (counted per second in the book).
     var items: [(String, [UInt8])] = []
     for i in 0..<20 {
@@ -293,11 +301,11 @@ func stockInstance(_ path: String, heads: [Int32: Int64], rows: [(sku: String, o
         if i < 3 { r.status = .rejected }
         items += [(Topics.ordersPlaced, order("o\(i)", ingestedAtUs: 1).bytes), (Topics.stockReservations, r.bytes)]
     }
-    try dispatch(erp, items)
+    try erp.dispatch(items)
     let now = Clock.nowMicros()
     func run(_ threshold: Double) async throws -> [(kind: String, count: Int, resolved: Bool)] {
         let config = AlertingConfiguration(rules: AlertRulesConfiguration(rules: [.syncFailureRate(threshold: threshold, windowSeconds: 60, minOrders: 10)], channels: []),
-                                           erpDatabase: erp.configuration.path)
+                                           book: erp.client)
         try await AlertNotifier(configuration: config, store: store, logger: Logger(label: "t")).sweep(now: now)
         return try alerts(store)
     }
@@ -394,8 +402,7 @@ func stockInstance(_ path: String, heads: [Int32: Int64], rows: [(sku: String, o
     let store = try alertStore()
     let logger = Logger(label: "test")
     let schedule = InspectionSchedule(
-        inspection: InspectionConfiguration(kafka: KafkaConfiguration(bootstrapServers: "127.0.0.1:1"), stockDatabase: "/nonexistent/stock.sqlite",
-                                            erpDatabase: "/nonexistent/erp.sqlite"),
+        inspection: InspectionConfiguration(kafka: KafkaConfiguration(bootstrapServers: "127.0.0.1:1"), book: BookClient(baseURL: "http://127.0.0.1:9")),
         interval: .seconds(3_600), store: store, logger: logger)
     let notifier = AlertNotifier(configuration: AlertingConfiguration(sweepInterval: .seconds(600)), store: store, logger: logger)
     let group = ServiceGroup(services: [notifier, schedule], logger: logger)
@@ -438,16 +445,56 @@ func stockInstance(_ path: String, heads: [Int32: Int64], rows: [(sku: String, o
     let (kafka, producer) = (topic.kafka, topic.producer)
     let now = Clock.nowMicros()
     try producer.sendAndWait([ProducerMessage(topic: Topics.ordersPlaced, key: "o-1", value: order("o-1", ingestedAtUs: now).bytes)])
-    let erp = try erpBook(beside: try alertStore())
-    let finder = UnsyncedOrderFinder(erpDatabase: erp.configuration.path, kafka: kafka)
+    let erp = try await readModel(beside: try alertStore())
+    defer { erp.stop() }
+    let finder = UnsyncedOrderFinder(book: erp.client, kafka: kafka)
 
-    #expect(try finder.find(cutoff: now - 5_000_000, listed: 10).count == 0)
+    #expect(try await finder.find(cutoff: now - 5_000_000, listed: 10).count == 0)
     #expect(finder.partitionReads == 1)
     // Seconds later, still within the SLA (less the reorder margin): no read.
-    #expect(try finder.find(cutoff: now - 2_000_000, listed: 10).count == 0)
+    #expect(try await finder.find(cutoff: now - 2_000_000, listed: 10).count == 0)
     #expect(finder.partitionReads == 1)
     // Once the order could be late, the partition is read again and the order found.
-    let late = try finder.find(cutoff: now + 1, listed: 10)
+    let late = try await finder.find(cutoff: now + 1, listed: 10)
     #expect(finder.partitionReads == 2)
     #expect(late.count == 1 && late.notReadByDispatch == 1 && late.oldest.map(\.orderID) == ["o-1"])
+}
+
+/// Alerting's rules that read the book refuse to start without `book.url`, naming it; rules
+/// that do not, start without it.
+@Test func alertingNeedsBookURLOnlyForTheRulesThatReadTheBook() async throws {
+    let file = FileManager.default.temporaryDirectory.appendingPathComponent("rules-\(UUID().uuidString).json").path
+    try #"{"livesync":{"alerting":{"rules":{"dl":{"kind":"dead_letters"}}}}}"#.write(toFile: file, atomically: true, encoding: .utf8)
+    let none = try await LiveSyncConfig(file: nil, environment: [:])
+    #expect {
+        try AlertingConfiguration.load(none, configFile: nil)
+    } throws: { "\($0)".contains("book.url") && "\($0)".contains("LIVESYNC_BOOK_URL") }
+    #expect(try AlertingConfiguration.load(none, configFile: file).book == nil)
+    let notAURL = try await LiveSyncConfig(file: nil, environment: ["LIVESYNC_BOOK_URL": "book:8090"])
+    #expect { try AlertingConfiguration.load(notAURL, configFile: nil) } throws: { "\($0)".contains("not an http(s) URL") }
+    let set = try await LiveSyncConfig(file: nil, environment: ["LIVESYNC_BOOK_URL": "http://book:8090/"])
+    #expect(try AlertingConfiguration.load(set, configFile: nil).book?.baseURL == "http://book:8090")
+}
+
+/// Alerting's HTTP API refuses a bad parameter naming it, and serves its store's alerts and
+/// late orders.
+@Test func alertingsAPIServesItsStoreAndRefusesABadParameterNamingIt() async throws {
+    let store = try alertStore()
+    let now = Clock.nowMicros()
+    try await store.database.write { db in
+        try AlertStore.raise(db, key: "k", kind: AlertKind.deadLetter, message: "m", now: now)
+        try db.execute(sql: "INSERT INTO alert_unsynced_orders (order_id, ingested_at_us, found_at_us) VALUES ('late', ?, ?), ('later', ?, ?)",
+                       arguments: [now - 20_000_000, now, now - 1_000_000, now])
+    }
+    let router = Router()
+    AlertingAPI.addRoutes(to: router, storePath: store.configuration.path)
+    let (url, server) = try await LocalServer.serve(router, label: "test-alerting-api")
+    defer { server.cancel() }
+    let client = AlertingClient(baseURL: url)
+    #expect(try await client.recentAlerts(limit: 5).map(\.message) == ["m"])
+    #expect(try await client.unsyncedOrders(ingestedBefore: now - 5_000_000, limit: 10).map(\.orderID) == ["late"])
+    let badLimit = await #expect(throws: AlertingClientError.self) { _ = try await client.recentAlerts(limit: 0) }
+    #expect(badLimit.map { "\($0)" }?.contains("400") == true && badLimit.map { "\($0)" }?.contains("limit") == true, "\(String(describing: badLimit))")
+    let badBefore = await #expect(throws: AlertingClientError.self) { let _: [UnsyncedOrders.Late] = try await client.get("/alerts/unsynced?before=yesterday") }
+    #expect(badBefore.map { "\($0)" }?.contains("before must be an integer") == true, "\(String(describing: badBefore))")
 }

@@ -5,6 +5,7 @@ import Crypto
 import Foundation
 import GRDB
 import Hummingbird
+import Kafka
 import Logging
 import NIOCore
 import NIOPosix
@@ -168,11 +169,11 @@ func withRobots(_ body: (String, FakeRobots) async throws -> Void) async throws 
             let (smtpChannel, smtpPort) = try await smtp.serve()
             defer { smtpChannel.close(promise: nil) }
             let store = try alertStore()
-            let stockPath = (store.configuration.path as NSString).deletingLastPathComponent + "/stock.sqlite"
-            let stock = try DatabaseQueue(path: stockPath)
+            let book = try await readModel(beside: store)
+            defer { book.stop() }
+            let stock = book.store.database
             try await stock.write { db in
-                try db.execute(sql: "CREATE TABLE stock (sku TEXT, warehouse TEXT, on_hand INTEGER, reserved INTEGER, updated_at_us INTEGER)")
-                try db.execute(sql: "INSERT INTO stock VALUES ('HOT', 'main', 100, 100, 0), ('COLD', 'main', 50, 1, 0)")
+                try db.execute(sql: "INSERT INTO stock (sku, warehouse, on_hand, reserved, updated_at_us, partition) VALUES ('HOT', 'main', 100, 100, 0, 1), ('COLD', 'main', 50, 1, 0, 2)")
             }
             let channels: [ChannelSettings] = [
                 .wecom(name: "wecom", url: "\(base)/wecom?key=robot-key"),
@@ -184,7 +185,7 @@ func withRobots(_ body: (String, FakeRobots) async throws -> Void) async throws 
             ]
             let config = AlertingConfiguration(
                 rules: AlertRulesConfiguration(rules: [.stockLow(safetyLevel: 0, sellOutMinutes: nil, rateWindowSeconds: 300)], channels: channels),
-                stockDatabase: stockPath)
+                book: book.client)
             let notifier = AlertNotifier(configuration: config, store: store, logger: Logger(label: "t"))
             let now = Clock.nowMicros()
             for i in 0..<3 { try await notifier.sweep(now: now + Int64(i) * 1_000_000) }
@@ -295,7 +296,8 @@ func withRobots(_ body: (String, FakeRobots) async throws -> Void) async throws 
 }
 
 @Suite struct ProcessRuleTests {
-    /// A consumer's `/readyz` reporting its lag, served locally, and registered like a real process.
+    /// A consumer's `/readyz` reporting its lag, served locally and announced on
+    /// `livesync.instances` like a real process; a killed one's last announcement left behind.
     @Test func consumerLagAndADeadProcessRaiseAlertsThatResolve() async throws {
         let lag = Mutex<Int64>(500)
         let router = Router()
@@ -305,28 +307,71 @@ func withRobots(_ body: (String, FakeRobots) async throws -> Void) async throws 
         }
         let (url, server) = try await LocalServer.serve(router, label: "fake-readyz")
         defer { server.cancel() }
+        let broker = try EmbeddedBroker()
+        try broker.createTopic(TopicSpecification(name: Topics.instances, partitions: 1))
+        let kafka = KafkaConfiguration(bootstrapServers: broker.bootstrapServers)
+        let producer = try KafkaProducer(configuration: kafka)
+        defer { producer.close() }
+        func announce(_ process: String, url: String, pid: Int32, stopping: Bool = false) throws {
+            var a = InstanceAnnouncement()
+            a.process = process
+            a.url = url
+            a.host = ProcessInfo.processInfo.hostName
+            a.pid = pid
+            a.announcedAtUs = Clock.nowMicros()
+            a.stopping = stopping
+            try producer.sendAndWait([ProducerMessage(topic: Topics.instances, key: process, value: a.bytes)])
+        }
 
         let store = try alertStore()
-        let dataDir = (store.configuration.path as NSString).deletingLastPathComponent
-        try ProcessRecord(name: "stock-1", url: url, startedAtUs: 1).write(dataDir: dataDir)
-        // A process that was killed: its record is left behind with a pid that no longer runs.
+        try announce("stock-1", url: url, pid: getpid())
+        // A process that was killed: its last announcement stays, with a pid that no longer runs here.
         let gone = Process()
         gone.executableURL = URL(fileURLWithPath: "/bin/true")
         try gone.run()
         gone.waitUntilExit()
-        try ProcessRecord(name: "dispatch-1", url: "http://127.0.0.1:9", pid: gone.processIdentifier, startedAtUs: 1).write(dataDir: dataDir)
+        try announce("dispatch-1", url: "http://127.0.0.1:9", pid: gone.processIdentifier)
 
         let config = AlertingConfiguration(
-            rules: AlertRulesConfiguration(rules: [.consumerLag(max: 100), .processSilent(seconds: 30)], channels: []), dataDir: dataDir,
-            processCheckInterval: .seconds(1))
+            rules: AlertRulesConfiguration(rules: [.consumerLag(max: 100), .processSilent(seconds: 30)], channels: []),
+            instances: InstanceDirectory(kafka: kafka), processCheckInterval: .seconds(1))
         let notifier = AlertNotifier(configuration: config, store: store, logger: Logger(label: "t"))
         let now = Clock.nowMicros()
         try await notifier.sweep(now: now)
         let keys = try await store.database.read { try String.fetchAll($0, sql: "SELECT dedupe_key FROM alerts WHERE resolved_at_us IS NULL ORDER BY dedupe_key") }
         #expect(keys == ["consumer_lag:stock-1", "process_silent:dispatch-1"])
         lag.withLock { $0 = 10 }
-        ProcessRecord.remove(name: "dispatch-1", dataDir: dataDir)  // restarted and stopped cleanly
+        try announce("dispatch-1", url: "http://127.0.0.1:9", pid: getpid(), stopping: true)  // restarted and stopped cleanly
         try await notifier.sweep(now: now + 1_000_000)
         #expect(try alerts(store).allSatisfy(\.resolved))
+    }
+
+    /// Silent means announced, not stopped, and no answer for the rule's time: a process on
+    /// another host that stops answering is not dead at once, only after `seconds`.
+    @Test func aProcessElsewhereIsSilentOnlyAfterTheRulesTime() async throws {
+        let broker = try EmbeddedBroker()
+        try broker.createTopic(TopicSpecification(name: Topics.instances, partitions: 1))
+        let kafka = KafkaConfiguration(bootstrapServers: broker.bootstrapServers)
+        let producer = try KafkaProducer(configuration: kafka)
+        defer { producer.close() }
+        var a = InstanceAnnouncement()
+        a.process = "stock-2"
+        a.url = "http://127.0.0.1:9"
+        a.host = "another-host.invalid"
+        a.pid = 1
+        a.announcedAtUs = Clock.nowMicros()
+        try producer.sendAndWait([ProducerMessage(topic: Topics.instances, key: a.process, value: a.bytes)])
+
+        let store = try alertStore()
+        let config = AlertingConfiguration(
+            rules: AlertRulesConfiguration(rules: [.processSilent(seconds: 30)], channels: []),
+            instances: InstanceDirectory(kafka: kafka), processCheckInterval: .seconds(1))
+        let notifier = AlertNotifier(configuration: config, store: store, logger: Logger(label: "t"))
+        let now = Clock.nowMicros()
+        try await notifier.sweep(now: now)
+        #expect(try alerts(store).isEmpty, "not answering for less than the rule's 30 s")
+        try await notifier.sweep(now: now + 31_000_000)
+        let keys = try await store.database.read { try String.fetchAll($0, sql: "SELECT dedupe_key FROM alerts WHERE resolved_at_us IS NULL") }
+        #expect(keys == ["process_silent:stock-2"])
     }
 }

@@ -8,11 +8,10 @@ import Model
 import Testing
 import Worker
 
-/// Dispatch and after-sales on one ERP book, as in production.
+/// Dispatch's order book (with its running totals, as the read model keeps it).
 struct ErpHarness {
     let store: StateStore
-    let dispatch = DispatchProcessor()
-    let refunds = RefundProcessor()
+    let dispatch = DispatchProcessor(keepsTotals: true)
     var offset: Int64 = 0
 
     init() throws {
@@ -20,14 +19,14 @@ struct ErpHarness {
         store = try StateStore(StateStoreConfiguration(path: dir.appendingPathComponent("erp.sqlite").path, synchronous: "OFF"))
         try store.database.write { db in
             try dispatch.prepare(db)
-            try refunds.prepare(db)
         }
     }
 
-    mutating func apply(_ processor: any BatchProcessor, _ items: [(String, [UInt8])]) throws -> BatchOutput {
+    /// Applies one batch; each message goes to partition `partition(value)` (default 0).
+    mutating func apply(_ processor: any BatchProcessor, _ items: [(String, [UInt8])], partition: (String, [UInt8]) -> Int32 = { _, _ in 0 }) throws -> BatchOutput {
         let messages = items.map { item -> KafkaMessage in
             offset += 1
-            return KafkaMessage(topic: item.0, partition: 0, offset: offset, key: [], value: item.1)
+            return KafkaMessage(topic: item.0, partition: partition(item.0, item.1), offset: offset, key: [], value: item.1)
         }
         return try store.database.write { db in
             var out = BatchOutput(group: "test")
@@ -127,7 +126,7 @@ func refund(_ orderID: String, _ id: String) -> (String, [UInt8]) {
     var h = try ErpHarness()
     let o = order("o4", skus: [("A", "main"), ("B", "main")])
     _ = try h.apply(h.dispatch, [placed(o), reservation(o, line: 0, .reserved), reservation(o, line: 1, .reserved)])
-    let out = try h.apply(h.refunds, [refund("o4", "r1"), refund("o4", "r1")])
+    let out = try h.apply(h.dispatch, [refund("o4", "r1"), refund("o4", "r1")])
     #expect(try h.status("o4") == ErpBook.Status.cancelled)
     #expect(out.messages.filter { $0.topic == Topics.stockAdjustments }.count == 2)
     #expect(try h.count("SELECT COUNT(*) FROM erp_refunds WHERE status = 'refunded'") == 1)
@@ -137,7 +136,7 @@ func refund(_ orderID: String, _ id: String) -> (String, [UInt8]) {
 @Test func aRefundBeforeTheOrderIsDecidedCancelsItWhenDispatchDecides() throws {
     var h = try ErpHarness()
     let o = order("o5", skus: [("A", "main")])
-    _ = try h.apply(h.refunds, [refund("o5", "r5")])
+    _ = try h.apply(h.dispatch, [refund("o5", "r5")])
     #expect(try h.count("SELECT COUNT(*) FROM erp_refunds WHERE status = 'pending'") == 1)
     let out = try h.apply(h.dispatch, [placed(o), reservation(o, line: 0, .reserved)])
     #expect(try h.status("o5") == ErpBook.Status.cancelled)
@@ -150,7 +149,7 @@ func refund(_ orderID: String, _ id: String) -> (String, [UInt8]) {
     let o = order("o6", skus: [("A", "main")])
     _ = try h.apply(h.dispatch, [placed(o), reservation(o, line: 0, .reserved)])
     try h.store.database.write { try $0.execute(sql: "UPDATE erp_shipments SET status = 'shipped'") }
-    let out = try h.apply(h.refunds, [refund("o6", "r6")])
+    let out = try h.apply(h.dispatch, [refund("o6", "r6")])
     #expect(try h.status("o6") == ErpBook.Status.synced)
     #expect(out.messages.filter { $0.topic == Topics.stockAdjustments }.isEmpty)
     #expect(try h.count("SELECT COUNT(*) FROM erp_refunds WHERE status = 'awaiting_return'") == 1)
@@ -197,12 +196,12 @@ func summaryTables(_ h: ErpHarness) throws -> [String] {
         if i % 10 == 5 { batch.append(refund(o.orderID, "early-\(i)")) }  // refunds some before dispatch decides
     }
     // Refunds that come first cancel at dispatch; the others decide in two batches, one duplicated.
-    _ = try h.apply(h.refunds, batch.filter { $0.0 == Topics.refundRequests })
+    _ = try h.apply(h.dispatch, batch.filter { $0.0 == Topics.refundRequests })
     let decisions = batch.filter { $0.0 != Topics.refundRequests }
     _ = try h.apply(h.dispatch, Array(decisions.prefix(90)))
     _ = try h.apply(h.dispatch, Array(decisions.suffix(from: 60)))
     // Refunds after the decision: synced orders move to cancelled, the others stay.
-    _ = try h.apply(h.refunds, (0..<60).filter { $0 % 7 == 1 }.map { refund("s\($0)", "late-\($0)") })
+    _ = try h.apply(h.dispatch, (0..<60).filter { $0 % 7 == 1 }.map { refund("s\($0)", "late-\($0)") })
     #expect(try h.count("SELECT COUNT(*) FROM erp_orders WHERE status = 'cancelled'") > 6)
     #expect(try h.count("SELECT COUNT(*) FROM erp_orders WHERE status = 'out_of_stock'") > 0)
     let rows = try summaryFromRows(h)

@@ -71,7 +71,7 @@ func generatedAt(_ dom: String) -> Int64? {
         #expect(replay.terminationStatus == 0)
 
         // Settled: every accepted order is in the ERP book.
-        let erp = try openDatabase(dir + "/erp.sqlite")
+        let erp = try openDatabase(dir + "/book.sqlite")
         try await waitFor("the session to settle", timeout: 60) {
             try await erp.read { db in
                 let booked = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM erp_orders") ?? 0

@@ -18,7 +18,7 @@ import Testing
 
         // The hot SKU sold everything it had that was not released by a later refund.
         let stock = try openDatabase(dir + "/stock.sqlite")
-        let erp = try openDatabase(dir + "/erp.sqlite")
+        let erp = try openDatabase(dir + "/book.sqlite")
         let (onHand, reserved) = try stock.read { db in
             let row = try Row.fetchOne(db, sql: "SELECT on_hand, reserved FROM stock WHERE sku = 'SKU-0000'")!
             return (row[0] as Int64, row[1] as Int64)

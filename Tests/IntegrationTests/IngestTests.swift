@@ -84,8 +84,8 @@ import Worker
         #expect(headerMismatch.0 == 400 && headerMismatch.1.contains(#""field":"shop_id""#))
 
         try await waitConsumed(cluster.stockDatabase, group: "livesync-stock", topic: Topics.orderLines, admin: admin)
-        try await waitConsumed(cluster.erpDatabase, group: "livesync-dispatch", topic: Topics.ordersPlaced, admin: admin)
-        try await waitConsumed(cluster.erpDatabase, group: "livesync-dispatch", topic: Topics.stockReservations, admin: admin)
+        try await waitConsumed(cluster.bookDatabase, group: "livesync-dispatch", topic: Topics.ordersPlaced, admin: admin)
+        try await waitConsumed(cluster.bookDatabase, group: "livesync-dispatch", topic: Topics.stockReservations, admin: admin)
 
         // Only the accepted order reached Kafka, twice (the redelivery), and nothing else.
         let placedCount = try (0..<Topics.partitions).reduce(Int64(0)) { $0 + (try admin.watermarks(TopicPartition(Topics.ordersPlaced, $1)).high) }
@@ -94,7 +94,7 @@ import Worker
         let stock = try openDatabase(cluster.stockDatabase)
         let reserved = try await stock.read { try Int64.fetchOne($0, sql: "SELECT reserved FROM stock WHERE sku = 'SKU-T1'") }
         #expect(reserved == 2, "the redelivered order must not reserve twice")
-        let erp = try openDatabase(cluster.erpDatabase)
+        let erp = try openDatabase(cluster.bookDatabase)
         let rows = try await erp.read { db in
             (try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM erp_orders") ?? 0,
              try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM erp_order_lines") ?? 0,

@@ -8,20 +8,17 @@ import Inspection
 import Inventory
 import Kafka
 import Model
+import Hummingbird
+import ReadModel
 import Testing
 import Worker
 
-/// A stock instance's database as `livesync-stock` writes it: levels and reserved lines per
-/// partition, the changelog head of each partition it held, and its consumer positions.
-@discardableResult
-func stockInstance(_ path: String, heads: [Int32: Int64], rows: [(sku: String, onHand: Int64, reserved: Int64, partition: Int32)],
-                   lines: [(sku: String, quantity: Int64, partition: Int32)] = [], positions: [Int32: Int64] = [:]) throws -> StateStore {
-    let store = try StateStore(StateStoreConfiguration(path: path, synchronous: "OFF"))
-    try store.database.write { db in
-        try StockProcessor().prepare(db)
-        for (p, seq) in heads {
-            try db.execute(sql: "INSERT INTO changelog_heads (group_id, partition, writer, seq) VALUES ('livesync-stock', ?, 'w', ?)", arguments: [p, seq])
-        }
+/// The read model's copy of the stock tables, as its replica holds them after replaying
+/// `stock.changelog`: levels and reserved lines per partition, and the positions stock
+/// committed with its entries (group `livesync-stock`).
+func stockCopy(_ book: LocalReadModel, rows: [(sku: String, onHand: Int64, reserved: Int64, partition: Int32)],
+               lines: [(sku: String, quantity: Int64, partition: Int32)] = [], positions: [Int32: Int64] = [:]) throws {
+    try book.store.database.write { db in
         for r in rows {
             try db.execute(sql: "INSERT INTO stock (sku, warehouse, on_hand, reserved, updated_at_us, partition) VALUES (?, 'main', ?, ?, 1, ?)",
                            arguments: [r.sku, r.onHand, r.reserved, r.partition])
@@ -36,108 +33,150 @@ func stockInstance(_ path: String, heads: [Int32: Int64], rows: [(sku: String, o
                            arguments: [Topics.orderLines, p, next])
         }
     }
-    return store
 }
 
-/// Two stock instances, as after scaling out: `stock-2` holds partition 5 alone (SKU `ONLY-2`)
-/// and took partition 7 (`MOVED`) over from the first, which keeps a stale copy of it.
-func twoStockInstances(_ dir: String) throws {
-    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    try stockInstance(dir + "/stock.sqlite", heads: [1: 10, 7: 2],
-                      rows: [("COLD", 50, 2, 1), ("MOVED", 30, 7, 7)], lines: [("COLD", 2, 1)],
-                      positions: [1: 0, 7: 50])
-    try stockInstance(dir + "/stock-2.sqlite", heads: [5: 3, 7: 4],
-                      rows: [("ONLY-2", 10, 4, 5), ("MOVED", 70, 0, 7)], lines: [("ONLY-2", 4, 5)],
-                      positions: [5: 99, 7: 0])
+func placedOrder(_ id: String, ingested: Int64) -> Order {
+    var o = Order()
+    o.orderID = id
+    o.ingestedAtUs = ingested
+    var line = OrderLine()
+    line.orderID = id
+    line.lineNo = 1
+    line.eventID = "\(id):1"
+    line.sku = "S"
+    line.warehouse = "main"
+    line.quantity = 1
+    line.lineCount = 1
+    o.lines = [line]
+    return o
+}
+
+func reserved(_ id: String) -> Reservation {
+    var r = Reservation()
+    r.orderID = id
+    r.eventID = "\(id):1"
+    r.lineNo = 1
+    r.sku = "S"
+    r.warehouse = "main"
+    r.quantity = 1
+    r.lineCount = 1
+    r.status = .reserved
+    return r
+}
+
+/// Alerting's HTTP API (`AlertingAPI`, as its telemetry server serves it) over an alert store.
+func alertingServer(_ dir: String, _ write: @Sendable (Database) throws -> Void) async throws -> (client: AlertingClient, url: String, task: Task<Void, Error>) {
+    let alerting = try StateStore(StateStoreConfiguration(path: dir + "/alerting.sqlite", synchronous: "OFF"))
+    try await alerting.database.write { db in
+        try AlertingProcessor().prepare(db)
+        try write(db)
+    }
+    let router = Router()
+    AlertingAPI.addRoutes(to: router, storePath: alerting.configuration.path)
+    let (url, task) = try await LocalServer.serve(router, label: "test-alerting")
+    return (AlertingClient(baseURL: url), url, task)
 }
 
 @Suite struct InspectionTests {
-    /// The stock checks read each partition from the instance that owns it: a SKU held only by
-    /// `stock-2` is compared (and its mismatch found), the first instance's stale copy of a
-    /// partition it handed over is not, and positions are checked where the owner stores them.
-    @Test func inspectionReadsEachSkuAndPositionFromTheInstanceOwningItsPartition() throws {
+    /// The inspection reads the read model over HTTP and the topics: a placed order the book
+    /// lacks, a SKU whose reserved units the book does not have on synced orders, and positions
+    /// (stock's, replicated, and alerting's, over its HTTP API) beyond their partitions' ends.
+    @Test func inspectionComparesTheTopicsWithTheReadModelAndAlertingsPositions() async throws {
         let broker = try EmbeddedBroker()
         for topic in Topics.all() { try broker.createTopic(topic) }
-        let dir = temporaryDirectory("inspect-instances")
-        try twoStockInstances(dir)
-        let erp = try StateStore(StateStoreConfiguration(path: dir + "/erp.sqlite", synchronous: "OFF"))
-        try erp.database.write { try DispatchProcessor().prepare($0) }
+        let kafka = KafkaConfiguration(bootstrapServers: broker.bootstrapServers, properties: ["log_level": "3"])
+        let dir = temporaryDirectory("inspect-book")
+        let book = try await LiveSyncTesting.LocalReadModel.start(path: dir + "/book.sqlite")
+        defer { book.stop() }
+        try stockCopy(book, rows: [("COLD", 50, 2, 1), ("ONLY-2", 10, 4, 5)], lines: [("COLD", 2, 1), ("ONLY-2", 4, 5)], positions: [1: 0, 5: 99])
+        let now = Clock.nowMicros()
+        let placed = [placedOrder("booked", ingested: now - 60_000_000), placedOrder("missing", ingested: now - 60_000_000), placedOrder("fresh", ingested: now)]
+        let producer = try KafkaProducer(configuration: kafka)
+        defer { producer.close() }
+        try producer.sendAndWait(placed.map { ProducerMessage(topic: Topics.ordersPlaced, key: $0.orderID, value: $0.bytes) })
+        try book.dispatch([(Topics.ordersPlaced, placed[0].bytes), (Topics.stockReservations, reserved("booked").bytes)])
+        let alerting = try await alertingServer(dir) { db in
+            try db.execute(sql: "INSERT INTO consumer_offsets (group_id, topic, partition, next_offset, updated_at_us) VALUES ('livesync-alerting', ?, 0, 7, 0)",
+                           arguments: [Topics.deadLetter])
+        }
+        defer { alerting.task.cancel() }
 
-        let report = try Inspector.run(InspectionConfiguration(
-            kafka: KafkaConfiguration(bootstrapServers: broker.bootstrapServers, properties: ["log_level": "3"]),
-            stockDatabase: dir + "/stock.sqlite", erpDatabase: dir + "/erp.sqlite"))
+        let report = try await Inspector.run(InspectionConfiguration(kafka: kafka, book: book.client, alertingPositions: .url(alerting.url)), now: now)
+        let booked = try #require(report.checks.first { $0.name == "placed_orders_booked" })
+        #expect(booked.problems == ["order missing is on orders.placed but not in the ERP book"], "\(booked.problems)")
+        #expect(booked.summary.hasPrefix("3 orders on orders.placed, 1 in the ERP book, 1 in flight"), "\(booked.summary)")
         let stock = try #require(report.checks.first { $0.name == "stock_conserved" })
-        // ONLY-2 has 4 units reserved on stock-2 and none on synced orders: found. MOVED's stale
-        // copy (7 reserved, no lines) would be two more problems if it were read.
-        #expect(stock.problems == ["ONLY-2@main: 4 units reserved in the stock store, 0 units on synced orders in the ERP book",
-                                   "COLD@main: 2 units reserved in the stock store, 0 units on synced orders in the ERP book"].sorted(), "\(stock.problems)")
-        #expect(stock.summary.hasPrefix("3 SKUs compared"), "\(stock.summary)")
+        // S, booked just now, is in its grace period: compared with the store only.
+        #expect(stock.problems == ["COLD@main: 2 units reserved in the stock store, 0 units on synced orders in the ERP book",
+                                   "ONLY-2@main: 4 units reserved in the stock store, 0 units on synced orders in the ERP book"], "\(stock.problems)")
+        #expect(stock.summary.hasPrefix("3 SKUs compared (1 with activity"), "\(stock.summary)")
         let offsets = try #require(report.checks.first { $0.name == "no_offset_gap" })
-        // stock-2's position on an empty partition is beyond its end; the first instance's stale
-        // position for partition 7 (50) is not the owner's and is not checked.
-        #expect(offsets.problems == ["stock livesync-stock orders.lines[5]: next offset 99 is beyond the end of the partition (0): the position does not belong to this topic"],
-                "\(offsets.problems)")
+        #expect(offsets.problems == [
+            "book livesync-stock orders.lines[5]: next offset 99 is beyond the end of the partition (0): the position does not belong to this topic",
+            "alerting livesync-alerting deadletter[0]: next offset 7 is beyond the end of the partition (0): the position does not belong to this topic",
+        ], "\(offsets.problems)")
         #expect(!report.passed)
+    }
+
+    /// Without a read model the inspection says which setting to fix.
+    @Test func anUnreachableReadModelIsAnErrorNamingTheSetting() async throws {
+        let config = InspectionConfiguration(kafka: KafkaConfiguration(bootstrapServers: "127.0.0.1:1"), book: BookClient(baseURL: "http://127.0.0.1:9", timeout: .seconds(1)))
+        let error = await #expect(throws: BookClientError.self) { try await Inspector.run(config) }
+        #expect("\(error.map { "\($0)" } ?? "")".contains("book.url"))
     }
 }
 
 @Suite struct DashboardFiguresTests {
-    @Test func theDashboardShowsAHotSkuHeldOnlyByASecondInstance() throws {
-        let dir = temporaryDirectory("dash-instances")
-        try twoStockInstances(dir)
-        let figures = try DashboardFigures.stored(DashboardConfiguration(dataDir: dir), now: Clock.nowMicros())
+    /// Hot SKUs are the read model's stock levels, by reserved units.
+    @Test func theDashboardShowsTheHottestSkusOfTheReadModel() async throws {
+        let dir = temporaryDirectory("dash-book")
+        let book = try await LiveSyncTesting.LocalReadModel.start(path: dir + "/book.sqlite")
+        defer { book.stop() }
+        try stockCopy(book, rows: [("COLD", 50, 2, 1), ("ONLY-2", 10, 4, 5), ("MOVED", 70, 0, 7)])
+        let figures = await DashboardFigures.figures(DashboardConfiguration(book: book.client), now: Clock.nowMicros())
         let hot = figures.hotSkus.map { "\($0.sku)=\($0.available)/\($0.reserved)" }
-        // By reserved units: ONLY-2 from stock-2; MOVED from stock-2 (0 reserved), not its stale copy (7).
         #expect(hot == ["ONLY-2=6/4", "COLD=48/2", "MOVED=70/0"], "\(hot)")
+        #expect(figures.unavailable.isEmpty, "\(figures.unavailable)")
     }
 
-    /// Orders beyond the SLA come from the ERP book (held by dispatch for their stock decisions)
-    /// and from the alert store (found on `orders.placed` before dispatch read them); an order
-    /// the book decided since is not listed.
-    @Test func theDashboardListsOrdersUnsyncedBeyondTheSlaFromTheBookAndTheAlertStore() throws {
+    /// Orders beyond the SLA come from the read model (held by dispatch for their stock
+    /// decisions) and from alerting's HTTP API (found on `orders.placed` before dispatch read
+    /// them); an order the book decided since is not listed. Alerts come from alerting too.
+    @Test func theDashboardListsOrdersUnsyncedBeyondTheSlaFromTheBookAndAlerting() async throws {
         let dir = temporaryDirectory("dash-unsynced")
         let now = Clock.nowMicros()
-        let erp = try StateStore(StateStoreConfiguration(path: dir + "/erp.sqlite", synchronous: "OFF"))
-        func order(_ id: String, ingested: Int64) -> Order {
-            var o = Order()
-            o.orderID = id
-            o.ingestedAtUs = ingested
-            var line = OrderLine()
-            line.orderID = id
-            line.lineNo = 1
-            line.eventID = "\(id):1"
-            line.sku = "S"
-            line.warehouse = "main"
-            line.quantity = 1
-            line.lineCount = 1
-            o.lines = [line]
-            return o
-        }
-        var reservation = Reservation()
-        reservation.orderID = "decided"
-        reservation.eventID = "decided:1"
-        reservation.lineNo = 1
-        reservation.status = .reserved
-        let placed = [order("held", ingested: now - 9_000_000), order("recent", ingested: now - 1_000_000), order("decided", ingested: now - 30_000_000)]
-        try erp.database.write { db in
-            let dispatch = DispatchProcessor()
-            try dispatch.prepare(db)
-            var out = BatchOutput(group: "livesync-dispatch")
-            let messages = placed.enumerated().map { KafkaMessage(topic: Topics.ordersPlaced, partition: 0, offset: Int64($0.offset), key: [], value: $0.element.bytes) }
-                + [KafkaMessage(topic: Topics.stockReservations, partition: 0, offset: 0, key: [], value: reservation.bytes)]
-            try dispatch.apply(messages, db: db, output: &out)
-        }
-        let alerting = try StateStore(StateStoreConfiguration(path: dir + "/alerting.sqlite", synchronous: "OFF"))
-        try alerting.database.write { db in
-            try AlertingProcessor().prepare(db)
+        let book = try await LiveSyncTesting.LocalReadModel.start(path: dir + "/book.sqlite")
+        defer { book.stop() }
+        let placed = [placedOrder("held", ingested: now - 9_000_000), placedOrder("recent", ingested: now - 1_000_000), placedOrder("decided", ingested: now - 30_000_000)]
+        try book.dispatch(placed.map { (Topics.ordersPlaced, $0.bytes) } + [(Topics.stockReservations, reserved("decided").bytes)])
+        let alerting = try await alertingServer(dir) { db in
             // Found on the last sweep: one dispatch had not read, and one it decided since.
             for (id, at) in [("unread", now - 20_000_000), ("decided", now - 30_000_000)] {
                 try db.execute(sql: "INSERT INTO alert_unsynced_orders (order_id, ingested_at_us, found_at_us) VALUES (?, ?, ?)", arguments: [id, at, now])
             }
+            try AlertStore.raise(db, key: AlertKind.orderNotSynced, kind: AlertKind.orderNotSynced, message: "2 order(s) not synced", now: now)
         }
-        let figures = try DashboardFigures.stored(DashboardConfiguration(dataDir: dir, slaSeconds: 5), now: now)
+        defer { alerting.task.cancel() }
+        let figures = await DashboardFigures.figures(DashboardConfiguration(book: book.client, alerting: alerting.client, slaSeconds: 5), now: now)
         #expect(figures.unsyncedIDs == ["unread", "held"], "oldest first: \(figures.unsyncedIDs)")
         #expect(figures.unsyncedBeyondSla == 2)
         #expect(figures.waiting == 2, "held and recent wait in dispatch")
+        #expect(figures.total == 1 && figures.synced == 1 && figures.recentOrders.map(\.orderID) == ["decided"])
+        #expect(figures.alerts.map(\.kind) == [AlertKind.orderNotSynced])
+        #expect(figures.unavailable.isEmpty, "\(figures.unavailable)")
+    }
+
+    /// Alerting not answering empties its parts only; the page says so.
+    @Test func theDashboardShowsTheBookWhenAlertingDoesNotAnswer() async throws {
+        let dir = temporaryDirectory("dash-no-alerting")
+        let now = Clock.nowMicros()
+        let book = try await LiveSyncTesting.LocalReadModel.start(path: dir + "/book.sqlite")
+        defer { book.stop() }
+        try book.dispatch([(Topics.ordersPlaced, placedOrder("held", ingested: now - 9_000_000).bytes)])
+        let figures = await DashboardFigures.figures(
+            DashboardConfiguration(book: book.client, alerting: AlertingClient(baseURL: "http://127.0.0.1:9", timeout: .seconds(1))), now: now)
+        #expect(figures.unsyncedIDs == ["held"] && figures.waiting == 1)
+        #expect(figures.alerts.isEmpty)
+        #expect(figures.unavailable.count == 1 && figures.unavailable.first?.hasPrefix("alerting:") == true, "\(figures.unavailable)")
     }
 }

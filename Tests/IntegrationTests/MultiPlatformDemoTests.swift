@@ -13,7 +13,7 @@ import Testing
     #expect(s.refused == 0 && s.failed == 0)
     #expect(s.lost == 0 && s.oversold == 0 && s.stock_mismatched_skus == 0)
     #expect(s.accepted == s.synced + s.rejected + s.cancelled)
-    let erp = try openDatabase(dir + "/erp.sqlite")
+    let erp = try openDatabase(dir + "/book.sqlite")
     let perPlatform = try erp.read { db in
         try Dictionary(uniqueKeysWithValues: Row.fetchAll(db, sql: """
             SELECT substr(order_id, 1, instr(order_id, ':') - 1), COUNT(*) FROM erp_orders GROUP BY 1

@@ -1,5 +1,6 @@
 import LiveSyncTesting
 import AsyncHTTPClient
+import Bootstrap
 import Foundation
 import GRDB
 import Hummingbird
@@ -100,14 +101,12 @@ func metricSum(_ text: String, _ name: String) -> Double {
         let replay = try runCommand(livesync, ["replay", "--cluster", dir + "/cluster.json", "--orders", "3000", "--seed", "5"])
         #expect(replay.status == 0, "\(replay.stderr.suffix(2000))")
 
-        // Every process's /metrics shows the session.
-        let records = try FileManager.default.contentsOfDirectory(atPath: dir + "/processes")
-        var urls: [String: String] = [:]
-        for file in records {
-            let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(dir)/processes/\(file)"))) as! [String: Any]
-            urls[json["name"] as! String] = json["url"] as? String
-        }
-        #expect(Set(urls.keys) == ["ingest", "stock-1", "dispatch-1", "aftersales-1", "alerting-1", "channels-1"])
+        // Every process's /metrics shows the session; each announced its URL on livesync.instances.
+        let bootstrap = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/cluster.json"))) as! [String: Any]
+        let announced = try await InstanceDirectory(kafka: KafkaConfiguration(bootstrapServers: bootstrap["bootstrap"] as! String)).instances()
+        let urls = Dictionary(announced.map { ($0.process, $0.url) }, uniquingKeysWith: { _, last in last })
+        #expect(Set(urls.keys) == ["ingest", "stock-1", "dispatch-1", "book-1", "alerting-1", "channels-1"])
+        #expect(!FileManager.default.fileExists(atPath: dir + "/processes"), "no process writes a record file any more")
         try await waitFor("dispatch to book the session") {
             let (_, text) = try await httpGet(urls["dispatch-1"]! + "/metrics")
             return metricSum(text, "livesync_sync_latency_seconds_count") >= 3000
@@ -122,7 +121,7 @@ func metricSum(_ text: String, _ name: String) -> Double {
         try await waitFor("the sold-out hot SKU's gauge") {
             try await httpGet(urls["stock-1"]! + "/metrics").1.contains(#"livesync_stock_available_units{sku="SKU-0000",warehouse="main"} 0.0"#)
         }
-        for name in ["aftersales-1", "channels-1"] {
+        for name in ["book-1", "channels-1"] {
             let (_, text) = try await httpGet(urls[name]! + "/metrics")
             #expect(metricSum(text, "livesync_consumer_messages_total") > 0, "\(name) consumed nothing")
         }
@@ -148,10 +147,10 @@ func metricSum(_ text: String, _ name: String) -> Double {
         producer.close()
         try await waitFor("the stock-out to resolve", seen: "\(sink.events(key: hotKey))") { sink.events(key: hotKey) == ["firing", "resolved"] }
 
-        // The session is consistent, until a row of the ERP book goes missing.
+        // The session is consistent, until a row of the ERP book goes missing (from the read model's copy, which inspect reads).
         try await waitFor("livesync inspect to pass") { try runCommand(livesync, ["inspect", "--data-dir", dir, "--grace", "1"]).status == 0 }
         let firingsBefore = sink.events(key: "inspection").filter { $0 == "firing" }.count
-        let erp = try openDatabase(dir + "/erp.sqlite")
+        let erp = try openDatabase(dir + "/book.sqlite")
         let victim = try await erp.write { db -> String in
             let id = try String.fetchOne(db, sql: "SELECT order_id FROM erp_orders WHERE status = 'synced' ORDER BY order_id LIMIT 1")!
             try db.execute(sql: "DELETE FROM erp_orders WHERE order_id = ?", arguments: [id])

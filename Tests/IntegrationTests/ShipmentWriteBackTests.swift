@@ -8,6 +8,7 @@ import Kafka
 import Logging
 import Model
 import NIOCore
+import ReadModel
 import Testing
 import Worker
 
@@ -22,21 +23,41 @@ import Worker
     let cluster = try await DevCluster(configuration: config, logger: Logger(label: "test"))
     defer { cluster.stop() }
 
-    // A Douyin order as dispatch books it (dispatch creates the schema when it starts).
-    let book = try openDatabase(cluster.erpDatabase)
-    for _ in 0..<300 {
-        if try await book.read({ try $0.tableExists("erp_shipments") }) { break }
-        try await Task.sleep(for: .milliseconds(100))
-    }
+    // A Douyin order, booked by dispatch once stock reserved its line (published straight to
+    // Kafka as ingest and stock would); the read model then knows its shipment.
     let orderID = "douyin:dev-shop:DY1001"
     let shipmentID = "\(orderID)/main"
-    try await book.write { db in
-        try db.execute(sql: """
-            INSERT INTO erp_orders (order_id, platform, shop_id, platform_order_id, status, currency, total_fen, buyer_name, buyer_phone,
-                buyer_address, remark, line_count, paid_at_us, ingested_at_us, decided_at_us) VALUES (?, 'douyin', 'dev-shop', 'DY1001', 'synced', 'CNY', 100, '', '', '', '', 1, 1, 1, 1)
-            """, arguments: [orderID])
-        try db.execute(sql: "INSERT INTO erp_shipments (shipment_id, order_id, warehouse, status, created_at_us) VALUES (?, ?, 'main', 'pending', 1)", arguments: [shipmentID, orderID])
-    }
+    var placed = Order()
+    placed.orderID = orderID
+    placed.platform = .douyin
+    placed.shopID = "dev-shop"
+    placed.platformOrderID = "DY1001"
+    placed.currency = "CNY"
+    placed.totalFen = 100
+    var line = OrderLine()
+    line.orderID = orderID
+    line.lineNo = 1
+    line.lineCount = 1
+    line.eventID = "\(orderID):1"
+    line.sku = "SKU-S1"
+    line.warehouse = "main"
+    line.quantity = 1
+    placed.lines = [line]
+    var reserved = Reservation()
+    reserved.orderID = orderID
+    reserved.eventID = line.eventID
+    reserved.lineNo = 1
+    reserved.sku = "SKU-S1"
+    reserved.warehouse = "main"
+    reserved.quantity = 1
+    reserved.status = .reserved
+    let fixtures = try KafkaProducer(configuration: KafkaConfiguration(bootstrapServers: cluster.bootstrap))
+    defer { fixtures.close() }
+    try await fixtures.send([ProducerMessage(topic: Topics.ordersPlaced, key: orderID, value: placed.bytes),
+                             ProducerMessage(topic: Topics.stockReservations, key: orderID, value: reserved.bytes)])
+    let readModel = BookClient(baseURL: cluster.bookURL)
+    try await waitFor("the read model holds the booked shipment", timeout: 60) { try await readModel.shipmentOwner(shipmentID) != nil }
+    let book = try openDatabase(cluster.bookDatabase)
 
     func report(_ path: String, _ body: String, secret: String) async throws -> (Int, String) {
         var request = HTTPClientRequest(url: cluster.ingestURL + path)

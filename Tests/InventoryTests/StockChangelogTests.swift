@@ -75,7 +75,8 @@ private func snapshot(_ store: StateStore) throws -> [String] {
 
     let copy = try StockHarness()
     try copy.store.database.write { db in
-        for d in deltas { try copy.processor.restore(d, partition: 0, db: db) }
+        var ignored = BatchOutput(group: "test")
+        for d in deltas { try copy.processor.restore(d, partition: 0, db: db, output: &ignored) }
     }
     #expect(try snapshot(copy.store) == snapshot(original.store))
     #expect(try copy.level("HOT") == StockLevel(onHand: 5, reserved: 2))

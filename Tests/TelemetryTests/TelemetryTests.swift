@@ -76,12 +76,30 @@ import Testing
         }
     }
 
-    @Test func processRecordsAreWrittenReadAndRemoved() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("records-\(UUID().uuidString)").path
-        try ProcessRecord(name: "stock-1", url: "http://127.0.0.1:1", startedAtUs: 1).write(dataDir: dir)
-        try ProcessRecord(name: "ingest", url: "http://127.0.0.1:2", startedAtUs: 2).write(dataDir: dir)
-        #expect(ProcessRecord.all(dataDir: dir).map(\.name) == ["ingest", "stock-1"])
-        ProcessRecord.remove(name: "stock-1", dataDir: dir)
-        #expect(ProcessRecord.all(dataDir: dir).map(\.url) == ["http://127.0.0.1:2"])
+    /// The announced URL must be reachable from other machines: a wildcard listen address is
+    /// replaced by the host name, and an advertised host wins over both.
+    @Test func theAdvertisedURLNamesAHostOthersCanReach() {
+        #expect(TelemetryConfiguration.advertisedURL(listenHost: "127.0.0.1", port: 9464, advertisedHost: nil) == "http://127.0.0.1:9464")
+        #expect(TelemetryConfiguration.advertisedURL(listenHost: "0.0.0.0", port: 9464, advertisedHost: nil) == "http://\(ProcessInfo.processInfo.hostName):9464")
+        #expect(TelemetryConfiguration.advertisedURL(listenHost: "0.0.0.0", port: 9464, advertisedHost: "10.1.2.3") == "http://10.1.2.3:9464")
+        #expect(TelemetryConfiguration.advertisedURL(listenHost: "::", port: 80, advertisedHost: "fd00::5") == "http://[fd00::5]:80")
+    }
+
+    /// A process announced from this host whose pid is gone is down for good; a pid announced
+    /// from another host says nothing here.
+    @Test func onlyThisHostsPidsAreJudged() {
+        #expect(ProcessStatus.isGoneFromThisHost(host: ProcessInfo.processInfo.hostName, pid: getpid()) == false)
+        #expect(ProcessStatus.isGoneFromThisHost(host: "elsewhere.invalid", pid: Int32.max) == false)
+        #expect(ProcessStatus.isGoneFromThisHost(host: ProcessInfo.processInfo.hostName, pid: Int32.max) == true)
+    }
+
+    /// A process's own routes (alerting's `/alerts`) are served beside the health endpoints.
+    @Test func theTelemetryServerServesAProcesssOwnRoutesBesideItsHealthEndpoints() async throws {
+        let app = TelemetryServer.make(endpoints: HealthEndpoints(process: "alerting-1", checks: []), configuration: .init(port: 0),
+                                       logger: .init(label: "test"), addingRoutes: { router in router.get("/alerts") { _, _ in "[]" } })
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/alerts", method: .get) { #expect($0.status == .ok && String(buffer: $0.body) == "[]") }
+            try await client.execute(uri: "/healthz", method: .get) { #expect($0.status == .ok) }
+        }
     }
 }

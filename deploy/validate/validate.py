@@ -6,14 +6,20 @@ Needs no Docker engine and no cluster. Checks, each printed as `ok` or `FAIL`:
 - yamllint on every YAML file under deploy/;
 - the Dockerfile with hadolint (when installed) and against what the image must contain;
 - the Compose file against the Compose Specification's JSON schema (deploy/compose/compose-spec.json)
-  after interpolation, and its topology (KRaft quorum, replication, services, ids, volumes, health);
+  after interpolation, and its topology (KRaft quorum, replication, services, ids, advertised
+  hosts, volumes, health);
 - the Kubernetes manifests with kubernetes-validate (built-in kinds, strict), the kustomize
   build (kubectl kustomize, when kubectl exists), and their wiring: references between
-  objects, probes, static membership ids, resources, PDBs, security context, the ERP book's
-  current one-pod limit, KEDA ScaledObject/TriggerAuthentication and ServiceMonitor fields;
+  objects, probes, static membership ids, advertised hosts (LIVESYNC_TELEMETRY_ADVERTISED_HOST
+  from status.podIP), resources, PDBs, security context, shared nothing
+  (no volume or claim used by two workloads, one LiveSync process per pod), stock and dispatch
+  scaled by KEDA on their group's lag, the read model behind a Service that ingest and
+  alerting are pointed at (LIVESYNC_BOOK_URL), KEDA ScaledObject/TriggerAuthentication and
+  ServiceMonitor fields;
 - the topics: deploy/kafka/topics.sh against Sources/Model/Topics.swift, and topics.sh run
   against a stub of Kafka's tools (fresh cluster: exit 0 with replication 3, min ISR 2, the
-  changelog never compacted; a cluster with a compacted changelog: exit 1).
+  changelogs never compacted, livesync.instances compacted; a cluster with a compacted
+  changelog: exit 1).
 
 Exit status 1 if any check fails.
 """
@@ -59,20 +65,43 @@ def executables(root: Path) -> list[str]:
 
 
 def swift_topics(root: Path) -> tuple[dict[str, int], dict[str, str]]:
-    """Topic name -> partitions, and the changelog's configuration, from Sources/Model/Topics.swift."""
+    """Topic name -> partitions, and the changelogs' configuration, from Sources/Model/Topics.swift."""
+    topics, _, config = swift_topic_specs(root)
+    return topics, config
+
+
+def swift_topic_specs(root: Path) -> tuple[dict[str, int], set[str], dict[str, str]]:
+    """Topic name -> partitions, the topics created with `changelogConfig`, and that configuration.
+
+    `Topics.all()` lists topics as `[a, b, …].map { TopicSpecification(name: $0, …) }` groups
+    (a group whose specification passes `config: changelogConfig` is a changelog group) and as
+    single `TopicSpecification(name: x, partitions: n, …)` entries."""
     text = (root / "Sources/Model/Topics.swift").read_text()
     names = dict(re.findall(r'public static let (\w+) = "([^"]+)"', text))
     default = int(re.search(r"public static let partitions: Int32 = (\d+)", text).group(1))
     body = text[text.index("public static func all("):]
+    body = body[: body.index("\n    }\n")]
     topics: dict[str, int] = {}
-    keyed = re.search(r"\[([\w,\s]+)\]\s*\.map", body)
-    for var in re.findall(r"\w+", keyed.group(1)):
-        topics[names[var]] = default
-    for var, parts in re.findall(r"TopicSpecification\(name:\s*(\w+),\s*partitions:\s*(\w+)", body):
+    changelogs: set[str] = set()
+    for group, spec in re.findall(r"\[([\w,\s]+)\]\s*\.map\s*\{\s*(TopicSpecification\([^{}]*?\))\s*\}", body):
+        parts = re.search(r"partitions:\s*(\w+)", spec).group(1)
+        for var in re.findall(r"\w+", group):
+            topics[names[var]] = default if parts == "partitions" else int(parts)
+            if "changelogConfig" in spec:
+                changelogs.add(names[var])
+    for var, parts, rest in re.findall(r"TopicSpecification\(name:\s*(\w+),\s*partitions:\s*(\w+)([^)]*)\)", body):
         if var in names:
             topics[names[var]] = default if parts == "partitions" else int(parts)
+            if "changelogConfig" in rest:
+                changelogs.add(names[var])
     config = dict(re.findall(r'"([\w.]+)":\s*"([^"]*)"', re.search(r"changelogConfig = \[(.*?)\]", text).group(1)))
-    return topics, config
+    return topics, changelogs, config
+
+
+def swift_instances_config(root: Path) -> dict[str, str]:
+    """Topics.instancesConfig: the settings of `livesync.instances` (compacted)."""
+    text = (root / "Sources/Model/Topics.swift").read_text()
+    return dict(re.findall(r'"([\w.]+)":\s*"([^"]*)"', re.search(r"instancesConfig = \[(.*?)\]", text).group(1)))
 
 
 def create_topics_flags(root: Path) -> set[str]:
@@ -85,22 +114,31 @@ def create_topics_flags(root: Path) -> set[str]:
 
 
 def group_of(executable: str) -> str:
-    # Every consumer's default group is its executable's name (Sources/livesync-*/ ConsumerMain.run).
+    # Every consumer's default group is its executable's name (Sources/livesync-*/ ConsumerMain.run);
+    # the read model's instances are groups of their own, livesync-book-<instance id>.
     return executable
 
 
-CONSUMERS = ["livesync-stock", "livesync-dispatch", "livesync-aftersales", "livesync-alerting", "livesync-channels"]
-# What each consumer group consumes (docs/operations.md, Processes).
+CONSUMERS = ["livesync-stock", "livesync-dispatch", "livesync-book", "livesync-alerting", "livesync-channels"]
+# What each consumer group consumes (docs/architecture.md, Executables).
 CONSUMED = {
     "livesync-stock": {"orders.lines", "stock.adjustments"},
-    "livesync-dispatch": {"orders.placed", "stock.reservations", "fulfillment.shipped"},
-    "livesync-aftersales": {"aftersales.requests"},
+    "livesync-dispatch": {"orders.placed", "stock.reservations", "fulfillment.shipped", "aftersales.requests"},
+    "livesync-book": {"dispatch.changelog", "stock.changelog"},
     "livesync-alerting": {"deadletter"},
     "livesync-channels": {"stock.reservations", "fulfillment.shipped"},
 }
-# Consumers that run as one instance in this version (docs/operations.md, Scaling): the ERP
-# book is one SQLite file shared by dispatch and after-sales; alerting and channels run once.
-SINGLETONS = {"livesync-dispatch", "livesync-aftersales", "livesync-alerting", "livesync-channels"}
+# Consumers scaled on their group's lag (KEDA): the topic they subscribe to. Each instance's
+# state follows its partitions through its changelog, so any number up to the partitions works.
+SCALED_BY_LAG = {"livesync-stock": "orders.lines", "livesync-dispatch": "orders.placed"}
+# Consumers that run as one instance: alerting (two would raise and deliver every alert twice)
+# and channels (two would call each shop twice as often as allowed).
+SINGLETONS = {"livesync-alerting", "livesync-channels"}
+# The read model: every instance a full copy, scaled by read load, never by lag.
+BOOK = "livesync-book"
+# The views that find the read model through LIVESYNC_BOOK_URL in a deployment (the dashboard and
+# `livesync inspect` are run by an operator, with book.url of their own).
+BOOK_CLIENTS = {"livesync-ingest", "livesync-alerting"}
 DATA_DIR = "/var/lib/livesync"
 # Custom resources: no schema offline; their required fields are checked below instead.
 CUSTOM_KINDS = {"ScaledObject", "TriggerAuthentication", "ServiceMonitor"}
@@ -337,6 +375,8 @@ def check_compose(root: Path) -> None:
     by_exe: dict[str, str] = {}
     for n, s in services.items():
         c = command(s)
+        if c and c[0].startswith("livesync") and c[0] not in exes + ["livesync"]:
+            p.append(f"{n}: runs {c[0]}, which is no executable of Package.swift")
         if c and c[0] in exes:
             if c[0] in by_exe:
                 p.append(f"{c[0]} runs in two services ({by_exe[c[0]]}, {n})")
@@ -358,6 +398,10 @@ def check_compose(root: Path) -> None:
             instance_ids[iid] = n
         if set(e.get("LIVESYNC_KAFKA_BOOTSTRAP", "").split(",")) != bootstrap_hosts:
             p.append(f"{n}: LIVESYNC_KAFKA_BOOTSTRAP is not the three brokers")
+        # The URL it announces on livesync.instances must be reachable from the other containers.
+        if e.get("LIVESYNC_TELEMETRY_ADVERTISED_HOST") != n:
+            p.append(f"{n}: LIVESYNC_TELEMETRY_ADVERTISED_HOST is {e.get('LIVESYNC_TELEMETRY_ADVERTISED_HOST')}, "
+                     f"want the service name {n} (the host of the URL it announces on livesync.instances)")
         test = " ".join(map(str, (s.get("healthcheck") or {}).get("test") or []))
         if "/readyz" not in test:
             p.append(f"{n}: healthcheck does not ask /readyz")
@@ -377,27 +421,49 @@ def check_compose(root: Path) -> None:
         if len(users) > 1:
             p.append(f"volume {vol} is the data directory of {users}: each executable needs its own")
 
-    def volume_of(service: str, file: str) -> str | None:
-        """The named volume holding a file of a service (its db.<name> path, else <dataDir>/<name>)."""
-        s = services[service]
-        path = env_map(s.get("environment")).get(f"LIVESYNC_DB_{file.upper()}", f"{DATA_DIR}/{file}.sqlite")
-        for v in s.get("volumes") or []:
-            if isinstance(v, str) and v.split(":")[1] == os.path.dirname(path):
-                return v.split(":")[0]
-        return None
+    record(f"compose: 3 KRaft brokers (RF 3, min ISR 2), create-topics, {len(by_exe)} executables with ids, "
+           "advertised hosts, volumes, /readyz", p)
 
-    # This version's one shared file: dispatch and after-sales write the same erp.sqlite;
-    # alerting reads it and the stock store.
-    if {"livesync-dispatch", "livesync-aftersales", "livesync-stock"} <= set(by_exe):
-        erp = volume_of(by_exe["livesync-dispatch"], "erp")
-        if not erp or volume_of(by_exe["livesync-aftersales"], "erp") != erp:
-            p.append("after-sales does not write dispatch's erp.sqlite (same volume, LIVESYNC_DB_ERP): in this version they share the ERP book")
-        if "livesync-alerting" in by_exe:
-            if volume_of(by_exe["livesync-alerting"], "erp") != erp:
-                p.append("alerting does not see dispatch's erp.sqlite (order_unsynced, sync_failure_rate)")
-            if volume_of(by_exe["livesync-alerting"], "stock") != volume_of(by_exe["livesync-stock"], "stock"):
-                p.append("alerting does not see the stock store (stock_low)")
-    record(f"compose: 3 KRaft brokers (RF 3, min ISR 2), create-topics, {len(by_exe)} executables with ids, volumes, /readyz", p)
+    # Shared nothing: no named volume or host directory is mounted by two services, and every
+    # state file a service names (LIVESYNC_DB_*) is on a volume of its own.
+    p = []
+    mounted_by: dict[str, list[str]] = {}
+    for n, s in services.items():
+        for v in s.get("volumes") or []:
+            if isinstance(v, str):
+                src, target = v.split(":")[0], v.split(":")[1]
+            else:
+                src, target = v.get("source"), v.get("target")
+            if not src or src.endswith(".sh"):
+                continue  # an anonymous volume, or a script mounted read-only (topics.sh)
+            mounted_by.setdefault(src, []).append(n)
+        e = env_map(s.get("environment"))
+        own = {(v.split(":")[1] if isinstance(v, str) else v.get("target")) for v in s.get("volumes") or []}
+        for key, path in e.items():
+            if key.startswith("LIVESYNC_DB_") and key != "LIVESYNC_DB_SYNCHRONOUS" and os.path.dirname(path) not in own:
+                p.append(f"{n}: {key}={path} is on no volume of its own")
+    for src, users in sorted(mounted_by.items()):
+        if len(users) > 1:
+            p.append(f"volume {src} is mounted by {users}: every process keeps its state on its own volume and shares nothing but Kafka")
+
+    # The read model: a fixed port on every interface, and the views pointed at it.
+    if BOOK not in by_exe:
+        p.append(f"no service runs {BOOK} (the read model the views ask)")
+    else:
+        b = by_exe[BOOK]
+        e = env_map(services[b].get("environment"))
+        host, port = e.get("LIVESYNC_BOOK_HOST"), e.get("LIVESYNC_BOOK_PORT", "")
+        if host not in ("0.0.0.0", "::"):
+            p.append(f"{b}: LIVESYNC_BOOK_HOST is {host}, want 0.0.0.0 (other containers ask it)")
+        if not port.isdigit() or int(port) == 0:
+            p.append(f"{b}: LIVESYNC_BOOK_PORT is {port or 'unset'}, want a fixed port (the views' book.url names it)")
+        want = f"http://{b}:{port}"
+        for client in sorted(BOOK_CLIENTS):
+            if client in by_exe:
+                url = env_map(services[by_exe[client]].get("environment")).get("LIVESYNC_BOOK_URL")
+                if (url or "").rstrip("/") != want:
+                    p.append(f"{by_exe[client]}: LIVESYNC_BOOK_URL is {url}, want {want} (the {b} service)")
+    record("compose: shared nothing (no volume mounted by two services), the read model on a fixed port, ingest and alerting pointed at it", p)
 
 
 # --- Kubernetes --------------------------------------------------------------------------------
@@ -475,6 +541,9 @@ def check_k8s_wiring(root: Path, docs: list[dict]) -> None:
 
     refs, probes, security, membership, placement = [], [], [], [], []
     deployed: dict[str, list[str]] = {}
+    # (workload, container, executable, its environment) of every LiveSync container.
+    livesync_containers: list[tuple[dict, dict, str, dict[str, str]]] = []
+    claims_used: dict[str, list[str]] = {}
     for w in workloads:
         wname = f"{w['kind']}/{w['metadata']['name']}"
         pod = w["spec"]["template"]["spec"]
@@ -483,7 +552,12 @@ def check_k8s_wiring(root: Path, docs: list[dict]) -> None:
         claims = {c["metadata"]["name"] for c in w["spec"].get("volumeClaimTemplates", [])}
         ports_in_pod: dict[int, str] = {}
         pod_ids: list[str] = []
+        pod_exes: list[str] = []
         for v in volumes.values():
+            if "persistentVolumeClaim" in v:
+                claims_used.setdefault(v["persistentVolumeClaim"]["claimName"], []).append(wname)
+            if "hostPath" in v:
+                placement.append(f"{wname}: volume {v['name']} is a hostPath (a node's directory other pods can share)")
             if "secret" in v:
                 s = v["secret"]
                 if s["secretName"] not in secrets:
@@ -550,10 +624,14 @@ def check_k8s_wiring(root: Path, docs: list[dict]) -> None:
 
             cmd = c.get("command") or []
             exe = cmd[0] if cmd else ""
+            if c.get("image") == "livesync" and exe.startswith("livesync") and exe not in exes:
+                refs.append(f"{cname}: runs {exe}, which is no executable of Package.swift")
             if c.get("image") == "livesync" and exe in exes:
                 deployed.setdefault(exe, []).append(cname)
                 if exe == "livesync":
                     continue
+                pod_exes.append(exe)
+                livesync_containers.append((w, c, exe, env))
                 port_name = {p_["containerPort"]: p_.get("name") for p_ in c.get("ports", [])}
                 if exe == "livesync-ingest":
                     want_port = env.get("LIVESYNC_INGEST_PORT")
@@ -574,6 +652,10 @@ def check_k8s_wiring(root: Path, docs: list[dict]) -> None:
                         probes.append(f"{cname}: {kind} port {target} is not the process's HTTP port {want_port}")
                 if env.get("LIVESYNC_TELEMETRY_HOST", env.get("LIVESYNC_INGEST_HOST")) not in ("0.0.0.0", "::"):
                     probes.append(f"{cname}: HTTP server not bound to 0.0.0.0 (probes could not reach it)")
+                # The URL it announces on livesync.instances (status, dashboard, alerting): the pod's IP.
+                if field_refs.get("LIVESYNC_TELEMETRY_ADVERTISED_HOST") != "status.podIP":
+                    membership.append(f"{cname}: LIVESYNC_TELEMETRY_ADVERTISED_HOST is not taken from status.podIP "
+                                      "(the URL it announces on livesync.instances must be reachable from other pods)")
                 if exe in CONSUMERS:
                     iid = env.get("LIVESYNC_KAFKA_INSTANCE_ID", "")
                     if "<metadata.name>" not in iid:
@@ -593,10 +675,9 @@ def check_k8s_wiring(root: Path, docs: list[dict]) -> None:
                     placement.append(f"{cname}: ingest is stateless and runs in a Deployment")
         if len(set(pod_ids)) != len(pod_ids):
             membership.append(f"{wname}: two containers of the pod have the same LIVESYNC_KAFKA_INSTANCE_ID")
-        if len(pod_ids) > 1 and not pod.get("shareProcessNamespace"):
-            # They register their pids in one <dataDir>/processes; alerting and `livesync status`
-            # take a pid they cannot see as a dead process.
-            placement.append(f"{wname}: several LiveSync processes share a data directory without shareProcessNamespace: true")
+        if len(pod_exes) > 1:
+            # Shared nothing: containers of one pod would share its volumes and its node.
+            placement.append(f"{wname}: runs {pod_exes} in one pod; each LiveSync process runs in a pod of its own")
 
         # PDB with maxUnavailable 1 for every long-running workload.
         if w["kind"] in ("Deployment", "StatefulSet"):
@@ -614,20 +695,70 @@ def check_k8s_wiring(root: Path, docs: list[dict]) -> None:
         if e not in deployed and e != "livesync":
             placement.append(f"{e} (Package.swift) runs in no workload")
 
-    # The ERP book's current limit: dispatch and after-sales write one erp.sqlite, so they share
-    # one pod (one volume) of a StatefulSet kept at one replica, which nothing autoscales.
-    pods_of = {e: {c.split("/")[1] for c in deployed.get(e, [])} for e in ("livesync-dispatch", "livesync-aftersales")}
-    erp_pods = pods_of["livesync-dispatch"] | pods_of["livesync-aftersales"]
-    if len(erp_pods) != 1:
-        placement.append(f"dispatch and after-sales run in {sorted(erp_pods)}: in this version they share erp.sqlite and must be one pod")
-    for w in workloads:
-        if w["metadata"]["name"] in erp_pods or any(
-                (c.get("command") or [""])[0] in SINGLETONS for c in w["spec"]["template"]["spec"]["containers"]):
+    # Shared nothing: no PersistentVolumeClaim is mounted by two workloads (a StatefulSet's
+    # volumeClaimTemplates give each pod its own).
+    for claim, users in sorted(claims_used.items()):
+        if len(users) > 1:
+            placement.append(f"PersistentVolumeClaim {claim} is mounted by {users}: each workload keeps its state on its own volume")
+
+    # How each consumer scales: singletons at one replica and never autoscaled; stock and
+    # dispatch by KEDA on their group's lag; the read model by read load (never by lag).
+    def scalers_of(w: dict) -> list[dict]:
+        return [so for so in scaled if so["spec"]["scaleTargetRef"].get("name") == w["metadata"]["name"]
+                and so["spec"]["scaleTargetRef"].get("kind", "Deployment") == w["kind"]]
+    for w, c, exe, _ in livesync_containers:
+        wname = f"{w['kind']}/{w['metadata']['name']}"
+        if exe in SINGLETONS:
             if w["spec"].get("replicas", 1) != 1:
-                placement.append(f"{w['kind']}/{w['metadata']['name']}: replicas {w['spec'].get('replicas')}, must be 1 in this version")
-            for so in scaled:
-                if so["spec"]["scaleTargetRef"]["name"] == w["metadata"]["name"]:
-                    placement.append(f"ScaledObject/{so['metadata']['name']} scales {w['metadata']['name']}, which must stay at 1 replica in this version")
+                placement.append(f"{wname}: replicas {w['spec'].get('replicas')}, {exe} runs as one instance")
+            for so in scalers_of(w):
+                placement.append(f"ScaledObject/{so['metadata']['name']} scales {wname}, which runs {exe} as one instance")
+        if exe in SCALED_BY_LAG:
+            wanted = [so for so in scalers_of(w) for tr in so["spec"].get("triggers") or []
+                      if tr.get("type") == "kafka" and tr.get("metadata", {}).get("consumerGroup") == group_of(exe)
+                      and tr.get("metadata", {}).get("topic") == SCALED_BY_LAG[exe]]
+            if not wanted:
+                placement.append(f"{wname}: no KEDA ScaledObject on the lag of group {group_of(exe)} on {SCALED_BY_LAG[exe]}")
+        if exe == BOOK:
+            for so in scalers_of(w):
+                placement.append(f"ScaledObject/{so['metadata']['name']} scales {wname} on lag: every read model instance reads every partition, so more do not read faster")
+
+    # The read model's API: on every interface, on a fixed port that a (non-headless) Service
+    # exposes; ingest and alerting find it through LIVESYNC_BOOK_URL naming that Service.
+    book_urls: set[str] = set()
+    book_api_ports: set[tuple[str, str]] = set()
+    for w, c, exe, env in livesync_containers:
+        if exe != BOOK:
+            continue
+        wname = f"{w['kind']}/{w['metadata']['name']}/{c['name']}"
+        port = env.get("LIVESYNC_BOOK_PORT", "")
+        if env.get("LIVESYNC_BOOK_HOST") not in ("0.0.0.0", "::"):
+            placement.append(f"{wname}: LIVESYNC_BOOK_HOST is {env.get('LIVESYNC_BOOK_HOST')}, want 0.0.0.0 (the Service reaches it)")
+        if not port.isdigit() or int(port) == 0:
+            placement.append(f"{wname}: LIVESYNC_BOOK_PORT is {port or 'unset'}, want a fixed port (book.url names it)")
+            continue
+        container_port = next((p_ for p_ in c.get("ports", []) if str(p_["containerPort"]) == port), None)
+        if not container_port:
+            placement.append(f"{wname}: no containerPort {port} (LIVESYNC_BOOK_PORT)")
+            continue
+        pod_labels = w["spec"]["template"]["metadata"].get("labels", {})
+        for s in services:
+            if s["spec"].get("clusterIP") == "None" or not labels_match(s["spec"].get("selector", {}), pod_labels):
+                continue
+            for sp in s["spec"].get("ports", []):
+                if sp.get("targetPort", sp["port"]) in (container_port.get("name"), container_port["containerPort"]):
+                    book_api_ports.add((s["metadata"]["name"], sp.get("name")))
+                    svc, ns = s["metadata"]["name"], s["metadata"].get("namespace", "livesync")
+                    for host in (svc, f"{svc}.{ns}", f"{svc}.{ns}.svc", f"{svc}.{ns}.svc.cluster.local"):
+                        book_urls.add(f"http://{host}:{sp['port']}")
+    if BOOK in deployed and not book_urls:
+        placement.append(f"{BOOK}: no (non-headless) Service exposes its API port")
+    for w, c, exe, env in livesync_containers:
+        if exe in BOOK_CLIENTS:
+            url = (env.get("LIVESYNC_BOOK_URL") or "").rstrip("/")
+            if url not in book_urls:
+                placement.append(f"{w['kind']}/{w['metadata']['name']}/{c['name']}: LIVESYNC_BOOK_URL is {url or 'unset'}, "
+                                 f"want the read model's Service ({min(book_urls, key=len) if book_urls else 'none exists'})")
 
     # Services select pods and name their ports.
     for s in services:
@@ -662,8 +793,10 @@ def check_k8s_wiring(root: Path, docs: list[dict]) -> None:
 
     record(f"k8s: references between {len(docs)} objects (ConfigMaps, Secrets and keys, volumes, ports, Services, selectors)", refs)
     record("k8s: consumers' /readyz readiness and /healthz liveness on their own port, grace >= 60 s, requests/limits, < 200 MB requested", probes)
-    record("k8s: static membership (LIVESYNC_KAFKA_INSTANCE_ID from metadata.name, unique per container)", membership)
-    record("k8s: placement (consumers in StatefulSets with claims, ingest a Deployment, PDBs, the ERP book's one pod, the topic Job)", placement)
+    record("k8s: static membership (LIVESYNC_KAFKA_INSTANCE_ID from metadata.name, unique per container), "
+           "LIVESYNC_TELEMETRY_ADVERTISED_HOST from status.podIP", membership)
+    record("k8s: placement (consumers in StatefulSets with claims, ingest a Deployment, PDBs, one process per pod, no shared claim, "
+           "stock and dispatch on KEDA, singletons at 1, the read model's Service and LIVESYNC_BOOK_URL, the topic Job)", placement)
     record("k8s: restricted security context (non-root, no privilege escalation, no capabilities, read-only root, RuntimeDefault)", security)
 
     # KEDA.
@@ -756,6 +889,8 @@ def check_k8s_wiring(root: Path, docs: list[dict]) -> None:
                 p.append(f"ServiceMonitor/{m['metadata']['name']}: path {ep.get('path')}")
     for s in services:
         for pt in s["spec"].get("ports", []):
+            if (s["metadata"]["name"], pt.get("name")) in book_api_ports:
+                continue  # the read model's API serves no /metrics (its telemetry port does)
             if not any(ep.get("port") == pt.get("name") for m in monitors for ep in m["spec"].get("endpoints", [])):
                 p.append(f"Service/{s['metadata']['name']} port {pt.get('name')} is scraped by no ServiceMonitor endpoint")
     record(f"ServiceMonitor: {len(monitors)} object(s), endpoints on the Services' port names", p)
@@ -791,9 +926,14 @@ def topics_sh_list(text: str) -> tuple[dict[str, int], list[str], dict[str, str]
     return topics, cfg, vars_
 
 
+def topics_sh_instances_config(text: str) -> list[str]:
+    m = re.search(r"^INSTANCES_CONFIG=\((.*?)\)", text, re.M)
+    return m.group(1).split() if m else []
+
+
 def check_topics(root: Path) -> None:
     p = []
-    swift, changelog = swift_topics(root)
+    swift, changelogs, changelog = swift_topic_specs(root)
     text = (root / "deploy/kafka/topics.sh").read_text()
     sh, cfg, vars_ = topics_sh_list(text)
     if sh != swift:
@@ -801,7 +941,26 @@ def check_topics(root: Path) -> None:
     if dict(c.split("=", 1) for c in cfg) != changelog:
         p.append(f"topics.sh CHANGELOG_CONFIG {cfg} differs from Topics.changelogConfig {changelog}")
     if changelog.get("cleanup.policy") != "delete" or changelog.get("retention.ms") != "-1" or changelog.get("retention.bytes") != "-1":
-        p.append(f"Topics.changelogConfig is {changelog}: stock.changelog must keep every delta (delete, -1, -1)")
+        p.append(f"Topics.changelogConfig is {changelog}: a changelog must keep every entry (delete, -1, -1)")
+    instances = swift_instances_config(root)
+    if dict(c.split("=", 1) for c in topics_sh_instances_config(text)) != instances:
+        p.append(f"topics.sh INSTANCES_CONFIG {topics_sh_instances_config(text)} differs from Topics.instancesConfig {instances}")
+    if instances.get("cleanup.policy") != "compact":
+        p.append(f"Topics.instancesConfig is {instances}: livesync.instances keeps the latest announcement per process (compact)")
+    if "livesync.instances" in changelogs:
+        p.append("livesync.instances has the changelog settings in Topics.swift: it is compacted, not a changelog")
+    for need in ("stock.changelog", "dispatch.changelog"):
+        if need not in changelogs:
+            p.append(f"{need} is not created with Topics.changelogConfig in Topics.all() (changelogs: {sorted(changelogs)})")
+    for name in sorted(changelogs):
+        # topics.sh gives the changelog settings to the topics whose name ends in .changelog.
+        if not name.endswith(".changelog"):
+            p.append(f"{name} has the changelog settings in Topics.swift, but topics.sh applies them only to *.changelog")
+        if name not in sh:
+            p.append(f"{name} (a changelog) is not in topics.sh")
+    for name in sorted(set(sh) - changelogs):
+        if name.endswith(".changelog"):
+            p.append(f"topics.sh would give {name} the changelog settings, which Topics.swift does not")
     if vars_.get("REPLICATION") != "3" or vars_.get("MIN_INSYNC_REPLICAS") != "2":
         p.append("topics.sh must use REPLICATION=3 and MIN_INSYNC_REPLICAS=2")
     copy = root / "deploy/k8s/topics.sh"
@@ -810,9 +969,13 @@ def check_topics(root: Path) -> None:
     for f in (root / "deploy").rglob("*"):
         if f.is_file() and f.suffix in (".sh", ".yaml", ".yml", ".env", ".example", ".properties"):
             for i, line in enumerate(f.read_text(errors="replace").splitlines(), 1):
+                # Compaction is right only for the instances topic (latest announcement per process).
+                if "INSTANCES_CONFIG" in line or "livesync.instances" in line:
+                    continue
                 if re.search(r"cleanup\.policy\s*[=:]\s*['\"]?[\w,]*compact", line):
                     p.append(f"{f.relative_to(root)}:{i}: sets cleanup.policy to compact (would drop changelog deltas)")
-    record(f"topics: {len(swift)} topics of Topics.swift in topics.sh (and its k8s copy), RF 3, min ISR 2, changelog delete/-1/-1", p)
+    record(f"topics: {len(swift)} topics of Topics.swift in topics.sh (and its k8s copy), RF 3, min ISR 2, "
+           f"changelogs ({', '.join(sorted(changelogs))}) delete/-1/-1, instances compact", p)
 
 
 STUB = r'''
@@ -857,7 +1020,8 @@ json.dump(state, open(state_path, "w"))
 
 def check_topics_script(root: Path) -> None:
     """Runs topics.sh against a stub of kafka-topics.sh / kafka-configs.sh that keeps topics in a file."""
-    swift, changelog = swift_topics(root)
+    swift, changelogs, changelog = swift_topic_specs(root)
+    instances = swift_instances_config(root)
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
         (t / "stub.py").write_text(STUB)
@@ -879,25 +1043,31 @@ def check_topics_script(root: Path) -> None:
                 continue
             if s["partitions"] != parts or s["rf"] != 3 or s["config"].get("min.insync.replicas") != "2":
                 p.append(f"{name}: {s}")
-            if name == "stock.changelog" and any(s["config"].get(k) != v for k, v in changelog.items()):
-                p.append(f"stock.changelog config {s['config']}, want {changelog}")
-        record("topics.sh on an empty (stub) cluster: every topic, RF 3, min.insync.replicas=2, changelog delete/-1/-1, exit 0", p)
+            if name in changelogs and any(s["config"].get(k) != v for k, v in changelog.items()):
+                p.append(f"{name} config {s['config']}, want {changelog}")
+            if name == "livesync.instances" and any(s["config"].get(k) != v for k, v in instances.items()):
+                p.append(f"livesync.instances config {s['config']}, want {instances}")
+            if name not in changelogs and name != "livesync.instances" and s["config"].get("cleanup.policy"):
+                p.append(f"{name} got cleanup.policy={s['config']['cleanup.policy']}, which only the changelogs and livesync.instances have")
+        record("topics.sh on an empty (stub) cluster: every topic, RF 3, min.insync.replicas=2, changelogs delete/-1/-1, "
+               "instances compact, exit 0", p)
 
-        p = []
-        state = {"stock.changelog": {"partitions": 16, "rf": 3, "config": {"cleanup.policy": "compact"}},
-                 "deadletter": {"partitions": 3, "rf": 3, "config": {}}}
-        (t / "state.json").write_text(json.dumps(state))
-        r = run(["bash", str(root / "deploy/kafka/topics.sh")], env=env, timeout=120)
-        if r.returncode == 0:
-            p.append("exit 0 although stock.changelog was compacted and deadletter has 3 partitions")
-        if "compact" not in r.stderr:
-            p.append("no word on the compacted changelog")
-        if "deadletter" not in r.stderr:
-            p.append("no word on deadletter's partition count")
-        after = json.loads((t / "state.json").read_text())["stock.changelog"]["config"]
-        if after.get("cleanup.policy") != "delete":
-            p.append(f"the changelog's cleanup.policy was left at {after.get('cleanup.policy')}")
-        record("topics.sh on a stub cluster with a compacted changelog and a wrong partition count: exit 1, says so", p)
+        for compacted in sorted(changelogs):
+            p = []
+            state = {compacted: {"partitions": 16, "rf": 3, "config": {"cleanup.policy": "compact"}},
+                     "deadletter": {"partitions": 3, "rf": 3, "config": {}}}
+            (t / "state.json").write_text(json.dumps(state))
+            r = run(["bash", str(root / "deploy/kafka/topics.sh")], env=env, timeout=120)
+            if r.returncode == 0:
+                p.append(f"exit 0 although {compacted} was compacted and deadletter has 3 partitions")
+            if compacted not in r.stderr or "compact" not in r.stderr:
+                p.append(f"no word on the compacted {compacted}")
+            if "deadletter" not in r.stderr:
+                p.append("no word on deadletter's partition count")
+            after = json.loads((t / "state.json").read_text())[compacted]["config"]
+            if after.get("cleanup.policy") != "delete":
+                p.append(f"{compacted}'s cleanup.policy was left at {after.get('cleanup.policy')}")
+            record(f"topics.sh on a stub cluster with {compacted} compacted and a wrong partition count: exit 1, says so", p)
 
 
 def main() -> int:

@@ -616,6 +616,47 @@ public nonisolated struct Livesync_V1_ChangelogEntry: Sendable {
   public init() {}
 }
 
+/// A running process telling the cluster where its telemetry server answers. Topic
+/// `livesync.instances` (one partition, compacted on real Kafka), key = process.
+/// Each long-running executable sends one once its telemetry server listens, again every
+/// `telemetry.announceIntervalMs`, and a last one with `stopping` on a clean stop.
+/// `livesync status`, the dashboard and alerting find the processes here (hosts need share
+/// nothing but Kafka): the latest announcement per process, unless it said `stopping` or is
+/// older than the reader's maximum age.
+public nonisolated struct Livesync_V1_InstanceAnnouncement: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// the name it reports under: kafka.instanceId, else <executable>-<pid>
+  public var process: String = String()
+
+  /// random per start: tells two runs under the same name apart
+  public var instanceID: String = String()
+
+  /// its consumer group; empty for ingest
+  public var group: String = String()
+
+  /// telemetry base URL, http://host:port (/metrics, /healthz, /readyz)
+  public var url: String = String()
+
+  /// host name of the machine (container, pod) it runs on
+  public var host: String = String()
+
+  public var pid: Int32 = 0
+
+  public var startedAtUs: Int64 = 0
+
+  public var announcedAtUs: Int64 = 0
+
+  /// the last announcement of a clean stop: leave this process out
+  public var stopping: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "livesync.v1"
@@ -1456,6 +1497,76 @@ nonisolated extension Livesync_V1_ChangelogEntry: SwiftProtobuf.Message, SwiftPr
     if lhs.writtenAtUs != rhs.writtenAtUs {return false}
     if lhs.part != rhs.part {return false}
     if lhs.parts != rhs.parts {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Livesync_V1_InstanceAnnouncement: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".InstanceAnnouncement"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}process\0\u{3}instance_id\0\u{1}group\0\u{1}url\0\u{1}host\0\u{1}pid\0\u{3}started_at_us\0\u{3}announced_at_us\0\u{1}stopping\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.process) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.instanceID) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.group) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.url) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.host) }()
+      case 6: try { try decoder.decodeSingularInt32Field(value: &self.pid) }()
+      case 7: try { try decoder.decodeSingularInt64Field(value: &self.startedAtUs) }()
+      case 8: try { try decoder.decodeSingularInt64Field(value: &self.announcedAtUs) }()
+      case 9: try { try decoder.decodeSingularBoolField(value: &self.stopping) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.process.isEmpty {
+      try visitor.visitSingularStringField(value: self.process, fieldNumber: 1)
+    }
+    if !self.instanceID.isEmpty {
+      try visitor.visitSingularStringField(value: self.instanceID, fieldNumber: 2)
+    }
+    if !self.group.isEmpty {
+      try visitor.visitSingularStringField(value: self.group, fieldNumber: 3)
+    }
+    if !self.url.isEmpty {
+      try visitor.visitSingularStringField(value: self.url, fieldNumber: 4)
+    }
+    if !self.host.isEmpty {
+      try visitor.visitSingularStringField(value: self.host, fieldNumber: 5)
+    }
+    if self.pid != 0 {
+      try visitor.visitSingularInt32Field(value: self.pid, fieldNumber: 6)
+    }
+    if self.startedAtUs != 0 {
+      try visitor.visitSingularInt64Field(value: self.startedAtUs, fieldNumber: 7)
+    }
+    if self.announcedAtUs != 0 {
+      try visitor.visitSingularInt64Field(value: self.announcedAtUs, fieldNumber: 8)
+    }
+    if self.stopping != false {
+      try visitor.visitSingularBoolField(value: self.stopping, fieldNumber: 9)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Livesync_V1_InstanceAnnouncement, rhs: Livesync_V1_InstanceAnnouncement) -> Bool {
+    if lhs.process != rhs.process {return false}
+    if lhs.instanceID != rhs.instanceID {return false}
+    if lhs.group != rhs.group {return false}
+    if lhs.url != rhs.url {return false}
+    if lhs.host != rhs.host {return false}
+    if lhs.pid != rhs.pid {return false}
+    if lhs.startedAtUs != rhs.startedAtUs {return false}
+    if lhs.announcedAtUs != rhs.announcedAtUs {return false}
+    if lhs.stopping != rhs.stopping {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
