@@ -109,6 +109,7 @@ public enum Chaos {
                 runner.enqueue { await monkey.perform(plan[i].step) }
             }
         }
+        let cpu = CPUAccount(supervisor: cluster.supervisor)
         let replay = try await sender.send(records)
         say("chaos: replay done: \(replay.accepted.count) accepted, \(replay.refused) refused, \(replay.failed) failed; finishing the fault plan")
         await runner.drain()
@@ -124,6 +125,7 @@ public enum Chaos {
         report.summary.refused = replay.refused
         report.summary.failed = replay.failed
         report.summary.refunds = replay.refundsAccepted
+        report.summary.cpu_us_per_order = CPUAccount.perOrder(cpu.stop(), orders: report.summary.accepted)
         try await waitForNoLag(cluster, timeout: 60)
         let m = monkey.counts
         report.kills = m.kills
@@ -359,6 +361,7 @@ public enum Chaos {
           broker faults / disks lost    \(r.brokerFaults) / \(r.disksLost)
           restocks                      \(r.restocks)
           throughput                    \(s.orders_per_sec) orders/s, ingest→ERP p99 \(s.p99_ms) ms
+          CPU µs per order              \(Demo.renderCPU(s.cpu_us_per_order))
           verdict                       \(r.passed ? "PASS" : "FAIL: " + r.violations.joined(separator: "; "))
         """
     }

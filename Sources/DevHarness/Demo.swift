@@ -48,6 +48,11 @@ public struct DemoSummary: Codable, Sendable {
     public var stock_mismatched_skus = 0
     public var kills = 0
     public var duration_sec = 0.0
+    /// CPU microseconds per accepted order, per kind of process (`ingest`, `stock`, `dispatch`,
+    /// `book`, `alerting`, `channels`, `broker`, `load_generator`) and in all but the load
+    /// generator (`pipeline`), read from the OS over the session, from the first order sent to
+    /// the last one settled (`CPUAccount`). After-sales is part of dispatch.
+    public var cpu_us_per_order: [String: Double] = [:]
 
     public var passed: Bool { oversold == 0 && lost == 0 && stock_mismatched_skus == 0 && accepted == synced + rejected + cancelled }
 }
@@ -92,10 +97,12 @@ public enum Demo {
                 }
             }
         }
+        let cpu = CPUAccount(supervisor: cluster.supervisor)
         let replay = try await sender.send(records)
         logger.info("replay done: \(replay.accepted.count) accepted, \(replay.refused) refused, \(replay.failed) failed")
 
         var summary = try await settle(cluster: cluster, accepted: replay.accepted, initial: initial, timeout: config.settleTimeoutSeconds)
+        summary.cpu_us_per_order = CPUAccount.perOrder(cpu.stop(), orders: summary.accepted)
         summary.refused = replay.refused
         summary.failed = replay.failed
         summary.refunds = replay.refundsAccepted
@@ -188,6 +195,14 @@ public enum Demo {
         return s
     }
 
+    /// `pipeline 393 (ingest 148, dispatch 78, …; load generator 147)`, largest first.
+    static func renderCPU(_ cpu: [String: Double]) -> String {
+        guard let pipeline = cpu["pipeline"] else { return "-" }
+        let parts = cpu.filter { $0.key != "pipeline" && $0.key != "load_generator" }.sorted { ($0.value, $1.key) > ($1.value, $0.key) }
+            .map { "\($0.key) \(Int($0.value))" }
+        return "pipeline \(Int(pipeline)) (\(parts.joined(separator: ", ")); load generator \(Int(cpu["load_generator"] ?? 0)))"
+    }
+
     public static func render(_ s: DemoSummary) -> String {
         """
         LiveSync demo
@@ -203,6 +218,7 @@ public enum Demo {
           stock kills         \(s.kills)
           throughput          \(s.orders_per_sec) orders/s over \(String(format: "%.1f", s.duration_sec)) s
           ingest→ERP latency  p50 \(s.p50_ms) ms, p99 \(s.p99_ms) ms
+          CPU µs per order    \(renderCPU(s.cpu_us_per_order))
           verdict             \(s.passed ? "PASS" : "FAIL")
         """
     }

@@ -128,3 +128,23 @@ func session() -> [[(String, [UInt8])]] {
     future[0] = 9
     #expect(throws: BookEntryError.unknownVersion(9)) { try BookEntry.decode(future) }
 }
+
+/// The book's raw-bound writes keep every value as given: empty and non-ASCII text, large
+/// integers, a NULL ingest time and the order's payload bytes.
+@Test func theBooksWritesKeepEveryValueAsGiven() throws {
+    var h = try ErpHarness()
+    var o = order("raw-1", skus: [("SKU-甲", "仓-1")])
+    o.buyer.name = "王芳"
+    o.buyerRemark = ""
+    o.totalFen = Int64(Int32.max) * 3
+    o.paidAtUs = 1_700_000_000_123_456
+    _ = try h.apply(h.dispatch, [placed(o)])
+    let held = try h.store.database.read { try Data.fetchOne($0, sql: "SELECT payload FROM dispatch_pending_orders WHERE order_id = 'raw-1'") }
+    #expect(held.map { [UInt8]($0) } == o.bytes)
+    _ = try h.apply(h.dispatch, [reservation(o, line: 0, .reserved)])
+    let row = try #require(try h.store.database.read { try Row.fetchOne($0, sql: "SELECT buyer_name, remark, total_fen, paid_at_us, cancelled_at_us FROM erp_orders WHERE order_id = 'raw-1'") })
+    #expect(row[0] as String == "王芳" && row[1] as String == "" && row[2] as Int64 == Int64(Int32.max) * 3 && row[3] as Int64 == 1_700_000_000_123_456)
+    #expect((row[4] as Int64?) == nil)
+    #expect(try h.count("SELECT COUNT(*) FROM erp_order_lines WHERE sku = 'SKU-甲' AND warehouse = '仓-1' AND reservation = 'reserved'") == 1)
+    #expect(try h.count("SELECT COUNT(*) FROM erp_shipment_lines WHERE shipment_id = 'raw-1/仓-1' AND sku = 'SKU-甲'") == 1)
+}

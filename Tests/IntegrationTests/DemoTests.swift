@@ -15,6 +15,12 @@ import Testing
         #expect(s.cancelled > 0)
         #expect(s.stock_mismatched_skus == 0)
         #expect(s.refused == 0 && s.failed == 0)
+        // The session's CPU per order, read from the OS, for every kind of process.
+        #expect(Set(s.cpu_us_per_order.keys).isSuperset(of: ["ingest", "stock", "dispatch", "book", "alerting", "channels", "broker", "load_generator", "pipeline"]),
+                "\(s.cpu_us_per_order)")
+        #expect(["ingest", "stock", "dispatch", "book", "broker"].allSatisfy { s.cpu_us_per_order[$0, default: 0] > 0 }, "\(s.cpu_us_per_order)")
+        let kinds = s.cpu_us_per_order.filter { $0.key != "pipeline" && $0.key != "load_generator" }.values.reduce(0, +)
+        #expect(abs(s.cpu_us_per_order["pipeline", default: 0] - kinds) <= 8, "pipeline is the sum of the kinds (each rounded)")
 
         // The hot SKU sold everything it had that was not released by a later refund.
         let stock = try openDatabase(dir + "/stock.sqlite")

@@ -80,6 +80,7 @@ struct DemoJSON: Decodable {
     var kills: Int
     var refused: Int
     var failed: Int
+    var cpu_us_per_order: [String: Double]
 }
 
 func runDemo(_ arguments: [String], dataDir: String) throws -> DemoJSON {
