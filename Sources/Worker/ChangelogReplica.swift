@@ -64,7 +64,7 @@ public final class ChangelogReplica: BatchProcessor {
     }
 
     public func apply(_ messages: [KafkaMessage], db: Database, output: inout BatchOutput) throws {
-        var touched: Set<String> = []
+        var touched: Set<TopicPartition> = []
         for message in messages {
             guard let source = sources[message.topic] else {
                 output.deadLetter(message, error: "the replica does not consume topic \(message.topic)")
@@ -87,13 +87,13 @@ public final class ChangelogReplica: BatchProcessor {
             } else {
                 try rebuild(partition: p, topic: message.topic, source: source, db: db)
             }
-            touched.insert("\(message.topic)\u{0}\(p)")
+            touched.insert(message.topicPartition)
         }
-        for key in touched {
-            let parts = key.split(separator: "\u{0}", omittingEmptySubsequences: false)
-            guard let source = sources[String(parts[0])], let p = Int32(parts[1]), let head = try source.store.head(partition: p, db) else { continue }
+        // Forget what lies far behind each touched partition's head.
+        for tp in touched {
+            guard let source = sources[tp.topic], let head = try source.store.head(partition: tp.partition, db) else { continue }
             try db.execute(sql: "DELETE FROM replica_seen WHERE group_id = ? AND partition = ? AND seq < ?",
-                           arguments: [source.store.group, p, head.seq - Self.seenWindow])
+                           arguments: [source.store.group, tp.partition, head.seq - Self.seenWindow])
         }
     }
 
