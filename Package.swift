@@ -175,7 +175,7 @@ let package = Package(
         /// changelogs (`ChangelogReplica`), its HTTP API and the client the views use.
         .target(
             name: "ReadModel",
-            dependencies: ["Worker", "Model", "Kafka", "Bootstrap", "ErpBookStore", "Inventory", "Fulfillment",
+            dependencies: ["Worker", "Model", "Kafka", "Bootstrap", "Telemetry", "ErpBookStore", "Inventory", "Fulfillment",
                            .product(name: "Hummingbird", package: "hummingbird"),
                            .product(name: "AsyncHTTPClient", package: "async-http-client"),
                            .product(name: "Logging", package: "swift-log"),

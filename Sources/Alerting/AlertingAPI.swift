@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Bootstrap
 import Foundation
 import Hummingbird
+import Telemetry
 import Inspection
 import Model
 import NIOCore
@@ -64,19 +65,9 @@ public enum AlertingAPI {
         return v
     }
 
-    static func json(_ value: some Encodable) -> Response {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        do {
-            return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(value))))
-        } catch {
-            return text(.internalServerError, "could not encode the answer: \(error)\n")
-        }
-    }
+    static func json(_ value: some Encodable) -> Response { HTTPAnswer.json(value) }
 
-    static func text(_ status: HTTPResponse.Status, _ message: String) -> Response {
-        Response(status: status, headers: [.contentType: "text/plain; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: message)))
-    }
+    static func text(_ status: HTTPResponse.Status, _ message: String) -> Response { HTTPAnswer.text(status, message) }
 }
 
 /// Asks `livesync-alerting` over HTTP (`AlertingAPI`): the dashboard's alert list and the

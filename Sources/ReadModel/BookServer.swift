@@ -2,6 +2,7 @@ import ErpBookStore
 import Bootstrap
 import Foundation
 import Hummingbird
+import Telemetry
 import Logging
 import Model
 import NIOCore
@@ -85,19 +86,9 @@ public enum BookServer {
         var known: [String]
     }
 
-    static func json(_ value: some Encodable) -> Response {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        do {
-            return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(value))))
-        } catch {
-            return text(.internalServerError, "could not encode the answer: \(error)\n")
-        }
-    }
+    static func json(_ value: some Encodable) -> Response { HTTPAnswer.json(value) }
 
-    static func text(_ status: HTTPResponse.Status, _ message: String) -> Response {
-        Response(status: status, headers: [.contentType: "text/plain; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: message)))
-    }
+    static func text(_ status: HTTPResponse.Status, _ message: String) -> Response { HTTPAnswer.text(status, message) }
 
     /// The read model's API server, as a service beside its consumer.
     public static func make(bookPath: String, configuration: BookServerConfiguration, logger: Logger) -> some Service {
