@@ -15,27 +15,9 @@ import Worker
 @Suite(.serialized) struct ChangelogReplicaTests {
     /// An entry of partition 0's chain whose payload books one synced order.
     static func entry(writer: String, seq: Int64, previous: (String, Int64)?, order id: String) -> ChangelogEntry {
-        var o = Order()
-        o.orderID = id
-        o.platform = .generic
-        o.shopID = "shop-1"
-        o.platformOrderID = id
+        var o = placedOrder(id, ingested: 1_000 * seq, sku: "SKU-R", platform: .generic, shopID: "shop-1")
         o.currency = "CNY"
-        o.ingestedAtUs = 1_000 * seq
-        var line = OrderLine()
-        line.orderID = id
-        line.lineNo = 1
-        line.lineCount = 1
-        line.eventID = "\(id):1"
-        line.sku = "SKU-R"
-        line.warehouse = "main"
-        line.quantity = 1
-        o.lines = [line]
-        var r = Reservation()
-        r.orderID = id
-        r.eventID = line.eventID
-        r.lineNo = 1
-        r.status = .reserved
+        let r = reserved(id, sku: "SKU-R")
         var e = ChangelogEntry()
         e.writer = writer
         e.seq = seq

@@ -35,35 +35,6 @@ func stockCopy(_ book: LocalReadModel, rows: [(sku: String, onHand: Int64, reser
     }
 }
 
-func placedOrder(_ id: String, ingested: Int64) -> Order {
-    var o = Order()
-    o.orderID = id
-    o.ingestedAtUs = ingested
-    var line = OrderLine()
-    line.orderID = id
-    line.lineNo = 1
-    line.eventID = "\(id):1"
-    line.sku = "S"
-    line.warehouse = "main"
-    line.quantity = 1
-    line.lineCount = 1
-    o.lines = [line]
-    return o
-}
-
-func reserved(_ id: String) -> Reservation {
-    var r = Reservation()
-    r.orderID = id
-    r.eventID = "\(id):1"
-    r.lineNo = 1
-    r.sku = "S"
-    r.warehouse = "main"
-    r.quantity = 1
-    r.lineCount = 1
-    r.status = .reserved
-    return r
-}
-
 /// Alerting's HTTP API (`AlertingAPI`, as its telemetry server serves it) over an alert store.
 func alertingServer(_ dir: String, _ write: @Sendable (Database) throws -> Void) async throws -> (client: AlertingClient, url: String, task: Task<Void, Error>) {
     let alerting = try StateStore(StateStoreConfiguration(path: dir + "/alerting.sqlite", synchronous: "OFF"))

@@ -15,38 +15,6 @@ import Worker
 /// The read model's HTTP API (`BookServer`) and its client, over a copy written by the real
 /// dispatch join: what every view relies on.
 @Suite struct ReadModelTests {
-    func order(_ id: String, ingested: Int64) -> Order {
-        var o = Order()
-        o.orderID = id
-        o.platform = .douyin
-        o.shopID = "shop-1"
-        o.platformOrderID = String(id.split(separator: ":").last ?? "")
-        o.ingestedAtUs = ingested
-        var line = OrderLine()
-        line.orderID = id
-        line.lineNo = 1
-        line.eventID = "\(id):1"
-        line.sku = "S"
-        line.warehouse = "main"
-        line.quantity = 2
-        line.lineCount = 1
-        o.lines = [line]
-        return o
-    }
-
-    func reservation(_ id: String, _ status: ReservationStatus) -> Reservation {
-        var r = Reservation()
-        r.orderID = id
-        r.eventID = "\(id):1"
-        r.lineNo = 1
-        r.sku = "S"
-        r.warehouse = "main"
-        r.quantity = 2
-        r.lineCount = 1
-        r.status = status
-        return r
-    }
-
     func get(_ url: String) async throws -> (Int, String) {
         let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: url), timeout: .seconds(10))
         return (Int(response.status.code), String(buffer: try await response.body.collect(upTo: 1 << 20)))
@@ -65,7 +33,7 @@ import Worker
         let book = try await LocalReadModel.start(path: temporaryDirectory("book-shipment") + "/book.sqlite")
         defer { book.stop() }
         let id = "douyin:shop-1:DY1"
-        try book.dispatch([(Topics.ordersPlaced, order(id, ingested: 1).bytes), (Topics.stockReservations, reservation(id, .reserved).bytes)])
+        try book.dispatch([(Topics.ordersPlaced, placedOrder(id, ingested: 1, quantity: 2, platform: .douyin, shopID: "shop-1").bytes), (Topics.stockReservations, reserved(id, .reserved, quantity: 2).bytes)])
         let (status, _) = try await get(book.url + "/book/shipment?id=douyin:shop-1:NOPE%2Fmain")
         #expect(status == 404)
         #expect(try await book.client.shipmentOwner("douyin:shop-1:NOPE/main") == nil)
@@ -80,9 +48,9 @@ import Worker
         defer { book.stop() }
         let now = Clock.nowMicros()
         try book.dispatch([
-            (Topics.ordersPlaced, order("o:synced", ingested: now - 3_000_000).bytes), (Topics.stockReservations, reservation("o:synced", .reserved).bytes),
-            (Topics.ordersPlaced, order("o:rejected", ingested: now - 2_000_000).bytes), (Topics.stockReservations, reservation("o:rejected", .rejected).bytes),
-            (Topics.ordersPlaced, order("o:waiting", ingested: now - 60_000_000).bytes),
+            (Topics.ordersPlaced, placedOrder("o:synced", ingested: now - 3_000_000, quantity: 2, platform: .douyin, shopID: "shop-1").bytes), (Topics.stockReservations, reserved("o:synced", .reserved, quantity: 2).bytes),
+            (Topics.ordersPlaced, placedOrder("o:rejected", ingested: now - 2_000_000, quantity: 2, platform: .douyin, shopID: "shop-1").bytes), (Topics.stockReservations, reserved("o:rejected", .rejected, quantity: 2).bytes),
+            (Topics.ordersPlaced, placedOrder("o:waiting", ingested: now - 60_000_000, quantity: 2, platform: .douyin, shopID: "shop-1").bytes),
         ])
         let decisions = try await book.client.decisions().sorted { $0.orderID < $1.orderID }
         #expect(decisions.map(\.orderID) == ["o:rejected", "o:synced"] && decisions.map(\.status) == ["out_of_stock", "synced"])
@@ -110,8 +78,8 @@ import Worker
         ], kafka: KafkaConfiguration(bootstrapServers: "127.0.0.1:1"), logger: Logger(label: "test"))
         let id = "douyin:shop-1:DY7"
         var payload = BookEntry.Encoder(decidedAtUs: 5_000_000)
-        payload.append(.order, order(id, ingested: 1_000_000).bytes)
-        payload.append(.reservation, reservation(id, .reserved).bytes)
+        payload.append(.order, placedOrder(id, ingested: 1_000_000, quantity: 2, platform: .douyin, shopID: "shop-1").bytes)
+        payload.append(.reservation, reserved(id, .reserved, quantity: 2).bytes)
         var entry = ChangelogEntry()
         entry.writer = "livesync-dispatch/dispatch-1"
         entry.seq = 1

@@ -27,34 +27,14 @@ import Worker
     // Kafka as ingest and stock would); the read model then knows its shipment.
     let orderID = "douyin:dev-shop:DY1001"
     let shipmentID = "\(orderID)/main"
-    var placed = Order()
-    placed.orderID = orderID
-    placed.platform = .douyin
-    placed.shopID = "dev-shop"
-    placed.platformOrderID = "DY1001"
+    var placed = placedOrder(orderID, ingested: 0, sku: "SKU-S1", platform: .douyin, shopID: "dev-shop")
     placed.currency = "CNY"
     placed.totalFen = 100
-    var line = OrderLine()
-    line.orderID = orderID
-    line.lineNo = 1
-    line.lineCount = 1
-    line.eventID = "\(orderID):1"
-    line.sku = "SKU-S1"
-    line.warehouse = "main"
-    line.quantity = 1
-    placed.lines = [line]
-    var reserved = Reservation()
-    reserved.orderID = orderID
-    reserved.eventID = line.eventID
-    reserved.lineNo = 1
-    reserved.sku = "SKU-S1"
-    reserved.warehouse = "main"
-    reserved.quantity = 1
-    reserved.status = .reserved
+    let decision = reserved(orderID, sku: "SKU-S1")
     let fixtures = try KafkaProducer(configuration: KafkaConfiguration(bootstrapServers: cluster.bootstrap))
     defer { fixtures.close() }
     try await fixtures.send([ProducerMessage(topic: Topics.ordersPlaced, key: orderID, value: placed.bytes),
-                             ProducerMessage(topic: Topics.stockReservations, key: orderID, value: reserved.bytes)])
+                             ProducerMessage(topic: Topics.stockReservations, key: orderID, value: decision.bytes)])
     let readModel = BookClient(baseURL: cluster.bookURL)
     try await waitFor("the read model holds the booked shipment", timeout: 60) { try await readModel.shipmentOwner(shipmentID) != nil }
     let book = try openDatabase(cluster.bookDatabase)

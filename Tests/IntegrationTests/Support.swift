@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import Model
 import Synchronization
 import Testing
 
@@ -96,4 +97,41 @@ func openDatabase(_ path: String) throws -> DatabaseQueue {
     var config = Configuration()
     config.busyMode = .timeout(10)
     return try DatabaseQueue(path: path, configuration: config)
+}
+
+/// A one-line order as ingest publishes it (line `<id>:1` of `quantity` units of `sku` in `main`).
+func placedOrder(_ id: String, ingested: Int64, sku: String = "S", quantity: Int64 = 1,
+                 platform: Livesync_V1_Platform? = nil, shopID: String = "") -> Order {
+    var o = Order()
+    o.orderID = id
+    o.ingestedAtUs = ingested
+    if let platform {
+        o.platform = platform
+        o.shopID = shopID
+        o.platformOrderID = String(id.split(separator: ":").last ?? "")
+    }
+    var line = OrderLine()
+    line.orderID = id
+    line.lineNo = 1
+    line.eventID = "\(id):1"
+    line.sku = sku
+    line.warehouse = "main"
+    line.quantity = quantity
+    line.lineCount = 1
+    o.lines = [line]
+    return o
+}
+
+/// Stock's decision on the only line of `placedOrder(id, …)`.
+func reserved(_ id: String, _ status: ReservationStatus = .reserved, sku: String = "S", quantity: Int64 = 1) -> Reservation {
+    var r = Reservation()
+    r.orderID = id
+    r.eventID = "\(id):1"
+    r.lineNo = 1
+    r.sku = sku
+    r.warehouse = "main"
+    r.quantity = quantity
+    r.lineCount = 1
+    r.status = status
+    return r
 }
