@@ -125,6 +125,19 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        /// The merchant's ERPs, outbound: each ERP's published API (auth, signing, envelopes,
+        /// batch calls, error codes) behind one `ErpAdapter` contract.
+        .target(
+            name: "ErpAdapters",
+            dependencies: [
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         /// The ERP book (erp.sqlite): its schema, the typed writes dispatch and after-sales make in
         /// their batch transactions, and the one read API every view uses (`ErpBookView`).
         .target(
@@ -234,7 +247,7 @@ let package = Package(
         .target(
             name: "LiveSyncTesting",
             dependencies: [
-                "CRdkafka", "Kafka", "Model", "Worker", "Ingest", "Connectors", "Channels", "ReadModel", "Fulfillment", "Inventory",
+                "CRdkafka", "Kafka", "Model", "Worker", "Ingest", "Connectors", "Channels", "ReadModel", "Fulfillment", "Inventory", "ErpAdapters",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -358,6 +371,16 @@ let package = Package(
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "GRDB", package: "GRDB.swift"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ErpTests",
+            dependencies: [
+                "ErpAdapters", "LiveSyncTesting",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Hummingbird", package: "hummingbird"),
             ],
             swiftSettings: swiftSettings
         ),
