@@ -16,6 +16,7 @@ let package = Package(
         .executable(name: "livesync-alerting", targets: ["livesync-alerting"]),
         .executable(name: "livesync-channels", targets: ["livesync-channels"]),
         .executable(name: "livesync-book", targets: ["livesync-book"]),
+        .executable(name: "livesync-erp", targets: ["livesync-erp"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -135,6 +136,20 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        /// `livesync-erp`'s work: decided orders queued per ERP document, written through an
+        /// `ErpAdapter` in batches at the ERP's pace, the pending queue, stock pulled back.
+        .target(
+            name: "ErpSync",
+            dependencies: [
+                "ErpAdapters", "Worker", "Bootstrap", "Model", "Kafka", "Telemetry",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -302,6 +317,11 @@ let package = Package(
             name: "livesync-book",
             dependencies: ["ReadModel", "Fulfillment", "Inventory", "Worker", "Bootstrap", "Model", .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "livesync-erp",
+            dependencies: ["ErpSync", "Worker", "Bootstrap", "Model", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftSettings
         ),
         .executableTarget(

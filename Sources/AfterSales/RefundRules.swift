@@ -22,6 +22,8 @@ public enum RefundRules {
         outcome.orderID = refund.orderID
         outcome.decidedAtUs = now
         outcome.kind = .refundBooked
+        outcome.refundID = refund.refundID
+        outcome.refundFen = refund.amountFen
         if let row = try book.orderState(refund.orderID) {
             outcome.ingestedAtUs = row.ingestedAtUs
             if row.status == ErpBook.Status.synced {

@@ -1,4 +1,5 @@
 import Foundation
+import Bootstrap
 import Worker
 
 /// A condition that raises an alert while it holds (`livesync.alerting.rules` in the file).

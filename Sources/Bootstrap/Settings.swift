@@ -149,6 +149,26 @@ public enum ServiceRunner {
     }
 }
 
+/// What a consumer executable's add-ons are built from: its settings, state store, consumer
+/// (owned partitions, statistics) and producer.
+public struct ConsumerParts: Sendable {
+    public let config: LiveSyncConfig
+    public let store: StateStore
+    public let consumer: BatchConsumerService
+    public let producer: KafkaProducer
+    public let logger: Logger
+}
+
+/// Services that run beside a consumer and the routes they add to its telemetry server.
+public struct ConsumerAddOns {
+    public var services: [any Service]
+    public var routes: (Router<BasicRequestContext>) throws -> Void
+    public init(services: [any Service] = [], routes: @escaping (Router<BasicRequestContext>) throws -> Void = { _ in }) {
+        self.services = services
+        self.routes = routes
+    }
+}
+
 /// A consumer executable in one call: state store, producer, batching consumer, service group.
 public enum ConsumerMain {
     /// - Parameter groupPerInstance: each instance is a group of its own (`<group>-<instance id>`)
@@ -157,10 +177,13 @@ public enum ConsumerMain {
     ///   (for example alerting's notifier), sharing its configuration and state store.
     /// - Parameter telemetryRoutes: routes the process serves on its telemetry server beside
     ///   `/metrics`, `/healthz` and `/readyz` (for example alerting's `/alerts`, read from its own store).
+    /// - Parameter addOns: services and routes that need the consumer itself (its owned partitions)
+    ///   or the producer, such as `livesync-erp`'s writer.
     public static func run(
         name: String, group: String, groupPerInstance: Bool = false, topics: [String], companionTopics: [String] = [], database: String? = nil, configFile: String?,
         extraServices: (LiveSyncConfig, StateStore, Logger) throws -> [any Service] = { _, _, _ in [] },
         telemetryRoutes: (LiveSyncConfig, StateStore, Router<BasicRequestContext>) throws -> Void = { _, _, _ in },
+        addOns: (ConsumerParts) throws -> ConsumerAddOns = { _ in ConsumerAddOns() },
         makeProcessor: @escaping @Sendable (LiveSyncConfig) throws -> any BatchProcessor
     ) async throws {
         ServiceRunner.bootstrapLogging()
@@ -178,9 +201,13 @@ public enum ConsumerMain {
         logger.info("starting", metadata: ["bootstrap": "\(kafka.bootstrapServers)", "db": "\(store.configuration.path)"])
         // First: the group stops services in reverse order, so `stopping` is announced last.
         let announcer = try config.instanceAnnouncer(name: name, group: groupID, producer: producer, logger: logger)
+        let more = try addOns(ConsumerParts(config: config, store: store, consumer: service, producer: producer, logger: logger))
         let telemetry = try telemetryService(name: name, config: config, store: store, producer: producer, service: service,
-                                             announcer: announcer, logger: logger, addingRoutes: { try telemetryRoutes(config, store, $0) })
-        try await ServiceRunner.run([announcer, service, telemetry] + extraServices(config, store, logger), logger: logger)
+                                             announcer: announcer, logger: logger, addingRoutes: {
+                                                 try telemetryRoutes(config, store, $0)
+                                                 try more.routes($0)
+                                             })
+        try await ServiceRunner.run([announcer, service, telemetry] + extraServices(config, store, logger) + more.services, logger: logger)
         producer.close()
     }
 }

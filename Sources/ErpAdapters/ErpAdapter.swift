@@ -130,6 +130,7 @@ public struct ErpStockLevel: Sendable, Equatable {
     public var available: Int64
     /// Units of LiveSync's own sale orders (references it created) the ERP has recorded and not
     /// cancelled: what `available` already subtracts for LiveSync. `nil` when the ERP cannot say.
+    /// Read BEFORE `available` within one `stockLevels` call (`ErpStockPull` relies on the order).
     public var recordedByLiveSync: Int64?
 
     public init(material: String, warehouse: String, onHand: Int64, available: Int64, recordedByLiveSync: Int64? = nil) {

@@ -209,6 +209,7 @@ public final class DispatchProcessor: ChangelogProcessor {
         switch status {
         case ErpBook.Status.synced:
             outcome.kind = .synced
+            outcome.order = order  // what the merchant's ERP sale order is made of (livesync-erp)
             var byWarehouse: [String: [OrderLine]] = [:]
             for line in order.lines { byWarehouse[line.warehouse, default: []].append(line) }
             for (warehouse, lines) in byWarehouse.sorted(by: { $0.key < $1.key }) {

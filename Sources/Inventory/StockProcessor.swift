@@ -199,7 +199,7 @@ public final class StockProcessor: ChangelogProcessor {
                     keyPartition[key] = message.partition
                     try db.cachedStatement(sql: "UPDATE stock_lines SET status = 3, decided_at_us = ? WHERE event_id = ?").execute(arguments: [now, adj.releaseEventID])
                     deltas[message.partition, default: StockDelta.Writer(now: now)].line(adj.releaseEventID, order: row[4], sku: key.sku, warehouse: key.warehouse, quantity: row[2], status: 3)
-                case .set, .delta:
+                case .set, .delta, .erpSnapshot:
                     guard !adj.sku.isEmpty else {
                         output.deadLetter(message, error: StockRuleError.missingField("sku").description)
                         continue
@@ -207,7 +207,13 @@ public final class StockProcessor: ChangelogProcessor {
                     let key = Key(sku: adj.sku, warehouse: adj.warehouse)
                     var l = try level(key)
                     do {
-                        if adj.kind == .set { try l.setAvailable(adj.quantity) } else { try l.adjust(by: adj.quantity) }
+                        switch adj.kind {
+                        case .set: try l.setAvailable(adj.quantity)
+                        case .erpSnapshot:
+                            let short = try l.setFromErp(available: adj.quantity, recorded: adj.erpRecorded)
+                            if short > 0 { output.count(.erpStockShort, by: Int(short)) }
+                        default: try l.adjust(by: adj.quantity)
+                        }
                     } catch {
                         output.deadLetter(message, error: error.description)
                         continue

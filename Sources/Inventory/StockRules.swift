@@ -32,6 +32,21 @@ public struct StockLevel: Sendable, Equatable {
         onHand = reserved + quantity
     }
 
+    /// Takes the ERP's figures as the truth about physical stock, while LiveSync's own orders are
+    /// in flight: `erpAvailable` is what the ERP can still promise (it already subtracts the
+    /// `erpRecorded` units of LiveSync's orders it has recorded), so on hand before LiveSync's
+    /// reservations is `erpAvailable + erpRecorded` and available becomes
+    /// `erpAvailable − (reserved − erpRecorded)`: the units reserved here that the ERP has not
+    /// recorded yet are subtracted once, never twice, never not at all.
+    /// - Returns: the units the ERP is short of LiveSync's reservations (0 normally); on hand is
+    ///   then kept at `reserved` so available is 0, not negative, and the shortfall is reported.
+    public mutating func setFromErp(available erpAvailable: Int64, recorded erpRecorded: Int64) throws(StockRuleError) -> Int64 {
+        guard erpRecorded >= 0 else { throw .negativeQuantity(erpRecorded) }
+        let target = erpAvailable + erpRecorded
+        onHand = max(reserved, target)
+        return max(0, reserved - target)
+    }
+
     /// Adds received goods (positive) or removes damaged/lost ones (negative).
     public mutating func adjust(by delta: Int64) throws(StockRuleError) {
         guard available + delta >= 0 else { throw .wouldGoNegative(available: available, delta: delta) }

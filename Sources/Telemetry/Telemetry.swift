@@ -47,6 +47,8 @@ public enum MetricNames {
     public static let ordersRefused = "livesync_ingest_orders_refused_total"
     // Stock (label `decision`: reserved, rejected)
     public static let stockLines = "livesync_stock_lines_total"
+    /// Units an ERP stock snapshot was short of LiveSync's reservations (oversold in the ERP).
+    public static let stockErpShort = "livesync_stock_erp_short_units_total"
     /// Labels `sku`, `warehouse`: the hottest SKUs only.
     public static let stockAvailable = "livesync_stock_available_units"
     // Dispatch (label `status`: synced, out_of_stock, cancelled)
@@ -60,6 +62,13 @@ public enum MetricNames {
     public static let alertsOpen = "livesync_alerts_open"
     // Channels (labels `platform`, `kind`: stock, shipment; `outcome`: ok, retry, dead)
     public static let outboundCalls = "livesync_outbound_calls_total"
+    // ERP sync (label `target`; `result` on calls: ok, retryable, permanent)
+    public static let erpQueued = "livesync_erp_queued_orders"
+    public static let erpPending = "livesync_erp_pending_orders"
+    public static let erpWritten = "livesync_erp_written_orders_total"
+    public static let erpCalls = "livesync_erp_calls_total"
+    /// Seconds to drain the queue at the recent write rate (absent rate: +Inf when queued).
+    public static let erpDrainEta = "livesync_erp_drain_eta_seconds"
 
     static let valueBuckets: [String: [Double]] = [
         consumerBatchSize: [1, 10, 100, 1_000, 5_000, 10_000, 25_000, 50_000, 100_000],

@@ -97,6 +97,7 @@ extension MetricKey {
     /// Stock decisions on order lines (`livesync_stock_lines_total{decision}`).
     public static let linesReserved = MetricKey(MetricNames.stockLines, ["decision", "reserved"])
     public static let linesRejected = MetricKey(MetricNames.stockLines, ["decision", "rejected"])
+    public static let erpStockShort = MetricKey(MetricNames.stockErpShort)
     /// Ingest → ERP book latency per order, by the status it was booked with.
     public static func syncLatency(status: String) -> MetricKey { MetricKey(MetricNames.syncLatency, ["status", status]) }
 }

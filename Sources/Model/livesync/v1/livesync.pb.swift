@@ -108,6 +108,11 @@ public nonisolated enum Livesync_V1_AdjustmentKind: SwiftProtobuf.Enum, Swift.Ca
 
   /// Returns the reservation of line `release_event_id` to available stock.
   case release // = 3
+
+  /// The merchant's ERP is the master of physical stock: `quantity` is what the ERP can still
+  /// promise (its on hand minus its own open orders) and `erp_recorded` the units of LiveSync's
+  /// orders it has recorded, so on_hand becomes quantity + erp_recorded (see Inventory.StockRules).
+  case erpSnapshot // = 4
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -120,6 +125,7 @@ public nonisolated enum Livesync_V1_AdjustmentKind: SwiftProtobuf.Enum, Swift.Ca
     case 1: self = .set
     case 2: self = .delta
     case 3: self = .release
+    case 4: self = .erpSnapshot
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -130,6 +136,7 @@ public nonisolated enum Livesync_V1_AdjustmentKind: SwiftProtobuf.Enum, Swift.Ca
     case .set: return 1
     case .delta: return 2
     case .release: return 3
+    case .erpSnapshot: return 4
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -140,6 +147,7 @@ public nonisolated enum Livesync_V1_AdjustmentKind: SwiftProtobuf.Enum, Swift.Ca
     .set,
     .delta,
     .release,
+    .erpSnapshot,
   ]
 
 }
@@ -405,6 +413,9 @@ public nonisolated struct Livesync_V1_StockAdjustment: Sendable {
 
   public var createdAtUs: Int64 = 0
 
+  /// ERP_SNAPSHOT: units of LiveSync's own orders the ERP had recorded when `quantity` was read.
+  public var erpRecorded: Int64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -544,9 +555,26 @@ public nonisolated struct Livesync_V1_OrderOutcome: Sendable {
 
   public var detail: String = String()
 
+  /// SYNCED: the whole order as booked (lines, warehouse, amounts), what an ERP sale order is made of.
+  public var order: Livesync_V1_Order {
+    get {_order ?? Livesync_V1_Order()}
+    set {_order = newValue}
+  }
+  /// Returns true if `order` has been explicitly set.
+  public var hasOrder: Bool {self._order != nil}
+  /// Clears the value of `order`. Subsequent reads from it will return its default value.
+  public mutating func clearOrder() {self._order = nil}
+
+  /// REFUND_BOOKED / CANCELLED by a refund: the refund's id and amount.
+  public var refundID: String = String()
+
+  public var refundFen: Int64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+
+  fileprivate var _order: Livesync_V1_Order? = nil
 }
 
 /// A message no consumer could decode or apply. Topic `deadletter`, key = source key.
@@ -666,7 +694,7 @@ nonisolated extension Livesync_V1_Platform: SwiftProtobuf._ProtoNameProviding {
 }
 
 nonisolated extension Livesync_V1_AdjustmentKind: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ADJUSTMENT_KIND_UNSPECIFIED\0\u{1}ADJUSTMENT_KIND_SET\0\u{1}ADJUSTMENT_KIND_DELTA\0\u{1}ADJUSTMENT_KIND_RELEASE\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ADJUSTMENT_KIND_UNSPECIFIED\0\u{1}ADJUSTMENT_KIND_SET\0\u{1}ADJUSTMENT_KIND_DELTA\0\u{1}ADJUSTMENT_KIND_RELEASE\0\u{1}ADJUSTMENT_KIND_ERP_SNAPSHOT\0")
 }
 
 nonisolated extension Livesync_V1_ReservationStatus: SwiftProtobuf._ProtoNameProviding {
@@ -974,7 +1002,7 @@ nonisolated extension Livesync_V1_Order: SwiftProtobuf.Message, SwiftProtobuf._M
 
 nonisolated extension Livesync_V1_StockAdjustment: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StockAdjustment"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}adjustment_id\0\u{1}sku\0\u{1}warehouse\0\u{1}kind\0\u{1}quantity\0\u{3}release_event_id\0\u{1}reason\0\u{3}created_at_us\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}adjustment_id\0\u{1}sku\0\u{1}warehouse\0\u{1}kind\0\u{1}quantity\0\u{3}release_event_id\0\u{1}reason\0\u{3}created_at_us\0\u{3}erp_recorded\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -990,6 +1018,7 @@ nonisolated extension Livesync_V1_StockAdjustment: SwiftProtobuf.Message, SwiftP
       case 6: try { try decoder.decodeSingularStringField(value: &self.releaseEventID) }()
       case 7: try { try decoder.decodeSingularStringField(value: &self.reason) }()
       case 8: try { try decoder.decodeSingularInt64Field(value: &self.createdAtUs) }()
+      case 9: try { try decoder.decodeSingularInt64Field(value: &self.erpRecorded) }()
       default: break
       }
     }
@@ -1020,6 +1049,9 @@ nonisolated extension Livesync_V1_StockAdjustment: SwiftProtobuf.Message, SwiftP
     if self.createdAtUs != 0 {
       try visitor.visitSingularInt64Field(value: self.createdAtUs, fieldNumber: 8)
     }
+    if self.erpRecorded != 0 {
+      try visitor.visitSingularInt64Field(value: self.erpRecorded, fieldNumber: 9)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1032,6 +1064,7 @@ nonisolated extension Livesync_V1_StockAdjustment: SwiftProtobuf.Message, SwiftP
     if lhs.releaseEventID != rhs.releaseEventID {return false}
     if lhs.reason != rhs.reason {return false}
     if lhs.createdAtUs != rhs.createdAtUs {return false}
+    if lhs.erpRecorded != rhs.erpRecorded {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1319,7 +1352,7 @@ nonisolated extension Livesync_V1_RefundRequest: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Livesync_V1_OrderOutcome: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".OrderOutcome"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}order_id\0\u{1}kind\0\u{3}ingested_at_us\0\u{3}decided_at_us\0\u{1}detail\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}order_id\0\u{1}kind\0\u{3}ingested_at_us\0\u{3}decided_at_us\0\u{1}detail\0\u{1}order\0\u{3}refund_id\0\u{3}refund_fen\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1332,12 +1365,19 @@ nonisolated extension Livesync_V1_OrderOutcome: SwiftProtobuf.Message, SwiftProt
       case 3: try { try decoder.decodeSingularInt64Field(value: &self.ingestedAtUs) }()
       case 4: try { try decoder.decodeSingularInt64Field(value: &self.decidedAtUs) }()
       case 5: try { try decoder.decodeSingularStringField(value: &self.detail) }()
+      case 6: try { try decoder.decodeSingularMessageField(value: &self._order) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.refundID) }()
+      case 8: try { try decoder.decodeSingularInt64Field(value: &self.refundFen) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
     if !self.orderID.isEmpty {
       try visitor.visitSingularStringField(value: self.orderID, fieldNumber: 1)
     }
@@ -1353,6 +1393,15 @@ nonisolated extension Livesync_V1_OrderOutcome: SwiftProtobuf.Message, SwiftProt
     if !self.detail.isEmpty {
       try visitor.visitSingularStringField(value: self.detail, fieldNumber: 5)
     }
+    try { if let v = self._order {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    } }()
+    if !self.refundID.isEmpty {
+      try visitor.visitSingularStringField(value: self.refundID, fieldNumber: 7)
+    }
+    if self.refundFen != 0 {
+      try visitor.visitSingularInt64Field(value: self.refundFen, fieldNumber: 8)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1362,6 +1411,9 @@ nonisolated extension Livesync_V1_OrderOutcome: SwiftProtobuf.Message, SwiftProt
     if lhs.ingestedAtUs != rhs.ingestedAtUs {return false}
     if lhs.decidedAtUs != rhs.decidedAtUs {return false}
     if lhs.detail != rhs.detail {return false}
+    if lhs._order != rhs._order {return false}
+    if lhs.refundID != rhs.refundID {return false}
+    if lhs.refundFen != rhs.refundFen {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
