@@ -397,7 +397,8 @@ let package = Package(
         .testTarget(
             name: "ErpTests",
             dependencies: [
-                "ErpAdapters", "LiveSyncTesting",
+                "ErpAdapters", "ErpSync", "LiveSyncTesting", "Model", "Worker", "Kafka", "Inventory",
+                .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
