@@ -146,6 +146,9 @@ let package = Package(
             dependencies: [
                 "ErpAdapters", "Worker", "Bootstrap", "Model", "Kafka", "Telemetry",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -291,7 +294,7 @@ let package = Package(
         .executableTarget(
             name: "livesync",
             dependencies: [
-                "DevHarness", "Operations", "Ingest", "Kafka", "Model", "Worker", "Bootstrap", "Inspection", "Inventory", "Telemetry", "Dashboard", "ReadModel", "Alerting",
+                "DevHarness", "Operations", "Ingest", "Kafka", "Model", "Worker", "Bootstrap", "Inspection", "Inventory", "Telemetry", "Dashboard", "ReadModel", "Alerting", "ErpSync",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],

@@ -40,6 +40,8 @@ public struct DevClusterConfiguration: Sendable {
     /// environment with its own settings and nothing shared but the broker's and the read model's
     /// addresses. Default off: one data directory, each instance with files of its own in it.
     public var isolated = false
+    /// Run `livesync-erp` against this ERP (`--erp tryton`); nil: no ERP target.
+    public var erp: ErpDevTarget?
 
     public init(dataDirectory: String, binDirectory: String = DevClusterConfiguration.defaultBinDirectory) {
         self.dataDirectory = dataDirectory
@@ -49,6 +51,28 @@ public struct DevClusterConfiguration: Sendable {
     public static var defaultBinDirectory: String {
         let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         return (exe as NSString).deletingLastPathComponent
+    }
+}
+
+/// The merchant ERP a dev cluster's `livesync-erp` writes to.
+public struct ErpDevTarget: Codable, Sendable {
+    /// Adapter (`erp.kind`) and target name (`erp.target`).
+    public var kind: String
+    public var target: String
+    /// The ERP server: URL, database and login, as `livesync dev` prints them.
+    public var serverURL: String
+    public var database: String
+    public var login: String
+    /// `LIVESYNC_ERP_*` settings for livesync-erp (credentials included; not written to cluster.json).
+    public var environment: [String: String]
+
+    public init(kind: String, target: String, serverURL: String, database: String, login: String, environment: [String: String]) {
+        self.kind = kind
+        self.target = target
+        self.serverURL = serverURL
+        self.database = database
+        self.login = login
+        self.environment = environment
     }
 }
 
@@ -67,6 +91,13 @@ public struct ClusterInfo: Codable, Sendable {
     public var bookURL: String?
     /// Alerting's telemetry server (its alerts and last sweep's unsynced orders).
     public var alertingURL: String?
+    /// `livesync-erp`'s telemetry server (`/erp/status`, `/erp/pending`), when dev runs one.
+    public var erpURL: String?
+    /// The ERP it writes to: kind, URL, database, login (no password).
+    public var erpKind: String?
+    public var erpServerURL: String?
+    public var erpDatabase: String?
+    public var erpLogin: String?
 
     public static func load(_ path: String) throws -> ClusterInfo {
         guard let data = FileManager.default.contents(atPath: path) else {
@@ -92,6 +123,8 @@ public final class DevCluster: Sendable {
     public let bookURL: String
     /// Alerting's telemetry server.
     public let alertingURL: String?
+    /// `livesync-erp`'s telemetry server, when an ERP target is configured.
+    public let erpURL: String?
     /// The local fake of the platforms' order-detail APIs ingest's connectors call (dev credentials).
     public let platformAPIURL: String
     /// The fake platform itself: what it was told (stock pushes, shipment write-backs).
@@ -256,6 +289,20 @@ public final class DevCluster: Sendable {
         } else {
             alertingURL = nil
         }
+        if let erp = configuration.erp {
+            _ = try Self.makeDirectory("erp", configuration: configuration, separateUsers: separateUsers)
+            var e = env
+            e.merge(erp.environment) { _, new in new }
+            e["LIVESYNC_ERP_KIND"] = erp.kind
+            e["LIVESYNC_ERP_TARGET"] = erp.target
+            e["LIVESYNC_KAFKA_INSTANCE_ID"] = "erp-1"
+            let port = try Self.freePort()
+            e["LIVESYNC_TELEMETRY_PORT"] = String(port)
+            erpURL = "http://127.0.0.1:\(port)"
+            try supervisor.start(Self.spec(name: "erp", executable: "\(bin)/livesync-erp", environment: e, configuration: configuration, separateUsers: separateUsers))
+        } else {
+            erpURL = nil
+        }
         if configuration.withChannels {
             // Stock pushes and shipment write-backs go to the same fake platform, with the
             // development apps and the access token it accepts (every platform's client is
@@ -328,7 +375,7 @@ public final class DevCluster: Sendable {
 
     /// The user an isolated instance runs as: one per instance name, outside the usual ranges.
     static func uid(of name: String) -> uid_t {
-        let kinds = ["ingest": 0, "book": 1, "alerting": 2, "channels": 3, "stock": 10, "dispatch": 20]
+        let kinds = ["ingest": 0, "book": 1, "alerting": 2, "channels": 3, "erp": 4, "stock": 10, "dispatch": 20]
         let parts = name.split(separator: "-")
         let base = kinds[String(parts[0])] ?? 30
         let index = parts.count > 1 ? Int(parts[1]) ?? 1 : 1
@@ -370,6 +417,13 @@ public final class DevCluster: Sendable {
         info.erpSecret = erpSecret
         info.bookURL = bookURL
         info.alertingURL = alertingURL
+        info.erpURL = erpURL
+        if let erp = configuration.erp {
+            info.erpKind = erp.kind
+            info.erpServerURL = erp.serverURL
+            info.erpDatabase = erp.database
+            info.erpLogin = erp.login
+        }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try encoder.encode(info).write(to: URL(fileURLWithPath: clusterFile))

@@ -18,11 +18,13 @@ public struct ErpStatus: Sendable, Codable, Equatable {
     /// `orders.outcomes` partitions this instance writes.
     public var partitions: [Int32]
     public var queued: Int
+    /// Decided orders this instance has not consumed yet (its consumer lag on its partitions).
+    public var consumerLag: Int64
     public var pending: Int
     public var documents: Int
     /// Age of the oldest queued item, seconds (0 when empty).
     public var oldestQueuedSeconds: Double
-    /// Seconds to drain the queue at the last minute's write rate; nil when nothing is queued,
+    /// Seconds to drain the queue and the consumer's lag at the last minute's write rate; nil when nothing waits,
     /// infinity encoded as -1 when orders are queued and none was written in the last minute.
     public var drainEtaSeconds: Double?
     public var statistics: ErpWriterStatistics
@@ -127,11 +129,12 @@ public enum ErpSyncAPI {
         let counts = try await writer.database.read { try ErpSyncStore.counts($0) }
         let stats = writer.statistics
         let now = Clock.nowMicros()
+        let lag = writer.consumerLag()
         return ErpStatus(
             target: writer.target, kind: writer.adapter.kind, partitions: writer.owned().sorted(),
-            queued: counts.queued, pending: counts.pending, documents: counts.documents,
+            queued: counts.queued, consumerLag: lag, pending: counts.pending, documents: counts.documents,
             oldestQueuedSeconds: counts.oldestQueuedAtUs.map { Double(max(0, now - $0)) / 1e6 } ?? 0,
-            drainEtaSeconds: ErpStatus.eta(queued: counts.queued, perSecond: stats.writtenPerSecond),
+            drainEtaSeconds: ErpStatus.eta(queued: counts.queued + Int(lag), perSecond: stats.writtenPerSecond),
             statistics: stats)
     }
 

@@ -68,19 +68,23 @@ public final class ErpWriter: Sendable {
     public let configuration: ErpWriterConfiguration
     let database: DatabaseQueue
     let owned: @Sendable () -> Set<Int32>
+    /// Messages of the owned partitions not consumed yet (the consumer's lag): orders decided
+    /// but not even queued here.
+    let consumerLag: @Sendable () -> Int64
     let limiter: RateLimiter
     let logger: Logger
     let stats = Mutex(ErpWriterStatistics())
     let window = Mutex<[(at: Int64, n: Int)]>([])
 
     public init(target: String, adapter: any ErpAdapter, mapping: ErpFieldMapping, configuration: ErpWriterConfiguration,
-                database: DatabaseQueue, owned: @escaping @Sendable () -> Set<Int32>, logger: Logger) {
+                database: DatabaseQueue, owned: @escaping @Sendable () -> Set<Int32>, consumerLag: @escaping @Sendable () -> Int64 = { 0 }, logger: Logger) {
         self.target = target
         self.adapter = adapter
         self.mapping = mapping
         self.configuration = configuration
         self.database = database
         self.owned = owned
+        self.consumerLag = consumerLag
         self.limiter = RateLimiter(perSecond: configuration.callsPerSecond)
         self.logger = logger
     }

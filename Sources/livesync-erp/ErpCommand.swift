@@ -24,6 +24,7 @@ struct ErpCommand: AsyncParsableCommand {
                 let writer = ErpWriter(
                     target: erp.target, adapter: adapter, mapping: erp.mapping, configuration: erp.writer, database: parts.store.database,
                     owned: { Set(consumer.statistics.partitions.keys.filter { $0.topic == Topics.orderOutcomes }.map(\.partition)) },
+                    consumerLag: { consumer.statistics.lag },
                     logger: parts.logger)
                 let pull = adapter.capabilities.contains(.stock)
                     ? ErpStockPull(target: erp.target, adapter: adapter, mapping: erp.mapping, producer: parts.producer) : nil

@@ -22,7 +22,7 @@ struct LiveSyncCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "livesync",
         abstract: "LiveSync operator CLI: run the embedded cluster, replay live sessions, run the demo.",
-        subcommands: [Dev.self, Demo.self, Chaos.self, Replay.self, Restart.self, Kill.self, Scale.self, Dlq.self, CreateTopics.self, Bench.self, Status.self, Inspect.self, DashboardCommand.self])
+        subcommands: [Dev.self, Demo.self, Chaos.self, Replay.self, Restart.self, Kill.self, Scale.self, Dlq.self, CreateTopics.self, Bench.self, Status.self, Inspect.self, DashboardCommand.self, Erp.self])
 }
 
 struct SessionOptions: ParsableArguments {
