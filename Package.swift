@@ -223,7 +223,7 @@ let package = Package(
         .target(
             name: "Alerting",
             dependencies: [
-                "Worker", "Model", "Kafka", "Inspection", "Telemetry", "Bootstrap", "ReadModel",
+                "Worker", "Model", "Kafka", "Inspection", "Telemetry", "Bootstrap", "ReadModel", "ErpSync",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -372,7 +372,7 @@ let package = Package(
         .testTarget(
             name: "AlertingTests",
             dependencies: [
-                "Alerting", "Worker", "Bootstrap", "ErpBookStore", "LiveSyncTesting", "Model", "Kafka", "Telemetry", "Inventory", "Fulfillment", "Inspection", "ReadModel",
+                "Alerting", "Worker", "Bootstrap", "ErpBookStore", "LiveSyncTesting", "Model", "Kafka", "Telemetry", "Inventory", "Fulfillment", "Inspection", "ReadModel", "ErpSync",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -22,6 +22,10 @@ public enum AlertRule: Sendable, Equatable {
     case processSilent(seconds: Int)
     /// The consistency inspection (`livesync inspect`) every `intervalSeconds`.
     case inspection(intervalSeconds: Int, graceSeconds: Double)
+    /// An ERP target (`livesync-erp`) that would need more than `maxSeconds` to write what it has
+    /// queued at its last minute's rate (or writes nothing while orders wait), or has orders in
+    /// its pending queue (待处理队列) when `pending` is set.
+    case erpDrain(maxSeconds: Int, pending: Bool)
 
     public var kind: String {
         switch self {
@@ -32,6 +36,7 @@ public enum AlertRule: Sendable, Equatable {
         case .deadLetters: AlertKind.deadLetter
         case .processSilent: AlertKind.processSilent
         case .inspection: AlertKind.inspectionMismatch
+        case .erpDrain: AlertKind.erpDrainSlow
         }
     }
 
@@ -40,7 +45,7 @@ public enum AlertRule: Sendable, Equatable {
     public var readsTheBook: Bool {
         switch self {
         case .syncFailureRate, .orderUnsynced, .stockLow, .inspection: true
-        case .consumerLag, .deadLetters, .processSilent: false
+        case .consumerLag, .deadLetters, .processSilent, .erpDrain: false
         }
     }
 }
@@ -54,7 +59,8 @@ public enum AlertKind {
     public static let deadLetter = "dead_letter"
     public static let processSilent = "process_silent"
     public static let inspectionMismatch = "inspection_mismatch"
-    public static let all = [syncFailureRate, orderNotSynced, stockLow, consumerLag, deadLetter, processSilent, inspectionMismatch]
+    public static let erpDrainSlow = "erp_drain_slow"
+    public static let all = [syncFailureRate, orderNotSynced, stockLow, consumerLag, deadLetter, processSilent, inspectionMismatch, erpDrainSlow]
 }
 
 /// SMTP settings of an e-mail channel.
@@ -105,7 +111,8 @@ public struct AlertRulesConfiguration: Sendable, Equatable {
          .deadLetters(resolveAfterSeconds: 600),
          .processSilent(seconds: 30),
          .consumerLag(max: 100_000),
-         .inspection(intervalSeconds: 3_600, graceSeconds: 60)]
+         .inspection(intervalSeconds: 3_600, graceSeconds: 60),
+         .erpDrain(maxSeconds: 600, pending: true)]
     }
 
     /// Reads `livesync.alerting.rules`, `.channels` and `.renotifyMinutes` from the JSON file;
@@ -153,7 +160,7 @@ public struct AlertRulesConfiguration: Sendable, Equatable {
         return config
     }
 
-    static let ruleKinds = ["sync_failure_rate", "order_unsynced", "stock_low", "consumer_lag", "dead_letters", "process_silent", "inspection"]
+    static let ruleKinds = ["sync_failure_rate", "order_unsynced", "stock_low", "consumer_lag", "dead_letters", "process_silent", "inspection", "erp_drain"]
 
     static func rule(_ json: LocatedJSON, path: String, source: String) throws -> AlertRule {
         let f = Fields(json, path: path, source: source)
@@ -191,6 +198,15 @@ public struct AlertRulesConfiguration: Sendable, Equatable {
         case "process_silent":
             try f.only(["kind", "seconds"])
             return .processSilent(seconds: try f.positiveInt("seconds", default: 30))
+        case "erp_drain":
+            try f.only(["kind", "maxSeconds", "pending"])
+            let pending: Bool
+            switch json["pending"] {
+            case nil: pending = true
+            case .bool(let b, _)?: pending = b
+            case _?: throw f.fail("pending", "must be true or false")
+            }
+            return .erpDrain(maxSeconds: try f.positiveInt("maxSeconds", default: 600), pending: pending)
         case "inspection":
             try f.only(["kind", "intervalSeconds", "graceSeconds"])
             let grace = try f.number("graceSeconds") ?? 60

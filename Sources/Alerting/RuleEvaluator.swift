@@ -1,5 +1,6 @@
 import Bootstrap
 import Dispatch
+import ErpSync
 import Foundation
 import GRDB
 import Inspection
@@ -56,7 +57,7 @@ final class RuleEvaluator: Sendable {
                 }
             case .deadLetters(let quiet):
                 try await store.database.write { try AlertStore.resolveQuiet($0, kind: AlertKind.deadLetter, quietMicros: Int64(quiet) * 1_000_000, now: now) }
-            case .consumerLag, .processSilent: processRules.append(rule)
+            case .consumerLag, .processSilent, .erpDrain: processRules.append(rule)
             case .inspection: break  // InspectionSchedule runs it
             }
         }
@@ -198,7 +199,16 @@ final class RuleEvaluator: Sendable {
                 return (row.process, now - last[row.process]!, !row.pidAlive)
             }
         }
+        // ERP targets: each livesync-erp instance's /erp/status (an unanswered one is process_silent's).
+        var erp: [(String, ErpStatus)] = []
+        if rules.contains(where: { if case .erpDrain = $0 { true } else { false } }) {
+            for a in (try? await instances.instances()) ?? [] where a.group.hasPrefix("livesync-erp-") && !a.url.isEmpty {
+                if let s = try? await ErpClient(urls: [a.url], timeout: .seconds(2)).status().first { erp.append((a.process, s)) }
+            }
+        }
+        let erpStatuses = erp
         try await store.database.write { db in
+            let erp = erpStatuses
             for rule in rules {
                 switch rule {
                 case .processSilent(let seconds):
@@ -221,6 +231,23 @@ final class RuleEvaluator: Sendable {
                                              message: "consumer \(row.process) is \(lag) messages behind (threshold \(max))", now: now)
                     }
                     try AlertStore.resolve(db, kind: AlertKind.consumerLag, except: holding, now: now)
+                case .erpDrain(let maxSeconds, let pending):
+                    var holding: Set<String> = []
+                    for (process, s) in erp {
+                        let key = "\(AlertKind.erpDrainSlow):\(process)"
+                        if let eta = s.drainEtaSeconds, eta < 0 || eta > Double(maxSeconds) {
+                            holding.insert(key)
+                            let waiting = s.queued + Int(s.consumerLag)
+                            let why = eta < 0 ? "写入停滞 (nothing written in the last minute)" : "预计 \(Int(eta)) 秒写完 (drain ETA \(Int(eta)) s > \(maxSeconds) s)"
+                            try AlertStore.raise(db, key: key, kind: AlertKind.erpDrainSlow,
+                                                 message: "ERP \(s.target) (\(s.kind)) 积压 \(waiting) 单, \(why); \(process); last error: \(s.statistics.lastError.isEmpty ? "-" : s.statistics.lastError)", now: now)
+                        } else if pending && s.pending > 0 {
+                            holding.insert(key)
+                            try AlertStore.raise(db, key: key, kind: AlertKind.erpDrainSlow,
+                                                 message: "ERP \(s.target) (\(s.kind)) 待处理队列有 \(s.pending) 单被拒 (\(process)): see `livesync erp pending`, fix, then `livesync erp retry --all`", now: now)
+                        }
+                    }
+                    try AlertStore.resolve(db, kind: AlertKind.erpDrainSlow, except: holding, now: now)
                 default: break
                 }
             }

@@ -29,6 +29,20 @@ public struct ErpStatus: Sendable, Codable, Equatable {
     public var drainEtaSeconds: Double?
     public var statistics: ErpWriterStatistics
 
+    public init(target: String, kind: String, partitions: [Int32], queued: Int, consumerLag: Int64, pending: Int, documents: Int,
+                oldestQueuedSeconds: Double, drainEtaSeconds: Double?, statistics: ErpWriterStatistics) {
+        self.target = target
+        self.kind = kind
+        self.partitions = partitions
+        self.queued = queued
+        self.consumerLag = consumerLag
+        self.pending = pending
+        self.documents = documents
+        self.oldestQueuedSeconds = oldestQueuedSeconds
+        self.drainEtaSeconds = drainEtaSeconds
+        self.statistics = statistics
+    }
+
     public static func eta(queued: Int, perSecond: Double) -> Double? {
         guard queued > 0 else { return nil }
         return perSecond > 0 ? Double(queued) / perSecond : -1

@@ -53,6 +53,7 @@ public struct ErpWriterStatistics: Sendable, Codable, Equatable {
     public var lastCallAtUs: Int64 = 0
     /// Orders written per second over the last minute.
     public var writtenPerSecond: Double = 0
+    public init() {}
 }
 
 /// Takes the queue to the ERP: looks references up before creating (so a retry after a crash
