@@ -245,7 +245,7 @@ let package = Package(
         .target(
             name: "Dashboard",
             dependencies: [
-                "Worker", "Telemetry", "Bootstrap", "Alerting", "Model", "ReadModel",
+                "Worker", "Telemetry", "Bootstrap", "Alerting", "Model", "ReadModel", "ErpSync",
                 .product(name: "Hummingbird", package: "hummingbird"),
             ],
             swiftSettings: swiftSettings

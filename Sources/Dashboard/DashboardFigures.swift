@@ -1,3 +1,4 @@
+import ErpSync
 import Alerting
 import Bootstrap
 import Foundation
@@ -80,6 +81,23 @@ public struct DashboardSnapshot: Sendable, Codable, Equatable {
     public var platforms: [Platform] = []
     public var consumers: [Consumer] = []
     public var alerts: [AlertRow] = []
+    /// Each ERP target (`livesync-erp`), summed over its instances.
+    public struct ErpTarget: Sendable, Codable, Equatable {
+        public var target: String
+        public var kind: String
+        public var instances: Int
+        /// Decided orders not in the ERP yet: queued plus not yet consumed.
+        public var lag: Int
+        public var pending: Int
+        public var written: Int
+        public var writtenPerSecond: Double
+        /// Failed calls (retryable and refused) over all calls since the instances started.
+        public var errorRate: Double
+        /// Seconds to write the lag at the current rate; -1: nothing written while orders wait.
+        public var drainEtaSeconds: Double?
+        public var lastError: String
+    }
+    public var erp: [ErpTarget] = []
     public var recentOrders: [RecentOrder] = []
     /// The sources that could not be read for this snapshot (the read model, alerting), with the
     /// reason: their figures are empty rather than stale.
@@ -99,8 +117,27 @@ public enum DashboardFigures {
                 // Said on the page rather than an empty list that would look like no process runs.
                 s.consumers = [.init(process: Topics.instances, health: "unreadable: \(error)", partitions: nil, lag: nil, lastBatchAtUs: nil)]
             }
+            do {
+                s.erp = erpTargets(try await ErpClient.discover(instances).status())
+            } catch {
+                s.unavailable.append("ERP sync: \(error)")
+            }
         }
         return s
+    }
+
+    /// Instances' statuses summed per target.
+    static func erpTargets(_ statuses: [ErpStatus]) -> [DashboardSnapshot.ErpTarget] {
+        Dictionary(grouping: statuses, by: \.target).map { target, rows in
+            let lag = rows.reduce(0) { $0 + $1.queued + Int($1.consumerLag) }
+            let rate = rows.reduce(0.0) { $0 + $1.statistics.writtenPerSecond }
+            let calls = rows.reduce(0) { $0 + $1.statistics.callsOK + $1.statistics.callsRetryable + $1.statistics.callsRefused }
+            let failed = rows.reduce(0) { $0 + $1.statistics.callsRetryable + $1.statistics.callsRefused }
+            return .init(target: target, kind: rows.first?.kind ?? "", instances: rows.count, lag: lag, pending: rows.reduce(0) { $0 + $1.pending },
+                         written: rows.reduce(0) { $0 + $1.statistics.written }, writtenPerSecond: rate,
+                         errorRate: calls > 0 ? Double(failed) / Double(calls) : 0, drainEtaSeconds: ErpStatus.eta(queued: lag, perSecond: rate),
+                         lastError: rows.map(\.statistics.lastError).first { !$0.isEmpty } ?? "")
+        }.sorted { $0.target < $1.target }
     }
 
     /// The figures from the read model (one snapshot) and alerting, asked concurrently. A source

@@ -29,6 +29,7 @@ th{color:#94a3b8;font-weight:500}
 <div class="card"><h2>Out-of-stock rejections</h2><div class="big bad" id="rejected">–</div><table><tbody id="rejections"></tbody></table></div>
 <div class="card"><h2>Per platform</h2><table><thead><tr><th>Platform</th><th>Synced</th><th>Failed</th><th>Cancelled</th></tr></thead><tbody id="platforms"></tbody></table></div>
 <div class="card wide"><h2>Consumers</h2><table><thead><tr><th>Process</th><th>Health</th><th>Partitions</th><th>Lag</th><th>Last batch</th></tr></thead><tbody id="consumers"></tbody></table></div>
+<div class="card wide"><h2>ERP sync 写入 ERP</h2><table><thead><tr><th>Target</th><th>Lag (orders)</th><th>Written/s</th><th>Drain ETA</th><th>Error rate</th><th>Pending 待处理</th><th>Written</th><th>Last error</th></tr></thead><tbody id="erp"></tbody></table></div>
 <div class="card wide"><h2>Alerts</h2><table><tbody id="alerts"></tbody></table></div>
 <div class="card wide"><h2>Latest orders (buyer masked)</h2><table><thead><tr><th>Order</th><th>Platform</th><th>Status</th><th>Buyer</th><th>Phone</th><th>Sync ms</th></tr></thead><tbody id="recent"></tbody></table></div>
 </main>
@@ -48,6 +49,7 @@ function render(s) {
   rows('hot', s.hotSkus, h => [h.sku + '@' + h.warehouse, h.available, h.soldLast5Min, h.available <= 0 ? 'sold out' : (h.minutesToSellOut == null ? '–' : h.minutesToSellOut + ' min')]);
   rows('platforms', s.platforms, p => [p.platform, p.synced, p.failed, p.cancelled]);
   rows('consumers', s.consumers, c => [c.process, c.health, c.partitions ?? '–', c.lag ?? '–', c.lastBatchAtUs == null ? '–' : ago(c.lastBatchAtUs)]);
+  rows('erp', s.erp || [], e => [e.target + ' (' + e.kind + ', ' + e.instances + ')', e.lag, e.writtenPerSecond.toFixed(1), e.drainEtaSeconds == null ? '–' : (e.drainEtaSeconds < 0 ? 'stalled' : Math.round(e.drainEtaSeconds) + ' s'), (100*e.errorRate).toFixed(1) + '%', e.pending, e.written, e.lastError]);
   rows('alerts', s.alerts, a => [a.resolvedAtUs ? 'resolved' : 'FIRING', a.kind, a.message]);
   rows('recent', s.recentOrders, o => [o.orderID, o.platform, o.status, o.buyer, o.phone, o.syncMs.toFixed(1)]);
   const m = s.ordersPerMinute, max = Math.max(1, ...m.map(x => x.orders)), w = 600 / Math.max(1, m.length);
