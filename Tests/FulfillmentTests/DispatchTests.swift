@@ -99,6 +99,10 @@ func refund(_ orderID: String, _ id: String) -> (String, [UInt8]) {
     #expect(try h.count("SELECT COUNT(*) FROM erp_shipments WHERE order_id = 'o1'") == 2)
     #expect(out.messages.filter { $0.topic == Topics.shipments }.count == 2)
     #expect(out.messages.filter { $0.topic == Topics.orderOutcomes }.count == 1)
+    // The outcome carries the whole order: what livesync-erp makes the ERP's sale order of.
+    let outcome = try OrderOutcome(serializedBytes: try #require(out.messages.first { $0.topic == Topics.orderOutcomes }).value)
+    #expect(outcome.kind == .synced)
+    #expect(outcome.order == o)
 }
 
 @Test func aRejectedLineReleasesTheReservedOnesAndBooksTheOrderOutOfStock() throws {
