@@ -5,7 +5,7 @@ import Testing
 /// development tooling (`LiveSyncTesting`: the embedded broker, the platform emulator, fake
 /// platform APIs, development credentials), nor reach librdkafka's mock cluster.
 @Suite struct ProductionBinaryTests {
-    static let workers = ["livesync-ingest", "livesync-stock", "livesync-dispatch", "livesync-book", "livesync-alerting", "livesync-channels"]
+    static let workers = ["livesync-ingest", "livesync-stock", "livesync-dispatch", "livesync-book", "livesync-alerting", "livesync-channels", "livesync-erp"]
 
     /// Symbols of `binary` (defined and undefined), as Swift mangles them: a symbol of module
     /// `LiveSyncTesting` carries `15LiveSyncTesting`.
