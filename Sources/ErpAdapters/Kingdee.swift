@@ -294,23 +294,31 @@ public final class KingdeeAdapter: ErpAdapter {
         return m
     }
 
-    /// Submit, then Audit what was submitted; each one call. Per document: `.confirmed`, or a
-    /// failure with Kingdee's message (the document stays as it was).
+    /// Submit, then Audit; each one call. Audit is asked for every document, not only those this
+    /// Submit took: a bill already 审核中 (submitted earlier, its audit lost) refuses the Submit but
+    /// takes the Audit. Per document: `.confirmed`, or a failure with Kingdee's messages.
     func submitAndAudit(_ documents: [ErpDocument]) async throws(ErpError) -> [String: Result<ErpDocument, ErpError>] {
         guard !documents.isEmpty else { return [:] }
-        var out: [String: Result<ErpDocument, ErpError>] = [:]
         let submitted = try await operate(KingdeeService.submit, opNumber: nil, documents)
-        var toAudit: [ErpDocument] = []
+        let audited = try await operate(KingdeeService.audit, opNumber: nil, documents)
+        var out: [String: Result<ErpDocument, ErpError>] = [:]
         for d in documents {
-            switch submitted[d.reference] {
-            case .success(let s)?: toAudit.append(s)
-            case .failure(let e)?: out[d.reference] = .failure(e)
-            case nil: out[d.reference] = .failure(.retryable(code: "kingdee_no_answer", message: "Submit answered nothing for \(d.number)"))
+            switch audited[d.reference] {
+            case .success?:
+                var c = d
+                c.state = .confirmed
+                out[d.reference] = .success(c)
+            case .failure(let auditError)?:
+                if case .failure(let submitError)? = submitted[d.reference] {
+                    let message = "Submit: \(submitError.message); Audit: \(auditError.message)"
+                    out[d.reference] = .failure(submitError.isRetryable || auditError.isRetryable
+                        ? .retryable(code: auditError.code, message: message) : .permanent(code: auditError.code, message: message))
+                } else {
+                    out[d.reference] = .failure(auditError)
+                }
+            case nil:
+                out[d.reference] = .failure(.retryable(code: "kingdee_no_answer", message: "Audit answered nothing for \(d.number)"))
             }
-        }
-        guard !toAudit.isEmpty else { return out }
-        for (reference, result) in try await operate(KingdeeService.audit, opNumber: nil, toAudit) {
-            out[reference] = result.map { var d = $0; d.state = .confirmed; return d }
         }
         return out
     }

@@ -163,6 +163,38 @@ import Testing
         }
     }
 
+    @Test func aFailedAuditLeavesTheSavedOrderDraftAndConfirmFinishesItLater() async throws {
+        try await withKingdee { fake, adapter in
+            fake.failNext([.busy], service: "Audit")
+            let results = try await adapter.create([Self.order(1), Self.order(2)])
+            let drafts = try results.values.map { try $0.get() }
+            #expect(drafts.count == 2 && drafts.allSatisfy { $0.state == .draft })
+            #expect(fake.documents.allSatisfy { $0.documentStatus == "B" })  // submitted, audit lost
+            // After a crash the caller finds them by reference and confirms: Submit is refused (审核中), Audit takes them.
+            let found = try await adapter.lookup(references: ["douyin:1", "douyin:2"])
+            #expect(found.values.allSatisfy { $0.state == .draft })
+            let confirmed = try await adapter.confirm(Array(found.values))
+            #expect(confirmed.values.allSatisfy { (try? $0.get())?.state == .confirmed })
+            #expect(fake.documents.allSatisfy { $0.documentStatus == "C" })
+        }
+    }
+
+    @Test func aSaveThatTimesOutIsRetryableAndTheLookupAfterwardsFindsWhatKingdeeSaved() async throws {
+        let fake = FakeKingdee()
+        let (url, task) = try await fake.serve()
+        defer { task.cancel() }
+        let adapter = KingdeeAdapter(configuration: KingdeeConfiguration(baseURL: url, acctID: fake.acctID, login: .password(user: fake.user, password: fake.password)),
+                                     http: ErpHTTP(timeout: .milliseconds(500)))
+        _ = try await adapter.lookup(references: ["douyin:0"])  // logged in while fast
+        fake.setLatency(.milliseconds(1500))
+        let e = await #expect(throws: ErpError.self) { _ = try await adapter.create([Self.order(1)]) }
+        #expect(e?.isRetryable == true && e?.code == "transport")
+        fake.setLatency(.zero)
+        for _ in 0..<40 where fake.documents.isEmpty { try await Task.sleep(for: .milliseconds(100)) }
+        #expect(try await adapter.lookup(references: ["douyin:1"])["douyin:1"] != nil)  // so the retry is not a second create
+        #expect(fake.documents.count == 1)
+    }
+
     @Test func cancellingAnAuditedOrderUnauditsItThenCancelsIt() async throws {
         try await withKingdee { fake, adapter in
             let created = try await adapter.create([Self.order(1)])

@@ -71,7 +71,7 @@ public final class FakeKingdee: Sendable {
         var nextID = 100_001
         var stock: [(material: String, warehouse: String, onHand: Double, available: Double)] = []
         var calls: [String: Int] = [:]
-        var failures: [Failure] = []
+        var failures: [(service: String?, failure: Failure)] = []
         var latency: Duration = .zero
         var loginsRefused = 0
     }
@@ -104,8 +104,11 @@ public final class FakeKingdee: Sendable {
     public var loginsRefused: Int { state.withLock { $0.loginsRefused } }
     /// Forgets every session: the next call with an old cookie is answered 会话信息已丢失.
     public func expireSessions() { state.withLock { $0.sessions.removeAll() } }
-    /// Queues answers the next service calls get (logins excluded), in order.
-    public func failNext(_ failures: [Failure]) { state.withLock { $0.failures.append(contentsOf: failures) } }
+    /// Queues answers the next service calls get (logins excluded), in order; with `service`
+    /// (a short name such as `Audit`) only calls of that service take them.
+    public func failNext(_ failures: [Failure], service: String? = nil) {
+        state.withLock { $0.failures.append(contentsOf: failures.map { (service, $0) }) }
+    }
     /// Delay before each answer.
     public func setLatency(_ latency: Duration) { state.withLock { $0.latency = latency } }
     /// Replaces the stock rows of a material in a warehouse with one row (or several lots).
@@ -165,7 +168,11 @@ public final class FakeKingdee: Sendable {
     }
 
     func process(service: String, short: String, _ json: [String: Any]) -> Response {
-        if let failure = state.withLock({ $0.failures.isEmpty ? nil : $0.failures.removeFirst() }) {
+        let failure = state.withLock { s -> Failure? in
+            guard let i = s.failures.firstIndex(where: { $0.service == nil || $0.service == short }) else { return nil }
+            return s.failures.remove(at: i).failure
+        }
+        if let failure {
             switch failure {
             case .status(let code): return Self.text(HTTPResponse.Status(code: code), "<html><body>\(code) Service Unavailable</body></html>")
             case .busy: return Self.envelopeError("服务器繁忙，请稍后再试", msgCode: 0)
