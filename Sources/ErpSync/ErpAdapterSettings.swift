@@ -3,21 +3,77 @@ import ErpAdapters
 import Foundation
 import Worker
 
-/// Builds the configured adapter from `erp.<kind>.*` settings.
+/// Builds the configured adapter from `erp.<kind>.*` settings (environment
+/// `LIVESYNC_ERP_<KIND>_*`); a missing credential is refused naming its key.
 public enum ErpAdapterSettings {
     public static let kinds = ["tryton", "kingdee", "yonyou", "jushuitan", "odoo", "webhook"]
 
     public static func adapter(kind: String, settings: LiveSyncConfig) throws -> any ErpAdapter {
-        func required(_ key: String) throws -> String {
-            guard let v = settings.optionalString("erp.\(kind).\(key)"), !v.isEmpty else {
-                throw ConfigurationError("erp.\(kind).\(key) is required for erp.kind=\(kind) (\(LiveSyncConfig.environmentName("erp.\(kind).\(key)")))")
+        let s = Reader(kind: kind, settings: settings)
+        switch kind {
+        case "kingdee":
+            let login: KingdeeConfiguration.Login
+            if let appID = s.optional("appId") {
+                login = .appSecret(user: try s.required("user"), appID: appID, appSecret: try s.required("appSecret"))
+            } else {
+                login = .password(user: try s.required("user"), password: try s.required("password"))
+            }
+            let d = KingdeeConfiguration(baseURL: "http://x", acctID: "x", login: login)
+            let c = KingdeeConfiguration(
+                baseURL: try s.url("url"), acctID: try s.required("acctId"), login: login,
+                lcid: try s.int("lcid", d.lcid), loginOrgNumber: s.string("orgNumber", d.loginOrgNumber),
+                saleOrderFormID: s.string("saleOrderFormId", d.saleOrderFormID), inventoryFormID: s.string("inventoryFormId", d.inventoryFormID),
+                billTypeNumber: s.string("billType", d.billTypeNumber), referenceField: s.string("referenceField", d.referenceField),
+                submitAndAudit: try s.bool("submitAndAudit", d.submitAndAudit), batchSize: try s.int("batchSize", d.batchSize),
+                stockWarehouses: s.list("stockWarehouses"))
+            return KingdeeAdapter(configuration: c)
+        case "yonyou":
+            let d = YonyouConfiguration(gatewayURL: "http://x", appKey: "x", appSecret: "x", transactionType: "x")
+            let c = YonyouConfiguration(
+                gatewayURL: try s.url("url"), authURL: s.optional("authUrl"), appKey: try s.required("appKey"), appSecret: try s.required("appSecret"),
+                transactionType: try s.required("transactionType"), defaultOrganization: s.string("org", d.defaultOrganization),
+                audit: try s.bool("audit", d.audit), stockWarehouses: s.list("stockWarehouses"),
+                batchSize: try s.int("batchSize", d.batchSize), maxConcurrentSaves: try s.int("maxConcurrentSaves", d.maxConcurrentSaves))
+            return YonyouAdapter(configuration: c)
+        default:
+            throw ConfigurationError("erp.kind=\(kind) has no adapter in this build; use one of \(kinds.joined(separator: ", "))")
+        }
+    }
+
+    /// `erp.<kind>.<key>` settings, each refused with its environment variable when wrong.
+    struct Reader {
+        let kind: String
+        let settings: LiveSyncConfig
+        func key(_ k: String) -> String { "erp.\(kind).\(k)" }
+        func optional(_ k: String) -> String? {
+            guard let v = settings.optionalString(key(k)), !v.isEmpty else { return nil }
+            return v
+        }
+        func required(_ k: String) throws -> String {
+            guard let v = optional(k) else {
+                throw ConfigurationError("\(key(k)) is required for erp.kind=\(kind) (\(LiveSyncConfig.environmentName(key(k))))")
             }
             return v
         }
-        switch kind {
-        default:
-            _ = try required("url")
-            throw ConfigurationError("erp.kind=\(kind) has no adapter in this build")
+        func url(_ k: String) throws -> String {
+            let v = try required(k)
+            guard let u = URL(string: v), u.scheme == "http" || u.scheme == "https", u.host != nil else {
+                throw ConfigurationError("\(key(k)) must be an http(s) URL, not '\(v)' (\(LiveSyncConfig.environmentName(key(k))))")
+            }
+            return v
+        }
+        func string(_ k: String, _ d: String) -> String { optional(k) ?? d }
+        func int(_ k: String, _ d: Int) throws -> Int { try settings.int(key(k), default: d) }
+        func bool(_ k: String, _ d: Bool) throws -> Bool {
+            guard let v = optional(k) else { return d }
+            switch v.lowercased() {
+            case "true", "1", "yes": return true
+            case "false", "0", "no": return false
+            default: throw ConfigurationError("\(key(k)) must be true or false, not '\(v)' (\(LiveSyncConfig.environmentName(key(k))))")
+            }
+        }
+        func list(_ k: String) -> [String] {
+            (optional(k) ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         }
     }
 }
