@@ -113,13 +113,38 @@ def create_topics_flags(root: Path) -> set[str]:
     return {"--" + re.sub(r"(?<!^)([A-Z])", r"-\1", p).lower() for p in props}
 
 
-def group_of(executable: str) -> str:
-    # Every consumer's default group is its executable's name (Sources/livesync-*/ ConsumerMain.run);
-    # the read model's instances are groups of their own, livesync-book-<instance id>.
+ERP = "livesync-erp"
+# livesync-erp's default ERP target (ErpSyncConfiguration.target) and the characters a target may have.
+ERP_DEFAULT_TARGET = "erp"
+ERP_TARGET_RE = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def group_of(executable: str, env: dict[str, str] | None = None) -> str:
+    """The consumer group an executable's instance joins, given its environment.
+
+    Every consumer's default group is its executable's name (Sources/livesync-*/ ConsumerMain.run),
+    unless LIVESYNC_GROUP_<NAME> (group.<name>) overrides it; the read model's instances are
+    groups of their own, livesync-book-<instance id>; livesync-erp's is one per ERP target,
+    livesync-erp-<LIVESYNC_ERP_TARGET> (ErpSyncConfiguration.group)."""
+    env = env or {}
+    override = env.get("LIVESYNC_GROUP_" + executable.removeprefix("livesync-").upper())
+    if override:
+        return override
+    if executable == ERP:
+        return f"{ERP}-{env.get('LIVESYNC_ERP_TARGET') or ERP_DEFAULT_TARGET}"
     return executable
 
 
-CONSUMERS = ["livesync-stock", "livesync-dispatch", "livesync-book", "livesync-alerting", "livesync-channels"]
+def erp_sources(root: Path) -> tuple[str, list[str]]:
+    """livesync-erp's group prefix (ErpSyncConfiguration.group) and the adapter kinds (ErpAdapterSettings.kinds)."""
+    conf = (root / "Sources/ErpSync/ErpSyncConfiguration.swift").read_text()
+    prefix = re.search(r'var group: String \{ "([\w-]*)\\\(target\)" \}', conf).group(1)
+    adapters = (root / "Sources/ErpSync/ErpAdapterSettings.swift").read_text()
+    kinds = re.findall(r'"(\w+)"', re.search(r"static let kinds = \[(.*?)\]", adapters).group(1))
+    return prefix, kinds
+
+
+CONSUMERS = ["livesync-stock", "livesync-dispatch", "livesync-book", "livesync-alerting", "livesync-channels", ERP]
 # What each consumer group consumes (docs/architecture.md, Executables).
 CONSUMED = {
     "livesync-stock": {"orders.lines", "stock.adjustments"},
@@ -127,10 +152,12 @@ CONSUMED = {
     "livesync-book": {"dispatch.changelog", "stock.changelog"},
     "livesync-alerting": {"deadletter"},
     "livesync-channels": {"stock.reservations", "fulfillment.shipped"},
+    ERP: {"orders.outcomes", "fulfillment.shipped"},
 }
 # Consumers scaled on their group's lag (KEDA): the topic they subscribe to. Each instance's
-# state follows its partitions through its changelog, so any number up to the partitions works.
-SCALED_BY_LAG = {"livesync-stock": "orders.lines", "livesync-dispatch": "orders.placed"}
+# state follows its partitions through its changelog (stock, dispatch), or is rebuilt from the
+# topic and the ERP by reference (livesync-erp), so any number up to the partitions works.
+SCALED_BY_LAG = {"livesync-stock": "orders.lines", "livesync-dispatch": "orders.placed", ERP: "orders.outcomes"}
 # Consumers that run as one instance: alerting (two would raise and deliver every alert twice)
 # and channels (two would call each shop twice as often as allowed).
 SINGLETONS = {"livesync-alerting", "livesync-channels"}
@@ -521,6 +548,107 @@ def check_k8s_files(root: Path, tools: Path, kube_version: str) -> list[dict]:
     return docs
 
 
+ERP_MAPPING_FIELDS = {"material", "customer", "warehouse", "organization", "discounts", "remark"}
+ERP_REMARK_PLACEHOLDERS = {"platform", "shop", "platformOrderId", "orderId"}
+
+
+def erp_mapping_problems(text: str, source: str) -> list[str]:
+    """What ErpFieldMapping.parse would refuse in a mapping file (the main rules)."""
+    try:
+        m = json.loads(text)
+    except ValueError as e:
+        return [f"{source}: not JSON: {e}"]
+    if not isinstance(m, dict):
+        return [f"{source}: the ERP mapping must be a JSON object"]
+    p = [f"{source}: unknown mapping field {k!r}" for k in sorted(set(m) - ERP_MAPPING_FIELDS)]
+    for table in ("material", "customer", "warehouse"):
+        if table in m and (not isinstance(m[table], dict) or
+                           not all(isinstance(v, str) and v.strip() and k for k, v in m[table].items())):
+            p.append(f"{source}: {table} must map codes to non-empty ERP code strings")
+    if isinstance(m.get("customer"), dict) and "default" not in m["customer"]:
+        p.append(f"{source}: customer needs a \"default\" entry")
+    if "organization" in m and not isinstance(m["organization"], str):
+        p.append(f"{source}: organization must be a string")
+    if "discounts" in m and not isinstance(m["discounts"], bool):
+        p.append(f"{source}: discounts must be true or false")
+    if "remark" in m:
+        unknown = set(re.findall(r"\{([^}]*)\}", str(m["remark"]))) - ERP_REMARK_PLACEHOLDERS
+        if not isinstance(m["remark"], str) or unknown:
+            p.append(f"{source}: remark must be a string with placeholders among {sorted(ERP_REMARK_PLACEHOLDERS)}")
+    return p
+
+
+def check_k8s_erp(root: Path, livesync_containers: list, configmaps: dict, secrets: dict, kust: dict) -> None:
+    """livesync-erp: one StatefulSet per ERP target, each its own consumer group; settings, credentials, mapping."""
+    p: list[str] = []
+    prefix, kinds = erp_sources(root)
+    if prefix != f"{ERP}-":
+        p.append(f"ErpSyncConfiguration.group is {prefix}<target>, but this check assumes {ERP}-<target>: update group_of")
+    groups: dict[str, str] = {}
+    generated = {g["name"]: g for g in kust.get("configMapGenerator", [])}
+    for w, c, exe, env in livesync_containers:
+        if exe != ERP:
+            continue
+        wname = f"{w['kind']}/{w['metadata']['name']}"
+        literal = {e["name"]: str(e["value"]) for e in c.get("env", []) if "value" in e}
+        target = literal.get("LIVESYNC_ERP_TARGET")
+        if target is None:
+            p.append(f"{wname}: LIVESYNC_ERP_TARGET is not set in the container's env (it names the group "
+                     f"{ERP}-<target> that its ScaledObject must name; a default or a Secret's value is not visible here)")
+        elif not ERP_TARGET_RE.fullmatch(target):
+            p.append(f"{wname}: LIVESYNC_ERP_TARGET {target!r} must be letters, digits, - or _")
+        if "LIVESYNC_GROUP_ERP" in env:
+            p.append(f"{wname}: LIVESYNC_GROUP_ERP is set: the group must follow the target ({ERP}-<target>)")
+        group = group_of(exe, env)
+        if group in groups:
+            p.append(f"{wname}: group {group} is also the group of {groups[group]}: two workloads of one ERP target "
+                     "would split its partitions (one StatefulSet per target)")
+        groups[group] = wname
+        if w["metadata"]["name"] != group:
+            p.append(f"{wname}: named {w['metadata']['name']}, want {group} (every object of an ERP target is named like its group)")
+        kind = env.get("LIVESYNC_ERP_KIND", "")
+        if kind not in kinds:
+            p.append(f"{wname}: LIVESYNC_ERP_KIND is {kind or 'unset'}, want one of {kinds} (ErpAdapterSettings.kinds)")
+            continue
+        # The adapter's credentials (LIVESYNC_ERP_<KIND>_*) from a Secret the pod cannot start without.
+        creds = [ef["secretRef"] for ef in c.get("envFrom", []) if "secretRef" in ef
+                 and any(k.startswith(f"LIVESYNC_ERP_{kind.upper()}_") for k in secrets.get(ef["secretRef"]["name"], {}))]
+        if not creds:
+            p.append(f"{wname}: no envFrom Secret has LIVESYNC_ERP_{kind.upper()}_* keys (the {kind} adapter's credentials)")
+        for ref in creds:
+            if ref.get("optional", False) is not False:
+                p.append(f"{wname}: Secret {ref['name']} (ERP credentials) is optional; make it optional: false")
+        for key in literal:
+            if re.match(rf"LIVESYNC_ERP_{kind.upper()}_(PASSWORD|SECRET|TOKEN|KEY)", key):
+                p.append(f"{wname}: {key} is a literal in the manifest; credentials belong in the Secret")
+        # The mapping file: on a mounted ConfigMap item that exists, and valid.
+        path = env.get("LIVESYNC_ERP_MAPPING_FILE")
+        if path:
+            pod = w["spec"]["template"]["spec"]
+            volumes = {v["name"]: v for v in pod.get("volumes", [])}
+            found = None
+            for m in c.get("volumeMounts", []):
+                v = volumes.get(m["name"], {})
+                cm = v.get("configMap")
+                if not cm:
+                    continue
+                items = {m["mountPath"].rstrip("/") + "/" + it["path"]: it["key"] for it in cm.get("items", [])} or \
+                        {m["mountPath"].rstrip("/") + "/" + k: k for k in configmaps.get(cm["name"], {})}
+                if path in items:
+                    found = (cm["name"], items[path])
+            if not found:
+                p.append(f"{wname}: LIVESYNC_ERP_MAPPING_FILE {path} is on no mounted ConfigMap item")
+            elif found[1] not in configmaps.get(found[0], {}):
+                p.append(f"{wname}: ConfigMap {found[0]} has no key {found[1]} (LIVESYNC_ERP_MAPPING_FILE)")
+            elif found[0] in generated:
+                for f in generated[found[0]].get("files", []):
+                    key, _, file = f.rpartition("=")
+                    if (key or file) == found[1] and (root / "deploy/k8s" / file).exists():
+                        p.extend(erp_mapping_problems((root / "deploy/k8s" / file).read_text(), f"deploy/k8s/{file}"))
+    record("k8s: livesync-erp one StatefulSet per ERP target, named like its group livesync-erp-<target>, known kind, "
+           "credentials from a required Secret, mapping file mounted and valid", p)
+
+
 def labels_match(selector: dict, labels: dict) -> bool:
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
 
@@ -706,7 +834,7 @@ def check_k8s_wiring(root: Path, docs: list[dict]) -> None:
     def scalers_of(w: dict) -> list[dict]:
         return [so for so in scaled if so["spec"]["scaleTargetRef"].get("name") == w["metadata"]["name"]
                 and so["spec"]["scaleTargetRef"].get("kind", "Deployment") == w["kind"]]
-    for w, c, exe, _ in livesync_containers:
+    for w, c, exe, env in livesync_containers:
         wname = f"{w['kind']}/{w['metadata']['name']}"
         if exe in SINGLETONS:
             if w["spec"].get("replicas", 1) != 1:
@@ -715,10 +843,10 @@ def check_k8s_wiring(root: Path, docs: list[dict]) -> None:
                 placement.append(f"ScaledObject/{so['metadata']['name']} scales {wname}, which runs {exe} as one instance")
         if exe in SCALED_BY_LAG:
             wanted = [so for so in scalers_of(w) for tr in so["spec"].get("triggers") or []
-                      if tr.get("type") == "kafka" and tr.get("metadata", {}).get("consumerGroup") == group_of(exe)
+                      if tr.get("type") == "kafka" and tr.get("metadata", {}).get("consumerGroup") == group_of(exe, env)
                       and tr.get("metadata", {}).get("topic") == SCALED_BY_LAG[exe]]
             if not wanted:
-                placement.append(f"{wname}: no KEDA ScaledObject on the lag of group {group_of(exe)} on {SCALED_BY_LAG[exe]}")
+                placement.append(f"{wname}: no KEDA ScaledObject on the lag of group {group_of(exe, env)} on {SCALED_BY_LAG[exe]}")
         if exe == BOOK:
             for so in scalers_of(w):
                 placement.append(f"ScaledObject/{so['metadata']['name']} scales {wname} on lag: every read model instance reads every partition, so more do not read faster")
@@ -798,6 +926,7 @@ def check_k8s_wiring(root: Path, docs: list[dict]) -> None:
     record("k8s: placement (consumers in StatefulSets with claims, ingest a Deployment, PDBs, one process per pod, no shared claim, "
            "stock and dispatch on KEDA, singletons at 1, the read model's Service and LIVESYNC_BOOK_URL, the topic Job)", placement)
     record("k8s: restricted security context (non-root, no privilege escalation, no capabilities, read-only root, RuntimeDefault)", security)
+    check_k8s_erp(root, livesync_containers, configmaps, secrets, kust)
 
     # KEDA.
     p: list[str] = []
@@ -817,6 +946,8 @@ def check_k8s_wiring(root: Path, docs: list[dict]) -> None:
             p.append(f"{name}: minReplicaCount {lo} / maxReplicaCount {hi}: want 1 <= min <= max")
         container = target["spec"]["template"]["spec"]["containers"][0]
         exe = (container.get("command") or [""])[0]
+        # The environment the process sees (ConfigMaps, Secrets, env), for the group it joins.
+        target_env = next((env for w, c, _, env in livesync_containers if w is target and c is container), {})
         triggers = spec.get("triggers") or []
         if not triggers:
             p.append(f"{name}: no triggers")
@@ -837,8 +968,9 @@ def check_k8s_wiring(root: Path, docs: list[dict]) -> None:
                         available |= set(configmaps.get(ef["configMapRef"]["name"], {}))
                 if md["bootstrapServersFromEnv"] not in available:
                     p.append(f"{name}: bootstrapServersFromEnv {md['bootstrapServersFromEnv']} is not in the target's first container's environment")
-            if md.get("consumerGroup") != group_of(exe):
-                p.append(f"{name}: consumerGroup {md.get('consumerGroup')} is not {group_of(exe)}, the group of {exe}")
+            if md.get("consumerGroup") != group_of(exe, target_env):
+                p.append(f"{name}: consumerGroup {md.get('consumerGroup')} is not {group_of(exe, target_env)}, the group of {exe}"
+                         + (f" (LIVESYNC_ERP_TARGET={target_env.get('LIVESYNC_ERP_TARGET')})" if exe == ERP else ""))
             topic = md.get("topic")
             if topic not in topics:
                 p.append(f"{name}: topic {topic} is not one of LiveSync's")
