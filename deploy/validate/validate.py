@@ -12,10 +12,12 @@ Needs no Docker engine and no cluster. Checks, each printed as `ok` or `FAIL`:
   build (kubectl kustomize, when kubectl exists), and their wiring: references between
   objects, probes, static membership ids, advertised hosts (LIVESYNC_TELEMETRY_ADVERTISED_HOST
   from status.podIP), resources, PDBs, security context, shared nothing
-  (no volume or claim used by two workloads, one LiveSync process per pod), stock and dispatch
-  scaled by KEDA on their group's lag, the read model behind a Service that ingest and
-  alerting are pointed at (LIVESYNC_BOOK_URL), KEDA ScaledObject/TriggerAuthentication and
-  ServiceMonitor fields;
+  (no volume or claim used by two workloads, one LiveSync process per pod), stock, dispatch and
+  each ERP target's livesync-erp scaled by KEDA on their group's lag (livesync-erp-<target> for
+  ERP), one livesync-erp StatefulSet per ERP target named like its group with a known kind, its
+  credentials from a required Secret and a valid mapping file, the read model behind a Service
+  that ingest and alerting are pointed at (LIVESYNC_BOOK_URL), KEDA
+  ScaledObject/TriggerAuthentication and ServiceMonitor fields;
 - the topics: deploy/kafka/topics.sh against Sources/Model/Topics.swift, and topics.sh run
   against a stub of Kafka's tools (fresh cluster: exit 0 with replication 3, min ISR 2, the
   changelogs never compacted, livesync.instances compacted; a cluster with a compacted
@@ -398,22 +400,32 @@ def check_compose(root: Path) -> None:
             p.append(f"{n}: a one-shot service must not restart")
 
     # Every executable but the CLI: one service, static membership id, own volume, /readyz health.
+    # livesync-erp may run in one service per ERP target (each its own group, livesync-erp-<target>).
     exes = [e for e in executables(root) if e != "livesync"]
     by_exe: dict[str, str] = {}
+    runs: list[tuple[str, str]] = []
+    erp_targets: dict[str, str] = {}
     for n, s in services.items():
         c = command(s)
         if c and c[0].startswith("livesync") and c[0] not in exes + ["livesync"]:
             p.append(f"{n}: runs {c[0]}, which is no executable of Package.swift")
         if c and c[0] in exes:
-            if c[0] in by_exe:
+            if c[0] in by_exe and c[0] != ERP:
                 p.append(f"{c[0]} runs in two services ({by_exe[c[0]]}, {n})")
-            by_exe[c[0]] = n
+            if c[0] == ERP:
+                target = env_map(s.get("environment")).get("LIVESYNC_ERP_TARGET", "<livesync.env>")
+                if target in erp_targets:
+                    p.append(f"{n}: ERP target {target} also run by {erp_targets[target]} (one service per target, "
+                             "each with its own LIVESYNC_ERP_TARGET in environment:)")
+                erp_targets[target] = n
+            by_exe.setdefault(c[0], n)
+            runs.append((c[0], n))
     for e in exes:
         if e not in by_exe:
             p.append(f"no service runs {e}")
     instance_ids: dict[str, str] = {}
     data_volumes: dict[str, list[str]] = {}
-    for exe, n in by_exe.items():
+    for exe, n in runs:
         s = services[n]
         e = env_map(s.get("environment"))
         iid = e.get("LIVESYNC_KAFKA_INSTANCE_ID")
@@ -440,16 +452,16 @@ def check_compose(root: Path) -> None:
         if not mounts:
             p.append(f"{n}: no named volume at {DATA_DIR}")
         for m in mounts:
-            data_volumes.setdefault(m.split(":")[0], []).append(exe)
+            data_volumes.setdefault(m.split(":")[0], []).append(n)
         deps = s.get("depends_on") or {}
         if not any(d in deps for d in ("create-topics", "topics-settings")):
             p.append(f"{n}: does not wait for the topics (depends_on create-topics/topics-settings)")
     for vol, users in data_volumes.items():
         if len(users) > 1:
-            p.append(f"volume {vol} is the data directory of {users}: each executable needs its own")
+            p.append(f"volume {vol} is the data directory of {users}: each service needs its own")
 
-    record(f"compose: 3 KRaft brokers (RF 3, min ISR 2), create-topics, {len(by_exe)} executables with ids, "
-           "advertised hosts, volumes, /readyz", p)
+    record(f"compose: 3 KRaft brokers (RF 3, min ISR 2), create-topics, {len(by_exe)} executables in {len(runs)} services "
+           "with ids, advertised hosts, volumes, /readyz; one livesync-erp service per ERP target", p)
 
     # Shared nothing: no named volume or host directory is mounted by two services, and every
     # state file a service names (LIVESYNC_DB_*) is on a volume of its own.
@@ -924,7 +936,7 @@ def check_k8s_wiring(root: Path, docs: list[dict]) -> None:
     record("k8s: static membership (LIVESYNC_KAFKA_INSTANCE_ID from metadata.name, unique per container), "
            "LIVESYNC_TELEMETRY_ADVERTISED_HOST from status.podIP", membership)
     record("k8s: placement (consumers in StatefulSets with claims, ingest a Deployment, PDBs, one process per pod, no shared claim, "
-           "stock and dispatch on KEDA, singletons at 1, the read model's Service and LIVESYNC_BOOK_URL, the topic Job)", placement)
+           "stock, dispatch and erp on KEDA, singletons at 1, the read model's Service and LIVESYNC_BOOK_URL, the topic Job)", placement)
     record("k8s: restricted security context (non-root, no privilege escalation, no capabilities, read-only root, RuntimeDefault)", security)
     check_k8s_erp(root, livesync_containers, configmaps, secrets, kust)
 
@@ -970,7 +982,8 @@ def check_k8s_wiring(root: Path, docs: list[dict]) -> None:
                     p.append(f"{name}: bootstrapServersFromEnv {md['bootstrapServersFromEnv']} is not in the target's first container's environment")
             if md.get("consumerGroup") != group_of(exe, target_env):
                 p.append(f"{name}: consumerGroup {md.get('consumerGroup')} is not {group_of(exe, target_env)}, the group of {exe}"
-                         + (f" (LIVESYNC_ERP_TARGET={target_env.get('LIVESYNC_ERP_TARGET')})" if exe == ERP else ""))
+                         + (f" (LIVESYNC_ERP_TARGET={target_env.get('LIVESYNC_ERP_TARGET', f'unset, default {ERP_DEFAULT_TARGET}')})"
+                            if exe == ERP else ""))
             topic = md.get("topic")
             if topic not in topics:
                 p.append(f"{name}: topic {topic} is not one of LiveSync's")
