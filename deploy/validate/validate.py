@@ -18,6 +18,7 @@ Needs no Docker engine and no cluster. Checks, each printed as `ok` or `FAIL`:
   credentials from a required Secret and a valid mapping file, the read model behind a Service
   that ingest and alerting are pointed at (LIVESYNC_BOOK_URL), KEDA
   ScaledObject/TriggerAuthentication and ServiceMonitor fields;
+- the topics each consumer reads (CONSUMED) against its command's ConsumerMain.run;
 - the topics: deploy/kafka/topics.sh against Sources/Model/Topics.swift, and topics.sh run
   against a stub of Kafka's tools (fresh cluster: exit 0 with replication 3, min ISR 2, the
   changelogs never compacted, livesync.instances compacted; a cluster with a compacted
@@ -1163,6 +1164,29 @@ json.dump(state, open(state_path, "w"))
 '''
 
 
+def check_consumed(root: Path) -> None:
+    """CONSUMED (what these checks take each consumer to read) against each command's ConsumerMain.run."""
+    p = []
+    text = (root / "Sources/Model/Topics.swift").read_text()
+    names = dict(re.findall(r'public static let (\w+) = "([^"]+)"', text))
+    checked = []
+    for exe in CONSUMERS:
+        files = sorted((root / "Sources" / exe).glob("*.swift"))
+        src = "".join(f.read_text() for f in files)
+        call = re.search(r"ConsumerMain\.run\((.*?)configFile:", src, re.S)
+        if not call:
+            p.append(f"{exe}: no ConsumerMain.run(…) found in Sources/{exe}")
+            continue
+        lists = re.findall(r"\b(?:topics|companionTopics):\s*\[([^\]]*)\]", call.group(1))
+        if not lists:
+            continue  # topics from elsewhere (alerting's AlertingProcessor.topics): not checked here
+        used = {names.get(v, f"Topics.{v}?") for l in lists for v in re.findall(r"Topics\.(\w+)", l)}
+        checked.append(exe)
+        if used != CONSUMED.get(exe):
+            p.append(f"{exe} reads {sorted(used)} (Sources/{exe}), validate.py's CONSUMED says {sorted(CONSUMED.get(exe, set()))}")
+    record(f"consumers' topics in validate.py match their ConsumerMain.run ({', '.join(checked)})", p)
+
+
 def check_topics_script(root: Path) -> None:
     """Runs topics.sh against a stub of kafka-topics.sh / kafka-configs.sh that keeps topics in a file."""
     swift, changelogs, changelog = swift_topic_specs(root)
@@ -1231,6 +1255,7 @@ def main() -> int:
         ("compose", lambda: check_compose(root)),
         ("k8s", lambda: check_k8s_wiring(root, check_k8s_files(root, tools, a.kubernetes_version))),
         ("topics", lambda: check_topics(root)),
+        ("consumed", lambda: check_consumed(root)),
         ("topics.sh", lambda: check_topics_script(root)),
     ]
     for name, step in steps:
