@@ -12,10 +12,13 @@ Needs no Docker engine and no cluster. Checks, each printed as `ok` or `FAIL`:
   build (kubectl kustomize, when kubectl exists), and their wiring: references between
   objects, probes, static membership ids, advertised hosts (LIVESYNC_TELEMETRY_ADVERTISED_HOST
   from status.podIP), resources, PDBs, security context, shared nothing
-  (no volume or claim used by two workloads, one LiveSync process per pod), stock and dispatch
-  scaled by KEDA on their group's lag, the read model behind a Service that ingest and
-  alerting are pointed at (LIVESYNC_BOOK_URL), KEDA ScaledObject/TriggerAuthentication and
-  ServiceMonitor fields;
+  (no volume or claim used by two workloads, one LiveSync process per pod), stock, dispatch and
+  each ERP target's livesync-erp scaled by KEDA on their group's lag (livesync-erp-<target> for
+  ERP), one livesync-erp StatefulSet per ERP target named like its group with a known kind, its
+  credentials from a required Secret and a valid mapping file, the read model behind a Service
+  that ingest and alerting are pointed at (LIVESYNC_BOOK_URL), KEDA
+  ScaledObject/TriggerAuthentication and ServiceMonitor fields;
+- the topics each consumer reads (CONSUMED) against its command's ConsumerMain.run;
 - the topics: deploy/kafka/topics.sh against Sources/Model/Topics.swift, and topics.sh run
   against a stub of Kafka's tools (fresh cluster: exit 0 with replication 3, min ISR 2, the
   changelogs never compacted, livesync.instances compacted; a cluster with a compacted
@@ -113,13 +116,38 @@ def create_topics_flags(root: Path) -> set[str]:
     return {"--" + re.sub(r"(?<!^)([A-Z])", r"-\1", p).lower() for p in props}
 
 
-def group_of(executable: str) -> str:
-    # Every consumer's default group is its executable's name (Sources/livesync-*/ ConsumerMain.run);
-    # the read model's instances are groups of their own, livesync-book-<instance id>.
+ERP = "livesync-erp"
+# livesync-erp's default ERP target (ErpSyncConfiguration.target) and the characters a target may have.
+ERP_DEFAULT_TARGET = "erp"
+ERP_TARGET_RE = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def group_of(executable: str, env: dict[str, str] | None = None) -> str:
+    """The consumer group an executable's instance joins, given its environment.
+
+    Every consumer's default group is its executable's name (Sources/livesync-*/ ConsumerMain.run),
+    unless LIVESYNC_GROUP_<NAME> (group.<name>) overrides it; the read model's instances are
+    groups of their own, livesync-book-<instance id>; livesync-erp's is one per ERP target,
+    livesync-erp-<LIVESYNC_ERP_TARGET> (ErpSyncConfiguration.group)."""
+    env = env or {}
+    override = env.get("LIVESYNC_GROUP_" + executable.removeprefix("livesync-").upper())
+    if override:
+        return override
+    if executable == ERP:
+        return f"{ERP}-{env.get('LIVESYNC_ERP_TARGET') or ERP_DEFAULT_TARGET}"
     return executable
 
 
-CONSUMERS = ["livesync-stock", "livesync-dispatch", "livesync-book", "livesync-alerting", "livesync-channels"]
+def erp_sources(root: Path) -> tuple[str, list[str]]:
+    """livesync-erp's group prefix (ErpSyncConfiguration.group) and the adapter kinds (ErpAdapterSettings.kinds)."""
+    conf = (root / "Sources/ErpSync/ErpSyncConfiguration.swift").read_text()
+    prefix = re.search(r'var group: String \{ "([\w-]*)\\\(target\)" \}', conf).group(1)
+    adapters = (root / "Sources/ErpSync/ErpAdapterSettings.swift").read_text()
+    kinds = re.findall(r'"(\w+)"', re.search(r"static let kinds = \[(.*?)\]", adapters).group(1))
+    return prefix, kinds
+
+
+CONSUMERS = ["livesync-stock", "livesync-dispatch", "livesync-book", "livesync-alerting", "livesync-channels", ERP]
 # What each consumer group consumes (docs/architecture.md, Executables).
 CONSUMED = {
     "livesync-stock": {"orders.lines", "stock.adjustments"},
@@ -127,10 +155,12 @@ CONSUMED = {
     "livesync-book": {"dispatch.changelog", "stock.changelog"},
     "livesync-alerting": {"deadletter"},
     "livesync-channels": {"stock.reservations", "fulfillment.shipped"},
+    ERP: {"orders.outcomes", "fulfillment.shipped"},
 }
 # Consumers scaled on their group's lag (KEDA): the topic they subscribe to. Each instance's
-# state follows its partitions through its changelog, so any number up to the partitions works.
-SCALED_BY_LAG = {"livesync-stock": "orders.lines", "livesync-dispatch": "orders.placed"}
+# state follows its partitions through its changelog (stock, dispatch), or is rebuilt from the
+# topic and the ERP by reference (livesync-erp), so any number up to the partitions works.
+SCALED_BY_LAG = {"livesync-stock": "orders.lines", "livesync-dispatch": "orders.placed", ERP: "orders.outcomes"}
 # Consumers that run as one instance: alerting (two would raise and deliver every alert twice)
 # and channels (two would call each shop twice as often as allowed).
 SINGLETONS = {"livesync-alerting", "livesync-channels"}
@@ -371,22 +401,32 @@ def check_compose(root: Path) -> None:
             p.append(f"{n}: a one-shot service must not restart")
 
     # Every executable but the CLI: one service, static membership id, own volume, /readyz health.
+    # livesync-erp may run in one service per ERP target (each its own group, livesync-erp-<target>).
     exes = [e for e in executables(root) if e != "livesync"]
     by_exe: dict[str, str] = {}
+    runs: list[tuple[str, str]] = []
+    erp_targets: dict[str, str] = {}
     for n, s in services.items():
         c = command(s)
         if c and c[0].startswith("livesync") and c[0] not in exes + ["livesync"]:
             p.append(f"{n}: runs {c[0]}, which is no executable of Package.swift")
         if c and c[0] in exes:
-            if c[0] in by_exe:
+            if c[0] in by_exe and c[0] != ERP:
                 p.append(f"{c[0]} runs in two services ({by_exe[c[0]]}, {n})")
-            by_exe[c[0]] = n
+            if c[0] == ERP:
+                target = env_map(s.get("environment")).get("LIVESYNC_ERP_TARGET", "<livesync.env>")
+                if target in erp_targets:
+                    p.append(f"{n}: ERP target {target} also run by {erp_targets[target]} (one service per target, "
+                             "each with its own LIVESYNC_ERP_TARGET in environment:)")
+                erp_targets[target] = n
+            by_exe.setdefault(c[0], n)
+            runs.append((c[0], n))
     for e in exes:
         if e not in by_exe:
             p.append(f"no service runs {e}")
     instance_ids: dict[str, str] = {}
     data_volumes: dict[str, list[str]] = {}
-    for exe, n in by_exe.items():
+    for exe, n in runs:
         s = services[n]
         e = env_map(s.get("environment"))
         iid = e.get("LIVESYNC_KAFKA_INSTANCE_ID")
@@ -413,16 +453,16 @@ def check_compose(root: Path) -> None:
         if not mounts:
             p.append(f"{n}: no named volume at {DATA_DIR}")
         for m in mounts:
-            data_volumes.setdefault(m.split(":")[0], []).append(exe)
+            data_volumes.setdefault(m.split(":")[0], []).append(n)
         deps = s.get("depends_on") or {}
         if not any(d in deps for d in ("create-topics", "topics-settings")):
             p.append(f"{n}: does not wait for the topics (depends_on create-topics/topics-settings)")
     for vol, users in data_volumes.items():
         if len(users) > 1:
-            p.append(f"volume {vol} is the data directory of {users}: each executable needs its own")
+            p.append(f"volume {vol} is the data directory of {users}: each service needs its own")
 
-    record(f"compose: 3 KRaft brokers (RF 3, min ISR 2), create-topics, {len(by_exe)} executables with ids, "
-           "advertised hosts, volumes, /readyz", p)
+    record(f"compose: 3 KRaft brokers (RF 3, min ISR 2), create-topics, {len(by_exe)} executables in {len(runs)} services "
+           "with ids, advertised hosts, volumes, /readyz; one livesync-erp service per ERP target", p)
 
     # Shared nothing: no named volume or host directory is mounted by two services, and every
     # state file a service names (LIVESYNC_DB_*) is on a volume of its own.
@@ -519,6 +559,107 @@ def check_k8s_files(root: Path, tools: Path, kube_version: str) -> list[dict]:
     else:
         skip("kubectl kustomize", "kubectl not found; the files were validated one by one")
     return docs
+
+
+ERP_MAPPING_FIELDS = {"material", "customer", "warehouse", "organization", "discounts", "remark"}
+ERP_REMARK_PLACEHOLDERS = {"platform", "shop", "platformOrderId", "orderId"}
+
+
+def erp_mapping_problems(text: str, source: str) -> list[str]:
+    """What ErpFieldMapping.parse would refuse in a mapping file (the main rules)."""
+    try:
+        m = json.loads(text)
+    except ValueError as e:
+        return [f"{source}: not JSON: {e}"]
+    if not isinstance(m, dict):
+        return [f"{source}: the ERP mapping must be a JSON object"]
+    p = [f"{source}: unknown mapping field {k!r}" for k in sorted(set(m) - ERP_MAPPING_FIELDS)]
+    for table in ("material", "customer", "warehouse"):
+        if table in m and (not isinstance(m[table], dict) or
+                           not all(isinstance(v, str) and v.strip() and k for k, v in m[table].items())):
+            p.append(f"{source}: {table} must map codes to non-empty ERP code strings")
+    if isinstance(m.get("customer"), dict) and "default" not in m["customer"]:
+        p.append(f"{source}: customer needs a \"default\" entry")
+    if "organization" in m and not isinstance(m["organization"], str):
+        p.append(f"{source}: organization must be a string")
+    if "discounts" in m and not isinstance(m["discounts"], bool):
+        p.append(f"{source}: discounts must be true or false")
+    if "remark" in m:
+        unknown = set(re.findall(r"\{([^}]*)\}", str(m["remark"]))) - ERP_REMARK_PLACEHOLDERS
+        if not isinstance(m["remark"], str) or unknown:
+            p.append(f"{source}: remark must be a string with placeholders among {sorted(ERP_REMARK_PLACEHOLDERS)}")
+    return p
+
+
+def check_k8s_erp(root: Path, livesync_containers: list, configmaps: dict, secrets: dict, kust: dict) -> None:
+    """livesync-erp: one StatefulSet per ERP target, each its own consumer group; settings, credentials, mapping."""
+    p: list[str] = []
+    prefix, kinds = erp_sources(root)
+    if prefix != f"{ERP}-":
+        p.append(f"ErpSyncConfiguration.group is {prefix}<target>, but this check assumes {ERP}-<target>: update group_of")
+    groups: dict[str, str] = {}
+    generated = {g["name"]: g for g in kust.get("configMapGenerator", [])}
+    for w, c, exe, env in livesync_containers:
+        if exe != ERP:
+            continue
+        wname = f"{w['kind']}/{w['metadata']['name']}"
+        literal = {e["name"]: str(e["value"]) for e in c.get("env", []) if "value" in e}
+        target = literal.get("LIVESYNC_ERP_TARGET")
+        if target is None:
+            p.append(f"{wname}: LIVESYNC_ERP_TARGET is not set in the container's env (it names the group "
+                     f"{ERP}-<target> that its ScaledObject must name; a default or a Secret's value is not visible here)")
+        elif not ERP_TARGET_RE.fullmatch(target):
+            p.append(f"{wname}: LIVESYNC_ERP_TARGET {target!r} must be letters, digits, - or _")
+        if "LIVESYNC_GROUP_ERP" in env:
+            p.append(f"{wname}: LIVESYNC_GROUP_ERP is set: the group must follow the target ({ERP}-<target>)")
+        group = group_of(exe, env)
+        if group in groups:
+            p.append(f"{wname}: group {group} is also the group of {groups[group]}: two workloads of one ERP target "
+                     "would split its partitions (one StatefulSet per target)")
+        groups[group] = wname
+        if w["metadata"]["name"] != group:
+            p.append(f"{wname}: named {w['metadata']['name']}, want {group} (every object of an ERP target is named like its group)")
+        kind = env.get("LIVESYNC_ERP_KIND", "")
+        if kind not in kinds:
+            p.append(f"{wname}: LIVESYNC_ERP_KIND is {kind or 'unset'}, want one of {kinds} (ErpAdapterSettings.kinds)")
+            continue
+        # The adapter's credentials (LIVESYNC_ERP_<KIND>_*) from a Secret the pod cannot start without.
+        creds = [ef["secretRef"] for ef in c.get("envFrom", []) if "secretRef" in ef
+                 and any(k.startswith(f"LIVESYNC_ERP_{kind.upper()}_") for k in secrets.get(ef["secretRef"]["name"], {}))]
+        if not creds:
+            p.append(f"{wname}: no envFrom Secret has LIVESYNC_ERP_{kind.upper()}_* keys (the {kind} adapter's credentials)")
+        for ref in creds:
+            if ref.get("optional", False) is not False:
+                p.append(f"{wname}: Secret {ref['name']} (ERP credentials) is optional; make it optional: false")
+        for key in literal:
+            if re.match(rf"LIVESYNC_ERP_{kind.upper()}_(PASSWORD|SECRET|TOKEN|KEY)", key):
+                p.append(f"{wname}: {key} is a literal in the manifest; credentials belong in the Secret")
+        # The mapping file: on a mounted ConfigMap item that exists, and valid.
+        path = env.get("LIVESYNC_ERP_MAPPING_FILE")
+        if path:
+            pod = w["spec"]["template"]["spec"]
+            volumes = {v["name"]: v for v in pod.get("volumes", [])}
+            found = None
+            for m in c.get("volumeMounts", []):
+                v = volumes.get(m["name"], {})
+                cm = v.get("configMap")
+                if not cm:
+                    continue
+                items = {m["mountPath"].rstrip("/") + "/" + it["path"]: it["key"] for it in cm.get("items", [])} or \
+                        {m["mountPath"].rstrip("/") + "/" + k: k for k in configmaps.get(cm["name"], {})}
+                if path in items:
+                    found = (cm["name"], items[path])
+            if not found:
+                p.append(f"{wname}: LIVESYNC_ERP_MAPPING_FILE {path} is on no mounted ConfigMap item")
+            elif found[1] not in configmaps.get(found[0], {}):
+                p.append(f"{wname}: ConfigMap {found[0]} has no key {found[1]} (LIVESYNC_ERP_MAPPING_FILE)")
+            elif found[0] in generated:
+                for f in generated[found[0]].get("files", []):
+                    key, _, file = f.rpartition("=")
+                    if (key or file) == found[1] and (root / "deploy/k8s" / file).exists():
+                        p.extend(erp_mapping_problems((root / "deploy/k8s" / file).read_text(), f"deploy/k8s/{file}"))
+    record("k8s: livesync-erp one StatefulSet per ERP target, named like its group livesync-erp-<target>, known kind, "
+           "credentials from a required Secret, mapping file mounted and valid", p)
 
 
 def labels_match(selector: dict, labels: dict) -> bool:
@@ -706,7 +847,7 @@ def check_k8s_wiring(root: Path, docs: list[dict]) -> None:
     def scalers_of(w: dict) -> list[dict]:
         return [so for so in scaled if so["spec"]["scaleTargetRef"].get("name") == w["metadata"]["name"]
                 and so["spec"]["scaleTargetRef"].get("kind", "Deployment") == w["kind"]]
-    for w, c, exe, _ in livesync_containers:
+    for w, c, exe, env in livesync_containers:
         wname = f"{w['kind']}/{w['metadata']['name']}"
         if exe in SINGLETONS:
             if w["spec"].get("replicas", 1) != 1:
@@ -715,10 +856,10 @@ def check_k8s_wiring(root: Path, docs: list[dict]) -> None:
                 placement.append(f"ScaledObject/{so['metadata']['name']} scales {wname}, which runs {exe} as one instance")
         if exe in SCALED_BY_LAG:
             wanted = [so for so in scalers_of(w) for tr in so["spec"].get("triggers") or []
-                      if tr.get("type") == "kafka" and tr.get("metadata", {}).get("consumerGroup") == group_of(exe)
+                      if tr.get("type") == "kafka" and tr.get("metadata", {}).get("consumerGroup") == group_of(exe, env)
                       and tr.get("metadata", {}).get("topic") == SCALED_BY_LAG[exe]]
             if not wanted:
-                placement.append(f"{wname}: no KEDA ScaledObject on the lag of group {group_of(exe)} on {SCALED_BY_LAG[exe]}")
+                placement.append(f"{wname}: no KEDA ScaledObject on the lag of group {group_of(exe, env)} on {SCALED_BY_LAG[exe]}")
         if exe == BOOK:
             for so in scalers_of(w):
                 placement.append(f"ScaledObject/{so['metadata']['name']} scales {wname} on lag: every read model instance reads every partition, so more do not read faster")
@@ -796,8 +937,9 @@ def check_k8s_wiring(root: Path, docs: list[dict]) -> None:
     record("k8s: static membership (LIVESYNC_KAFKA_INSTANCE_ID from metadata.name, unique per container), "
            "LIVESYNC_TELEMETRY_ADVERTISED_HOST from status.podIP", membership)
     record("k8s: placement (consumers in StatefulSets with claims, ingest a Deployment, PDBs, one process per pod, no shared claim, "
-           "stock and dispatch on KEDA, singletons at 1, the read model's Service and LIVESYNC_BOOK_URL, the topic Job)", placement)
+           "stock, dispatch and erp on KEDA, singletons at 1, the read model's Service and LIVESYNC_BOOK_URL, the topic Job)", placement)
     record("k8s: restricted security context (non-root, no privilege escalation, no capabilities, read-only root, RuntimeDefault)", security)
+    check_k8s_erp(root, livesync_containers, configmaps, secrets, kust)
 
     # KEDA.
     p: list[str] = []
@@ -817,6 +959,8 @@ def check_k8s_wiring(root: Path, docs: list[dict]) -> None:
             p.append(f"{name}: minReplicaCount {lo} / maxReplicaCount {hi}: want 1 <= min <= max")
         container = target["spec"]["template"]["spec"]["containers"][0]
         exe = (container.get("command") or [""])[0]
+        # The environment the process sees (ConfigMaps, Secrets, env), for the group it joins.
+        target_env = next((env for w, c, _, env in livesync_containers if w is target and c is container), {})
         triggers = spec.get("triggers") or []
         if not triggers:
             p.append(f"{name}: no triggers")
@@ -837,8 +981,10 @@ def check_k8s_wiring(root: Path, docs: list[dict]) -> None:
                         available |= set(configmaps.get(ef["configMapRef"]["name"], {}))
                 if md["bootstrapServersFromEnv"] not in available:
                     p.append(f"{name}: bootstrapServersFromEnv {md['bootstrapServersFromEnv']} is not in the target's first container's environment")
-            if md.get("consumerGroup") != group_of(exe):
-                p.append(f"{name}: consumerGroup {md.get('consumerGroup')} is not {group_of(exe)}, the group of {exe}")
+            if md.get("consumerGroup") != group_of(exe, target_env):
+                p.append(f"{name}: consumerGroup {md.get('consumerGroup')} is not {group_of(exe, target_env)}, the group of {exe}"
+                         + (f" (LIVESYNC_ERP_TARGET={target_env.get('LIVESYNC_ERP_TARGET', f'unset, default {ERP_DEFAULT_TARGET}')})"
+                            if exe == ERP else ""))
             topic = md.get("topic")
             if topic not in topics:
                 p.append(f"{name}: topic {topic} is not one of LiveSync's")
@@ -1018,6 +1164,29 @@ json.dump(state, open(state_path, "w"))
 '''
 
 
+def check_consumed(root: Path) -> None:
+    """CONSUMED (what these checks take each consumer to read) against each command's ConsumerMain.run."""
+    p = []
+    text = (root / "Sources/Model/Topics.swift").read_text()
+    names = dict(re.findall(r'public static let (\w+) = "([^"]+)"', text))
+    checked = []
+    for exe in CONSUMERS:
+        files = sorted((root / "Sources" / exe).glob("*.swift"))
+        src = "".join(f.read_text() for f in files)
+        call = re.search(r"ConsumerMain\.run\((.*?)configFile:", src, re.S)
+        if not call:
+            p.append(f"{exe}: no ConsumerMain.run(…) found in Sources/{exe}")
+            continue
+        lists = re.findall(r"\b(?:topics|companionTopics):\s*\[([^\]]*)\]", call.group(1))
+        if not lists:
+            continue  # topics from elsewhere (alerting's AlertingProcessor.topics): not checked here
+        used = {names.get(v, f"Topics.{v}?") for l in lists for v in re.findall(r"Topics\.(\w+)", l)}
+        checked.append(exe)
+        if used != CONSUMED.get(exe):
+            p.append(f"{exe} reads {sorted(used)} (Sources/{exe}), validate.py's CONSUMED says {sorted(CONSUMED.get(exe, set()))}")
+    record(f"consumers' topics in validate.py match their ConsumerMain.run ({', '.join(checked)})", p)
+
+
 def check_topics_script(root: Path) -> None:
     """Runs topics.sh against a stub of kafka-topics.sh / kafka-configs.sh that keeps topics in a file."""
     swift, changelogs, changelog = swift_topic_specs(root)
@@ -1086,6 +1255,7 @@ def main() -> int:
         ("compose", lambda: check_compose(root)),
         ("k8s", lambda: check_k8s_wiring(root, check_k8s_files(root, tools, a.kubernetes_version))),
         ("topics", lambda: check_topics(root)),
+        ("consumed", lambda: check_consumed(root)),
         ("topics.sh", lambda: check_topics_script(root)),
     ]
     for name, step in steps:
