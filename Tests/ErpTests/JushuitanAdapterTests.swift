@@ -47,6 +47,19 @@ fileprivate func refusal(_ result: Result<ErpDocument, ErpError>?) -> ErpError? 
         ], appSecret: secret) == "05e3a51e19e0883afd1882ccd309e0b9")
     }
 
+    @Test func callsArePacedToFivePerSecond() async throws {
+        let fake = FakeJushuitan()
+        let (url, task) = try await fake.serve()
+        defer { task.cancel() }
+        let adapter = JushuitanAdapter(JushuitanConfiguration(baseURL: url, appKey: fake.appKey, appSecret: fake.appSecret,
+                                                              accessToken: fake.accessToken, shopID: 10_001))
+        let start = ContinuousClock.now
+        for _ in 0..<4 { _ = try await adapter.lookup(references: ["douyin:1"]) }
+        // 4 calls at 5/s: the 4th waits until 0.6 s after the first.
+        #expect(ContinuousClock.now - start >= .milliseconds(590))
+        #expect(fake.calls("/open/orders/single/query") == 4)
+    }
+
     @Test func aBatchOfOrdersIsUploadedInOneCall() async throws {
         try await withJushuitan { fake, adapter in
             let orders = (1...30).map { order($0) }

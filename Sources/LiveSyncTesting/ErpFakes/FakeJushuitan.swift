@@ -1,3 +1,4 @@
+import Crypto
 import ErpAdapters
 import Foundation
 import Hummingbird
@@ -96,7 +97,7 @@ public final class FakeJushuitan: FakeErp, Sendable {
             self.kit.count("/openWeb/auth/refreshToken")
             await self.kit.pause()
             let f = FakeErpKit.form(body)
-            guard f["app_key"] == self.appKey, f["sign"] == JushuitanAdapter.sign(f, appSecret: self.appSecret) else {
+            guard f["app_key"] == self.appKey, f["sign"] == Self.sign(f, appSecret: self.appSecret) else {
                 self.refused.add(1, ordering: .relaxed)
                 return FakeErpKit.json(["code": 10, "msg": "验证失败！无效签名", "data": NSNull()])
             }
@@ -120,6 +121,14 @@ public final class FakeJushuitan: FakeErp, Sendable {
         business(router, "/open/inventory/query") { self.inventory($0) }
     }
 
+    /// Jushuitan's check, written here apart from the adapter's: md5 of the secret followed by
+    /// every field but `sign` as key+value in ascending key order, lower-case hex.
+    static func sign(_ fields: [String: String], appSecret: String) -> String {
+        let text = fields.filter { $0.key != "sign" }.sorted { Array($0.key.utf8).lexicographicallyPrecedes(Array($1.key.utf8)) }
+            .reduce(appSecret) { $0 + $1.key + $1.value }
+        return Insecure.MD5.hash(data: Data(text.utf8)).map { String(format: "%02x", $0) }.joined()
+    }
+
     func fresh(_ timestamp: String) -> Bool {
         guard let ts = Double(timestamp) else { return false }
         return abs(Date().timeIntervalSince1970 - ts) <= 15 * 60
@@ -133,7 +142,7 @@ public final class FakeJushuitan: FakeErp, Sendable {
             self.kit.count(path)
             await self.kit.pause()
             let f = FakeErpKit.form(body)
-            guard f["app_key"] == self.appKey, let sign = f["sign"], sign == JushuitanAdapter.sign(f, appSecret: self.appSecret) else {
+            guard f["app_key"] == self.appKey, let sign = f["sign"], sign == Self.sign(f, appSecret: self.appSecret) else {
                 self.refused.add(1, ordering: .relaxed)
                 return FakeErpKit.json(["code": 10, "msg": "验证失败！无效签名", "data": NSNull()])
             }
