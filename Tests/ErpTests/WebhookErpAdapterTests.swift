@@ -96,6 +96,24 @@ fileprivate func refusal(_ result: Result<ErpDocument, ErpError>?) -> ErpError? 
         }
     }
 
+    @Test func aTimedOutCreateIsRetryableAndLookupThenFindsTheOrder() async throws {
+        let fake = FakeWebhookErp()
+        fake.addMaterial("M-1", onHand: 20)
+        let (url, task) = try await fake.serve()
+        defer { task.cancel() }
+        let adapter = WebhookErpAdapter(WebhookErpConfiguration(url: url + FakeWebhookErp.path, secret: "dev-webhook-secret", timeout: .milliseconds(300)))
+        fake.slow(.seconds(1))
+        let error = await expectError { _ = try await adapter.create([order(1)]) }
+        #expect(error?.isRetryable == true)
+        #expect(error?.code == "transport")
+        // The ERP wrote it after LiveSync stopped waiting: the retry looks it up instead of creating it again.
+        try await Task.sleep(for: .seconds(1))
+        fake.slow(.zero)
+        let found = try await adapter.lookup(references: ["wechat:1"])
+        #expect(found["wechat:1"]?.state == .confirmed)
+        #expect(fake.documents.count == 1)
+    }
+
     @Test func cancelAndShippedMoveTheDocuments() async throws {
         try await withWebhookErp { fake, adapter in
             let created = try await adapter.create((1...2).map { order($0) })
