@@ -400,7 +400,7 @@ let package = Package(
         .testTarget(
             name: "ErpTests",
             dependencies: [
-                "ErpAdapters", "ErpSync", "LiveSyncTesting", "Model", "Worker", "Kafka", "Inventory",
+                "ErpAdapters", "ErpSync", "LiveSyncTesting", "Model", "Worker", "Kafka", "Inventory", "Bootstrap",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),

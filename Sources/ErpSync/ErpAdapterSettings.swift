@@ -35,6 +35,20 @@ public enum ErpAdapterSettings {
                 audit: try s.bool("audit", d.audit), stockWarehouses: s.list("stockWarehouses"),
                 batchSize: try s.int("batchSize", d.batchSize), maxConcurrentSaves: try s.int("maxConcurrentSaves", d.maxConcurrentSaves))
             return YonyouAdapter(configuration: c)
+        case "jushuitan":
+            let c = JushuitanConfiguration(
+                baseURL: s.string("url", "https://openapi.jushuitan.com"), appKey: try s.required("appKey"), appSecret: try s.required("appSecret"),
+                accessToken: try s.required("accessToken"), refreshToken: s.string("refreshToken", ""), shopID: try s.int("shopId", 0),
+                shopIDs: try s.intMap("shopIds"), warehouses: try s.intMap("warehouses"), stockWarehouses: s.list("stockWarehouses"),
+                batchSize: try s.int("batchSize", 50))
+            guard c.shopID > 0 else { throw ConfigurationError("erp.jushuitan.shopId is required: the 店铺编号 orders are uploaded to (LIVESYNC_ERP_JUSHUITAN_SHOP_ID)") }
+            return JushuitanAdapter(c)
+        case "odoo":
+            return OdooAdapter(OdooConfiguration(
+                url: try s.url("url"), database: try s.required("database"), login: try s.required("login"), password: try s.required("password"),
+                batchSize: try s.int("batchSize", 100), confirmOnCreate: try s.bool("confirm", true), stockWarehouses: s.list("stockWarehouses")))
+        case "webhook":
+            return WebhookErpAdapter(WebhookErpConfiguration(url: try s.url("url"), secret: try s.required("secret"), batchSize: try s.int("batchSize", 100)))
         default:
             throw ConfigurationError("erp.kind=\(kind) has no adapter in this build; use one of \(kinds.joined(separator: ", "))")
         }
@@ -70,6 +84,24 @@ public enum ErpAdapterSettings {
             case "true", "1", "yes": return true
             case "false", "0", "no": return false
             default: throw ConfigurationError("\(key(k)) must be true or false, not '\(v)' (\(LiveSyncConfig.environmentName(key(k))))")
+            }
+        }
+        /// `a=1,b=2`.
+        func map(_ k: String) throws -> [String: String] {
+            var out: [String: String] = [:]
+            for pair in list(k) {
+                let kv = pair.split(separator: "=", maxSplits: 1).map(String.init)
+                guard kv.count == 2, !kv[0].isEmpty, !kv[1].isEmpty else {
+                    throw ConfigurationError("\(key(k)) must be code=value pairs separated by commas, not '\(pair)' (\(LiveSyncConfig.environmentName(key(k))))")
+                }
+                out[kv[0]] = kv[1]
+            }
+            return out
+        }
+        func intMap(_ k: String) throws -> [String: Int] {
+            try map(k).mapValues { v in
+                guard let n = Int(v) else { throw ConfigurationError("\(key(k)): '\(v)' is not a number (\(LiveSyncConfig.environmentName(key(k))))") }
+                return n
             }
         }
         func list(_ k: String) -> [String] {
