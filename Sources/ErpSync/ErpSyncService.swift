@@ -140,12 +140,13 @@ struct ErpGauges {
 /// - `POST /erp/pull-stock` — reads the ERP's stock now and publishes it.
 public enum ErpSyncAPI {
     public static func status(_ writer: ErpWriter) async throws -> ErpStatus {
-        let counts = try await writer.database.read { try ErpSyncStore.counts($0) }
+        let owned = writer.owned()
+        let counts = try await writer.database.read { try ErpSyncStore.counts(partitions: owned, $0) }
         let stats = writer.statistics
         let now = Clock.nowMicros()
         let lag = writer.consumerLag()
         return ErpStatus(
-            target: writer.target, kind: writer.adapter.kind, partitions: writer.owned().sorted(),
+            target: writer.target, kind: writer.adapter.kind, partitions: owned.sorted(),
             queued: counts.queued, consumerLag: lag, pending: counts.pending, documents: counts.documents,
             oldestQueuedSeconds: counts.oldestQueuedAtUs.map { Double(max(0, now - $0)) / 1e6 } ?? 0,
             drainEtaSeconds: ErpStatus.eta(queued: counts.queued + Int(lag), perSecond: stats.writtenPerSecond),
@@ -159,12 +160,14 @@ public enum ErpSyncAPI {
             guard let limit = Int(text), (1...10_000).contains(limit) else {
                 return HTTPAnswer.text(.badRequest, "query parameter limit must be an integer in 1...10000, not '\(text)'\n")
             }
-            return HTTPAnswer.json(try await writer.database.read { try ErpSyncStore.pending(limit: limit, $0) })
+            let owned = writer.owned()
+            return HTTPAnswer.json(try await writer.database.read { try ErpSyncStore.pending(partitions: owned, limit: limit, $0) })
         }
         router.post("/erp/retry") { request, _ in
             let order = request.uri.queryParameters.get("order")
             if let order, order.isEmpty { return HTTPAnswer.text(.badRequest, "query parameter order must not be empty (leave it out to re-drive every pending order)\n") }
-            let n = try await writer.database.write { try ErpSyncStore.redrive(orderID: order, now: Clock.nowMicros(), $0) }
+            let owned = writer.owned()
+            let n = try await writer.database.write { try ErpSyncStore.redrive(orderID: order, partitions: owned, now: Clock.nowMicros(), $0) }
             return HTTPAnswer.json(["redriven": n])
         }
         router.post("/erp/pull-stock") { _, _ in

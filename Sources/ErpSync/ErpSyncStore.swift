@@ -103,10 +103,9 @@ public enum ErpSyncStore {
     /// Due items of the owned partitions, oldest first.
     public static func due(partitions: Set<Int32>, now: Int64, limit: Int, _ db: Database) throws -> [Item] {
         guard !partitions.isEmpty else { return [] }
-        let list = partitions.sorted().map(String.init).joined(separator: ",")
         return try Row.fetchAll(db, sql: """
             SELECT seq, reference, order_id, work, partition, payload, enqueued_at_us, attempts FROM erp_queue
-            WHERE next_attempt_us <= ? AND partition IN (\(list)) ORDER BY seq LIMIT ?
+            WHERE next_attempt_us <= ? AND partition IN (\(list(partitions))) ORDER BY seq LIMIT ?
             """, arguments: [now, limit]).map(item)
     }
 
@@ -141,11 +140,11 @@ public enum ErpSyncStore {
             """, arguments: [document.reference, orderID, warehouse, document.id, document.number, document.state.rawValue, now, now])
     }
 
-    /// Puts pending items back in the queue (all, or those of `orderID`), due now.
+    /// Puts pending items of `partitions` back in the queue (all, or those of `orderID`), due now.
     /// - Returns: how many were re-driven.
     @discardableResult
-    public static func redrive(orderID: String?, now: Int64, _ db: Database) throws -> Int {
-        let filter = orderID == nil ? "" : " WHERE order_id = ? OR reference = ?"
+    public static func redrive(orderID: String?, partitions: Set<Int32>, now: Int64, _ db: Database) throws -> Int {
+        let filter = " WHERE partition IN (\(list(partitions)))" + (orderID == nil ? "" : " AND (order_id = ? OR reference = ?)")
         let args: StatementArguments = orderID.map { [$0, $0] } ?? []
         try db.execute(sql: """
             INSERT OR IGNORE INTO erp_queue (reference, order_id, work, partition, payload, enqueued_at_us, attempts)
@@ -186,10 +185,16 @@ public enum ErpSyncStore {
                          arguments: [orderID, work.rawValue, orderID, work.rawValue]) != nil
     }
 
-    public static func pending(limit: Int = 1000, _ db: Database) throws -> [PendingRow] {
-        try Row.fetchAll(db, sql: "SELECT reference, order_id, work, code, message, since_us, attempts FROM erp_pending ORDER BY since_us LIMIT ?", arguments: [limit]).map {
+    /// The pending queue of `partitions` (the owned ones: rows of partitions this instance lost
+    /// are another instance's now, and come back to life only if the partition does).
+    public static func pending(partitions: Set<Int32>, limit: Int = 1000, _ db: Database) throws -> [PendingRow] {
+        try Row.fetchAll(db, sql: "SELECT reference, order_id, work, code, message, since_us, attempts FROM erp_pending WHERE partition IN (\(list(partitions))) ORDER BY since_us LIMIT ?", arguments: [limit]).map {
             PendingRow(reference: $0[0], orderID: $0[1], work: Work(rawValue: $0[2]) ?? .create, code: $0[3], message: $0[4], sinceUs: $0[5], attempts: $0[6])
         }
+    }
+
+    static func list(_ partitions: Set<Int32>) -> String {
+        partitions.isEmpty ? "NULL" : partitions.sorted().map(String.init).joined(separator: ",")
     }
 
     /// Queue depth, pending count, and the oldest queued item's age base.
@@ -201,11 +206,14 @@ public enum ErpSyncStore {
         public var lastError: String
     }
 
-    public static func counts(_ db: Database) throws -> Counts {
+    /// The counts of `partitions` (the owned ones).
+    public static func counts(partitions: Set<Int32>, _ db: Database) throws -> Counts {
+        let p = list(partitions)
         let row = try Row.fetchOne(db, sql: """
-            SELECT (SELECT COUNT(*) FROM erp_queue), (SELECT COUNT(*) FROM erp_pending), (SELECT COUNT(*) FROM erp_documents),
-                   (SELECT MIN(enqueued_at_us) FROM erp_queue),
-                   (SELECT last_error FROM erp_queue WHERE last_error != '' ORDER BY seq DESC LIMIT 1)
+            SELECT (SELECT COUNT(*) FROM erp_queue WHERE partition IN (\(p))), (SELECT COUNT(*) FROM erp_pending WHERE partition IN (\(p))),
+                   (SELECT COUNT(*) FROM erp_documents),
+                   (SELECT MIN(enqueued_at_us) FROM erp_queue WHERE partition IN (\(p))),
+                   (SELECT last_error FROM erp_queue WHERE last_error != '' AND partition IN (\(p)) ORDER BY seq DESC LIMIT 1)
             """)!
         return Counts(queued: row[0], pending: row[1], documents: row[2], oldestQueuedAtUs: row[3], lastError: row[4] ?? "")
     }

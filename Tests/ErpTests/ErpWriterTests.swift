@@ -71,7 +71,7 @@ import Worker
         return o
     }
 
-    var counts: ErpSyncStore.Counts { get throws { try db.read { try ErpSyncStore.counts($0) } } }
+    var counts: ErpSyncStore.Counts { get throws { try db.read { try ErpSyncStore.counts(partitions: Set(0..<16), $0) } } }
 
     @Test func decidedOrdersReachTheErpInOneBatchCallEachOnce() async throws {
         try deliver((1...30).map { Self.synced(Self.order($0)) })
@@ -109,7 +109,7 @@ import Worker
         let w = writer()
         _ = try await w.drainOnce(force: true)
         #expect(erp.documentCount == 1)
-        let pending = try await db.read { try ErpSyncStore.pending($0) }
+        let pending = try await db.read { try ErpSyncStore.pending(partitions: Set(0..<16), $0) }
         #expect(pending.map(\.orderID) == ["generic:shop-1:2"])
         #expect(pending.first?.code == "unknown_material")
         #expect(pending.first?.message.contains("SKU-NEW") == true)
@@ -118,7 +118,7 @@ import Worker
         #expect(try counts.queued == 0)
         // The merchant adds the material in the ERP, the operator re-drives it.
         erp.state.withLock { _ = $0.materials.insert("SKU-NEW") }
-        #expect(try await db.write { try ErpSyncStore.redrive(orderID: "generic:shop-1:2", now: Clock.nowMicros(), $0) } == 1)
+        #expect(try await db.write { try ErpSyncStore.redrive(orderID: "generic:shop-1:2", partitions: Set(0..<16), now: Clock.nowMicros(), $0) } == 1)
         _ = try await w.drainOnce(force: true)
         #expect(erp.documentCount == 2)
         #expect(try counts.pending == 0)
