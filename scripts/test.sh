@@ -6,4 +6,5 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 scripts/validate-deploy.sh
 swift build --build-tests
-swift test --skip-build --no-parallel "$@"
+# The Tryton adapter's tests fail, not skip, when Tryton cannot be installed.
+LIVESYNC_REQUIRE_TRYTON=1 swift test --skip-build --no-parallel "$@"

@@ -49,6 +49,10 @@ public enum ErpAdapterSettings {
                 batchSize: try s.int("batchSize", 100), confirmOnCreate: try s.bool("confirm", true), stockWarehouses: s.list("stockWarehouses")))
         case "webhook":
             return WebhookErpAdapter(WebhookErpConfiguration(url: try s.url("url"), secret: try s.required("secret"), batchSize: try s.int("batchSize", 100)))
+        case "tryton":
+            return TrytonAdapter(configuration: TrytonConfiguration(
+                baseURL: try s.url("url"), database: try s.required("database"), login: try s.required("login"), password: try s.required("password"),
+                warehouses: try s.map("warehouses"), batchSize: try s.int("batchSize", 100), confirm: try s.bool("confirm", true)))
         default:
             throw ConfigurationError("erp.kind=\(kind) has no adapter in this build; use one of \(kinds.joined(separator: ", "))")
         }
