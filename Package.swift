@@ -279,7 +279,7 @@ let package = Package(
         .target(
             name: "DevHarness",
             dependencies: [
-                "Kafka", "Model", "Worker", "Bootstrap", "Ingest", "Fulfillment", "ErpBookStore", "Inventory", "Connectors", "Dashboard", "Inspection", "Operations", "Telemetry", "LiveSyncTesting", "ReadModel", "Alerting",
+                "Kafka", "Model", "Worker", "Bootstrap", "Ingest", "Fulfillment", "ErpBookStore", "Inventory", "Connectors", "Dashboard", "Inspection", "Operations", "Telemetry", "LiveSyncTesting", "ReadModel", "Alerting", "ErpSync", "ErpAdapters",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),

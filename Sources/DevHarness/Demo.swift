@@ -1,4 +1,7 @@
 import ErpBookStore
+import ErpSync
+import LiveSyncTesting
+import Model
 import Foundation
 import GRDB
 import Histogram
@@ -24,6 +27,17 @@ public struct DemoConfiguration: Sendable {
     public var alerting = true
     /// Run each instance as on a host of its own (see `DevClusterConfiguration.isolated`).
     public var isolated = false
+    /// Write every decided order into this local ERP through `livesync-erp` (`tryton`), seeded
+    /// with the session's stock, and audit it at the end.
+    public var erp: String?
+    /// SIGKILL `livesync-erp` once this many orders were accepted (the supervisor restarts it).
+    public var killErpAfter: Int?
+    /// Stop the ERP server once this many orders were accepted, and start it again 5 s later.
+    public var restartErpServerAfter: Int?
+    /// Pull the ERP's stock into LiveSync once this many orders were accepted (mid-burst).
+    public var pullStockAfter: Int?
+    /// How long to wait for the ERP to catch up after the last order settled.
+    public var erpDrainTimeoutSeconds: Double = 900
 
     public init() {}
 }
@@ -53,8 +67,29 @@ public struct DemoSummary: Codable, Sendable {
     /// generator (`pipeline`), read from the OS over the session, from the first order sent to
     /// the last one settled (`CPUAccount`). After-sales is part of dispatch.
     public var cpu_us_per_order: [String: Double] = [:]
+    /// With `--erp`: synced orders' sale orders present (and live) in the ERP, per warehouse document.
+    public var erp_written: Int?
+    /// Synced orders' documents missing from the ERP when it caught up: must be 0.
+    public var erp_missing: Int?
+    /// Orders refused by the ERP, waiting in the pending queue (待处理队列).
+    public var erp_pending: Int?
+    /// References with more than one sale order in the ERP: must be 0.
+    public var erp_duplicates: Int?
+    /// Cancelled orders whose sale order is still live in the ERP: must be 0.
+    public var erp_not_cancelled: Int?
+    /// SKUs whose ERP forecast is not initial stock − units LiveSync sold: must be 0.
+    public var erp_stock_mismatched_skus: Int?
+    /// Seconds from the last order settled in LiveSync until the ERP caught up.
+    public var erp_drain_sec: Double?
+    /// ERP documents written per second by livesync-erp over the session.
+    public var erp_orders_per_sec: Double?
+    public var erp_kills: Int?
+    public var erp_server_restarts: Int?
 
-    public var passed: Bool { oversold == 0 && lost == 0 && stock_mismatched_skus == 0 && accepted == synced + rejected + cancelled }
+    public var passed: Bool {
+        oversold == 0 && lost == 0 && stock_mismatched_skus == 0 && accepted == synced + rejected + cancelled
+            && (erp_written == nil || (erp_missing == 0 && erp_duplicates == 0 && erp_not_cancelled == 0 && erp_stock_mismatched_skus == 0 && erp_drain_sec != nil))
+    }
 }
 
 public enum Demo {
@@ -77,23 +112,50 @@ public enum Demo {
         clusterConfig.synchronous = config.synchronous
         clusterConfig.withAlerting = config.alerting
         clusterConfig.isolated = config.isolated
+        let records = SessionGenerator.generate(config.shape)
+        var erpServer: TrytonServer?
+        if let kind = config.erp {
+            guard ErpDemo.kinds.contains(kind) else { throw ConfigurationError("--erp must be one of \(ErpDemo.kinds.joined(separator: ", ")), not '\(kind)'") }
+            let stock = records.compactMap(\.stock).map { TrytonServer.Stock(sku: $0.sku, warehouse: $0.warehouse, quantity: $0.available) }
+            let (server, target) = try await ErpDemo.startTryton(dataDirectory: config.dataDirectory, stock: stock, logger: logger)
+            erpServer = server
+            clusterConfig.erp = target
+        }
+        defer { if let erpServer { Task { try? await erpServer.stop() } } }
         let cluster = try await DevCluster(configuration: clusterConfig, logger: logger)
         defer { cluster.stop() }
         logger.info("embedded broker at \(cluster.bootstrap), ingest at \(cluster.ingestURL)")
 
         let producer = try KafkaProducer(configuration: KafkaConfiguration(bootstrapServers: cluster.bootstrap))
         defer { producer.close() }
-        let records = SessionGenerator.generate(config.shape)
         var (sender, initial) = try await stockedSession(cluster, records: records, viaKafka: config.viaKafka, concurrency: config.concurrency,
                                                          sessionID: "demo-\(config.shape.seed)", producer: producer, logger: logger)
         logger.info("stock loaded: \(initial.count) SKUs; replaying \(config.shape.orders) orders")
 
-        let kills = KillSwitch()
-        if let after = config.killStockAfter {
-            sender.onProgress = { count in
-                if count >= after, kills.fire() {
-                    let name = cluster.supervisor.names.first { $0.hasPrefix("stock") } ?? "stock"
-                    try? cluster.supervisor.signal(name, SIGKILL)
+        let kills = KillSwitch(), erpKills = KillSwitch(), erpRestarts = KillSwitch(), pulls = KillSwitch()
+        let erpClient = cluster.erpURL.map { ErpClient(urls: [$0]) }
+        let (killStockAfter, killErpAfter, restartAfter, pullAfter) = (config.killStockAfter, config.killErpAfter, config.restartErpServerAfter, config.pullStockAfter)
+        let server = erpServer
+        sender.onProgress = { count in
+            if let after = killStockAfter, count >= after, kills.fire() {
+                let name = cluster.supervisor.names.first { $0.hasPrefix("stock") } ?? "stock"
+                try? cluster.supervisor.signal(name, SIGKILL)
+            }
+            if let after = killErpAfter, count >= after, erpKills.fire() {
+                try? cluster.supervisor.signal("erp", SIGKILL)
+            }
+            if let after = restartAfter, count >= after, let server, erpRestarts.fire() {
+                Task {
+                    try? await server.stop()
+                    try? await Task.sleep(for: .seconds(5))
+                    do { try await server.restart() } catch { logger.error("the ERP server did not start again: \(error)") }
+                }
+            }
+            if let after = pullAfter, count >= after, let erpClient, pulls.fire() {
+                Task {
+                    do { logger.info("pulled \(try await erpClient.pullStock()) stock levels from the ERP mid-session") } catch {
+                        logger.error("mid-session stock pull failed: \(error)")
+                    }
                 }
             }
         }
@@ -107,7 +169,50 @@ public enum Demo {
         summary.failed = replay.failed
         summary.refunds = replay.refundsAccepted
         summary.kills = kills.fired ? 1 : 0
+        if let erpServer, let erpClient {
+            try await erpFigures(&summary, server: erpServer, client: erpClient, cluster: cluster, records: records, initial: initial,
+                                 timeout: .seconds(config.erpDrainTimeoutSeconds), logger: logger)
+            summary.erp_kills = erpKills.fired ? 1 : 0
+            summary.erp_server_restarts = erpRestarts.fired ? 1 : 0
+        }
         return summary
+    }
+
+    /// Waits for the ERP to catch up, then audits it against the read model.
+    static func erpFigures(_ summary: inout DemoSummary, server: TrytonServer, client: ErpClient, cluster: DevCluster, records: [ReplayRecord],
+                           initial: [String: Int64], timeout: Duration, logger: Logger) async throws {
+        logger.info("waiting for the ERP to catch up")
+        summary.erp_drain_sec = try await ErpDemo.waitForDrain(client, timeout: timeout)
+        let book = BookClient(baseURL: cluster.bookURL, timeout: .seconds(60))
+        let decisions = try await book.decisions()
+        let snapshot = try await book.snapshot(BookQuery(stock: true, skuBookings: true))
+        var sold: [String: Int64] = [:]
+        for b in snapshot.skuBookings ?? [] { sold["\(b.sku)@\(b.warehouse)"] = b.syncedUnits }
+        var warehouses: [String: [String]] = [:]
+        for r in records {
+            guard let o = r.order else { continue }
+            var seen: [String] = []
+            for l in o.lines where !seen.contains(l.warehouse ?? "") { seen.append(l.warehouse ?? "") }
+            warehouses["\(o.shop_id):\(o.order_id)"] = seen
+        }
+        var byOrder: [String: [String]] = [:]
+        for d in decisions {
+            let parts = d.orderID.split(separator: ":", maxSplits: 1)
+            if parts.count == 2, let w = warehouses[String(parts[1])] { byOrder[d.orderID] = w }
+        }
+        let audit = try await ErpDemo.audit(server, decisions: decisions, warehousesOf: byOrder, initial: initial, sold: sold)
+        let statuses = try await client.status()
+        summary.erp_written = audit.written
+        summary.erp_missing = audit.missing
+        summary.erp_duplicates = audit.duplicates
+        summary.erp_not_cancelled = audit.notCancelled
+        summary.erp_stock_mismatched_skus = audit.stockMismatchedSkus
+        summary.erp_pending = statuses.reduce(0) { $0 + $1.pending }
+        let written = statuses.reduce(0) { $0 + $1.statistics.written }
+        if let first = decisions.map(\.ingestedAtUs).min() {
+            let span = Double(Clock.nowMicros() - first) / 1e6 - 2
+            summary.erp_orders_per_sec = span > 0 ? (Double(written) / span * 10).rounded() / 10 : nil
+        }
     }
 
     public static func waitForStockLoad(_ cluster: DevCluster, expected: Int, timeout: Double) async throws {
@@ -203,6 +308,18 @@ public enum Demo {
         return "pipeline \(Int(pipeline)) (\(parts.joined(separator: ", ")); load generator \(Int(cpu["load_generator"] ?? 0)))"
     }
 
+    static func renderErp(_ s: DemoSummary) -> String {
+        guard let written = s.erp_written else { return "" }
+        return """
+
+          ERP written         \(written) sale orders, \(s.erp_orders_per_sec ?? 0) /s; caught up \(s.erp_drain_sec.map { String(format: "%.1f s", $0) } ?? "NEVER") after the last order
+          ERP missing / dup   \(s.erp_missing ?? 0) / \(s.erp_duplicates ?? 0)   (must be 0)
+          ERP not cancelled   \(s.erp_not_cancelled ?? 0)   (must be 0)
+          ERP stock mismatch  \(s.erp_stock_mismatched_skus ?? 0)   (SKUs; must be 0)
+          ERP pending 待处理   \(s.erp_pending ?? 0)
+        """
+    }
+
     public static func render(_ s: DemoSummary) -> String {
         """
         LiveSync demo
@@ -218,7 +335,7 @@ public enum Demo {
           stock kills         \(s.kills)
           throughput          \(s.orders_per_sec) orders/s over \(String(format: "%.1f", s.duration_sec)) s
           ingest→ERP latency  p50 \(s.p50_ms) ms, p99 \(s.p99_ms) ms
-          CPU µs per order    \(renderCPU(s.cpu_us_per_order))
+          CPU µs per order    \(renderCPU(s.cpu_us_per_order))\(renderErp(s))
           verdict             \(s.passed ? "PASS" : "FAIL")
         """
     }

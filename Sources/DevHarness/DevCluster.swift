@@ -175,7 +175,7 @@ public final class DevCluster: Sendable {
         self.logger = logger
         let fm = FileManager.default
         let dir = configuration.dataDirectory
-        for binary in ["livesync-ingest", "livesync-stock", "livesync-dispatch", "livesync-book", "livesync-alerting"] + (configuration.withChannels ? ["livesync-channels"] : []) {
+        for binary in ["livesync-ingest", "livesync-stock", "livesync-dispatch", "livesync-book", "livesync-alerting"] + (configuration.withChannels ? ["livesync-channels"] : []) + (configuration.erp != nil ? ["livesync-erp"] : []) {
             guard fm.isExecutableFile(atPath: "\(configuration.binDirectory)/\(binary)") else {
                 throw ConfigurationError("\(binary) not found in \(configuration.binDirectory): build the package first (swift build -c release)")
             }

@@ -67,6 +67,7 @@ extension LiveSyncCommand {
         @Option(help: "Alert webhook URL for livesync-alerting.") var alertWebhook: String?
         @Option(help: "Configuration file for livesync-alerting (alert rules and channels).") var alertingConfig: String?
         @Flag(help: "Run each instance as on a host of its own: its own data directory (mode 0700; as root, its own user) and environment, nothing shared but the broker's and the read model's addresses.") var isolated = false
+        @Option(help: "Run livesync-erp against a local ERP: tryton (installed from PyPI on first use; its URL, database and login are printed and written to cluster.json).") var erp: String?
 
         func run() async throws {
             ServiceRunner.bootstrapLogging()
@@ -77,6 +78,15 @@ extension LiveSyncCommand {
             config.alertWebhookURL = alertWebhook
             config.alertingConfigFile = alertingConfig
             config.isolated = isolated
+            var erpServer: DevErpServer?
+            if let erp {
+                guard ErpDemo.kinds.contains(erp) else { throw ValidationError("--erp must be one of \(ErpDemo.kinds.joined(separator: ", ")), not '\(erp)'") }
+                // The ERP starts with the default catalogue (SKU-0000…SKU-0199) and its stock;
+                // LiveSync's stock comes from it: `livesync erp pull-stock` once the cluster runs.
+                let (server, target) = try await ErpDemo.startTryton(dataDirectory: dataDir, stock: nil, logger: logger)
+                erpServer = server
+                config.erp = target
+            }
             let cluster = try await DevCluster(configuration: config, logger: logger)
             say("bootstrap:  \(cluster.bootstrap)")
             say("ingest:     \(cluster.ingestURL)/webhooks/generic")
@@ -85,14 +95,19 @@ extension LiveSyncCommand {
             say("cluster:    \(cluster.clusterFile)  (shop secrets; used by `livesync replay`)")
             say("logs:       \(dataDir)/logs/")
             if isolated { say("instances:  \(dataDir)/hosts/  (\(Isolation.directories(cluster).joined(separator: ", ")))") }
+            if let erpServer, let erpURL = cluster.erpURL {
+                say("ERP:        \(erpServer.url)  database \(erpServer.database), login \(erpServer.login) / \(erpServer.password)  (Tryton; livesync-erp at \(erpURL)/erp/status; `livesync erp status|pending|retry|pull-stock`)")
+            }
             let admin = AdminServer.make(cluster: cluster, port: adminPort, logger: logger)
             do {
                 try await ServiceRunner.run([admin], logger: logger)
             } catch {
                 cluster.stop()
+                try? await erpServer?.stop()
                 throw error
             }
             cluster.stop()
+            try? await erpServer?.stop()
         }
     }
 
@@ -110,6 +125,11 @@ extension LiveSyncCommand {
         @Option(help: "PRAGMA synchronous of state databases (FULL or NORMAL).") var synchronous = "FULL"
         @Flag(help: "Run without livesync-alerting.") var noAlerting = false
         @Flag(help: "Run each instance as on a host of its own: its own data directory (mode 0700; as root, its own user) and environment, nothing shared but the broker's and the read model's addresses.") var isolated = false
+        @Option(help: "Write every decided order into a local ERP through livesync-erp and audit it at the end: tryton (installed from PyPI on first use).") var erp: String?
+        @Option(help: "With --erp: SIGKILL livesync-erp after this many accepted orders (it restarts).") var killErpAfter: Int?
+        @Option(help: "With --erp: stop the ERP server after this many accepted orders and start it again 5 s later.") var restartErpAfter: Int?
+        @Option(help: "With --erp: pull the ERP's stock into LiveSync after this many accepted orders (mid-burst).") var pullStockAfter: Int?
+        @Option(help: "With --erp: seconds to wait for the ERP to catch up after the last order settled.") var erpDrainTimeout = 900.0
 
         func run() async throws {
             ServiceRunner.bootstrapLogging()
@@ -125,6 +145,14 @@ extension LiveSyncCommand {
             config.synchronous = synchronous
             config.alerting = !noAlerting
             config.isolated = isolated
+            config.erp = erp
+            config.killErpAfter = killErpAfter
+            config.restartErpServerAfter = restartErpAfter
+            config.pullStockAfter = pullStockAfter
+            config.erpDrainTimeoutSeconds = erpDrainTimeout
+            if erp == nil && (killErpAfter != nil || restartErpAfter != nil || pullStockAfter != nil) {
+                throw ValidationError("--kill-erp-after, --restart-erp-after and --pull-stock-after need --erp")
+            }
             let summary = try await DevHarness.Demo.run(config, logger: logger)
             if json {
                 let encoder = JSONEncoder()

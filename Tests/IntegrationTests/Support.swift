@@ -82,6 +82,15 @@ struct DemoJSON: Decodable {
     var refused: Int
     var failed: Int
     var cpu_us_per_order: [String: Double]
+    var erp_written: Int?
+    var erp_missing: Int?
+    var erp_pending: Int?
+    var erp_duplicates: Int?
+    var erp_not_cancelled: Int?
+    var erp_stock_mismatched_skus: Int?
+    var erp_drain_sec: Double?
+    var erp_kills: Int?
+    var erp_server_restarts: Int?
 }
 
 func runDemo(_ arguments: [String], dataDir: String) throws -> DemoJSON {

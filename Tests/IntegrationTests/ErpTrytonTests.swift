@@ -1,0 +1,28 @@
+import Foundation
+import Testing
+
+/// Orders into a real Tryton through `livesync-erp`, as `livesync demo --erp tryton` runs it:
+/// exactly once, cancellations cancelled, the ERP's forecast equal to what LiveSync sold —
+/// through a SIGKILL of livesync-erp mid-drain, Tryton stopped and started mid-session, and a
+/// stock pull from the ERP in the middle of the burst.
+@Suite(.serialized) struct ErpTrytonTests {
+    @Test func everySyncedOrderReachesTrytonOnceThroughAKillARestartAndAStockPull() throws {
+        let dir = temporaryDirectory("erp-tryton")
+        let s = try runDemo(["--orders", "1500", "--seed", "5", "--via-kafka", "--erp", "tryton",
+                             "--kill-erp-after", "500", "--restart-erp-after", "900", "--pull-stock-after", "300",
+                             "--erp-drain-timeout", "600"], dataDir: dir)
+        #expect(s.accepted == 1_500)
+        #expect(s.lost == 0 && s.oversold == 0)
+        #expect(s.stock_mismatched_skus == 0, "the mid-burst pull from the ERP neither oversold nor hid stock")
+        #expect(s.erp_kills == 1 && s.erp_server_restarts == 1)
+        #expect(s.erp_drain_sec != nil, "the ERP caught up")
+        #expect((s.erp_written ?? 0) >= s.synced, "every synced order has its sale order(s) in Tryton")
+        #expect(s.erp_missing == 0)
+        #expect(s.erp_duplicates == 0)
+        #expect(s.erp_not_cancelled == 0)
+        #expect(s.erp_stock_mismatched_skus == 0, "Tryton's forecast = initial stock − units LiveSync sold")
+        #expect(s.erp_pending == 0)
+        let log = (try? String(contentsOfFile: dir + "/logs/erp.log", encoding: .utf8)) ?? ""
+        #expect(log.contains("ERP call failed"), "Tryton's restart was seen as retryable failures")
+    }
+}
