@@ -153,7 +153,10 @@ public enum Demo {
             }
             if let after = pullAfter, count >= after, let erpClient, pulls.fire() {
                 Task {
-                    do { logger.info("pulled \(try await erpClient.pullStock()) stock levels from the ERP mid-session") } catch {
+                    do {
+                        let n = try await erpClient.pullStock()
+                        logger.info("pulled \(n) stock levels from the ERP mid-session")
+                    } catch {
                         logger.error("mid-session stock pull failed: \(error)")
                     }
                 }
