@@ -4,6 +4,7 @@ import ErpSync
 import Foundation
 import LiveSyncTesting
 import Logging
+import Model
 
 /// The local ERP server `livesync dev|demo --erp` runs (a real Tryton).
 public typealias DevErpServer = TrytonServer
@@ -84,15 +85,18 @@ public enum ErpDemo {
         return audit
     }
 
-    /// Waits until every `livesync-erp` instance has nothing queued or unconsumed (three answers
-    /// in a row, a second apart: the consumer's lag is refreshed about once a second).
+    /// Waits until the `livesync-erp` instances own every partition and have nothing queued or
+    /// unconsumed (three answers in a row, a second apart: the consumer's lag is refreshed about
+    /// once a second).
     /// - Returns: the seconds it took, or nil at the deadline.
     public static func waitForDrain(_ client: ErpClient, timeout: Duration) async throws -> Double? {
         let start = ContinuousClock.now
         var quiet = 0
         while ContinuousClock.now - start < timeout {
             let statuses = (try? await client.status()) ?? []
-            if !statuses.isEmpty && statuses.allSatisfy({ $0.queued == 0 && $0.consumerLag == 0 }) {
+            // Every partition owned (an instance rejoining owns none and sees nothing queued).
+            let owned = Set(statuses.flatMap(\.partitions))
+            if owned.count == Int(Topics.partitions) && statuses.allSatisfy({ $0.queued == 0 && $0.consumerLag == 0 }) {
                 quiet += 1
                 if quiet >= 3 {
                     let d = ContinuousClock.now - start - .seconds(2)
