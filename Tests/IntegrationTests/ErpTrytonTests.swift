@@ -8,8 +8,10 @@ import Testing
 @Suite(.serialized) struct ErpTrytonTests {
     @Test func everySyncedOrderReachesTrytonOnceThroughAKillARestartAndAStockPull() throws {
         let dir = temporaryDirectory("erp-tryton")
-        let s = try runDemo(["--orders", "1500", "--seed", "5", "--via-kafka", "--erp", "tryton",
-                             "--kill-erp-after", "500", "--restart-erp-after", "900", "--pull-stock-after", "300",
+        // Through ingest's HTTP at 200 orders/s, so the kill, the restart and the pull land
+        // while the ERP is being written.
+        let s = try runDemo(["--orders", "1500", "--seed", "5", "--rate", "200", "--erp", "tryton",
+                             "--kill-erp-after", "400", "--restart-erp-after", "900", "--pull-stock-after", "600",
                              "--erp-drain-timeout", "600"], dataDir: dir)
         #expect(s.accepted == 1_500)
         #expect(s.lost == 0 && s.oversold == 0)
