@@ -112,7 +112,10 @@ cmd_start() { # <dir> [port]
   write_conf "$dir" "$port"
   # Pitfall: trytond needs -d <db> to serve the database.
   # INFO logs one line per RPC call ("sale.sale.create(...) from admin@... in N ms"): tests count calls.
-  TRYTOND_LOGGING_LEVEL="${TRYTOND_LOGGING_LEVEL:-20}" nohup "$venv/bin/trytond" -c "$dir/trytond.conf" -d "$db" >"$dir/trytond.log" 2>&1 </dev/null &
+  # The python wrapper closes inherited descriptors first: a caller's process monitor (Foundation's
+  # Process on Linux watches a socketpair end its child inherits) must not be held open by trytond.
+  TRYTOND_LOGGING_LEVEL="${TRYTOND_LOGGING_LEVEL:-20}" nohup "$venv/bin/python" -c \
+    'import os, sys; os.closerange(3, 65536); os.execv(sys.argv[1], sys.argv[1:])' "$venv/bin/trytond" -c "$dir/trytond.conf" -d "$db" >"$dir/trytond.log" 2>&1 </dev/null &
   local pid=$!
   echo "$pid" >"$dir/trytond.pid"
   local deadline=$((SECONDS + ${LIVESYNC_TRYTON_START_TIMEOUT:-60}))
