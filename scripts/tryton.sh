@@ -112,15 +112,11 @@ cmd_start() { # <dir> [port]
   write_conf "$dir" "$port"
   # Pitfall: trytond needs -d <db> to serve the database.
   # INFO logs one line per RPC call ("sale.sale.create(...) from admin@... in N ms"): tests count calls.
-  # The server must not keep any descriptor this script inherited: a caller that learns of the
-  # script's end when its descriptors close (Foundation's Process on Linux) would wait forever.
-  TRYTOND_LOGGING_LEVEL="${TRYTOND_LOGGING_LEVEL:-20}" "$venv/bin/python3" -c '
-import os, subprocess, sys
-log = open(sys.argv[1], "ab")
-p = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL, stdout=log, stderr=log, close_fds=True, start_new_session=True)
-print(p.pid)
-' "$dir/trytond.log" "$venv/bin/trytond" -c "$dir/trytond.conf" -d "$db" >"$dir/trytond.launch" </dev/null
-  local pid; pid="$(cat "$dir/trytond.launch")"
+  # The python wrapper closes inherited descriptors first: a caller's process monitor (Foundation's
+  # Process on Linux watches a socketpair end its child inherits) must not be held open by trytond.
+  TRYTOND_LOGGING_LEVEL="${TRYTOND_LOGGING_LEVEL:-20}" nohup "$venv/bin/python" -c \
+    'import os, sys; os.closerange(3, 65536); os.execv(sys.argv[1], sys.argv[1:])' "$venv/bin/trytond" -c "$dir/trytond.conf" -d "$db" >"$dir/trytond.log" 2>&1 </dev/null &
+  local pid=$!
   echo "$pid" >"$dir/trytond.pid"
   local deadline=$((SECONDS + ${LIVESYNC_TRYTON_START_TIMEOUT:-60}))
   until answers "$url"; do

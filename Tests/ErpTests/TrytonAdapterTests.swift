@@ -69,12 +69,20 @@ struct TrytonAdapterTests {
             let found = try await adapter.lookup(references: ["kuaishou:u-1", "kuaishou:u-2", "kuaishou:u-3", "kuaishou:u-4", "kuaishou:u-5"])
             #expect(Set(found.keys) == ["kuaishou:u-1", "kuaishou:u-5"])
 
-            // Tryton's own refusal (a validation error of the whole create call) is found per order too.
-            var negative = TrytonTesting.order("kuaishou:u-6", sku: "SKU-0006", quantity: 1)
-            negative.paidAtUs = -70_000_000_000_000_000  // a sale date before year 1: Tryton refuses the whole call
-            let more = try await adapter.create([TrytonTesting.order("kuaishou:u-7", sku: "SKU-0007", quantity: 1), negative])
+            // Tryton's own refusal: SKU-0006 exists but is no longer salable (the adapter's code cache
+            // cannot know); Tryton refuses the whole create call, the adapter finds which order it was.
+            let product = try #require(try await adapter.call("model.product.product.search_read", [[["code", "=", "SKU-0006"]] as [Any], 0, 1, NSNull(), ["template"], ["company": 1]]) as? [[String: Any]])
+            let template = try #require(TrytonAdapter.int(product.first?["template"]))
+            _ = try await adapter.call("model.product.template.write", [[template], ["salable": false], ["company": 1]])
+            let more = try await adapter.create([TrytonTesting.order("kuaishou:u-7", sku: "SKU-0007", quantity: 1), TrytonTesting.order("kuaishou:u-6", sku: "SKU-0006", quantity: 1),
+                                                 TrytonTesting.order("kuaishou:u-8", sku: "SKU-0008", quantity: 1)])
             #expect(try more["kuaishou:u-7"]?.get().state == .confirmed)
-            if case .failure(let error)? = more["kuaishou:u-6"] { #expect(!error.isRetryable, "\(error)") } else { Issue.record("u-6 accepted: \(String(describing: more["kuaishou:u-6"]))") }
+            #expect(try more["kuaishou:u-8"]?.get().state == .confirmed)
+            if case .failure(let error)? = more["kuaishou:u-6"] {
+                #expect(!error.isRetryable && error.code == "UserError", "\(error)")
+                #expect(error.message.contains("Product"), "\(error)")
+            } else { Issue.record("u-6 accepted: \(String(describing: more["kuaishou:u-6"]))") }
+            #expect(try await adapter.lookup(references: ["kuaishou:u-6"]).isEmpty)
         }
     }
 
