@@ -179,6 +179,12 @@ public enum ErpSyncStore {
         DocumentRow(document: ErpDocument(reference: r[0], id: r[1], number: r[2], state: ErpDocumentState(rawValue: r[3]) ?? .draft), orderID: r[4], warehouse: r[5])
     }
 
+    /// The references of the order's work of this kind still queued or pending.
+    public static func openReferences(orderID: String, work: Work, _ db: Database) throws -> [String] {
+        try String.fetchAll(db, sql: "SELECT reference FROM erp_queue WHERE order_id = ? AND work = ? UNION SELECT reference FROM erp_pending WHERE order_id = ? AND work = ?",
+                            arguments: [orderID, work.rawValue, orderID, work.rawValue])
+    }
+
     /// Whether work of this kind is still queued or pending for the order.
     public static func hasOpen(orderID: String, work: Work, _ db: Database) throws -> Bool {
         try Int.fetchOne(db, sql: "SELECT 1 FROM erp_queue WHERE order_id = ? AND work = ? UNION ALL SELECT 1 FROM erp_pending WHERE order_id = ? AND work = ? LIMIT 1",

@@ -286,17 +286,42 @@ public final class ErpWriter: Sendable {
     }
 
     func cancel(_ items: [ErpSyncStore.Item]) async throws {
+        // Whatever of the order is still queued or pending will not be created now; but a create
+        // whose answer was lost (a timeout, the ERP restarting) may have been made: the ERP is
+        // asked for those references before they are given up.
+        let (known, unsure) = try await database.read { db in
+            var known: [String: [ErpDocument]] = [:]
+            var unsure: [String: [String]] = [:]
+            for item in items {
+                known[item.orderID] = try ErpSyncStore.documents(orderID: item.orderID, db).map(\.document)
+                let open = try ErpSyncStore.openReferences(orderID: item.orderID, work: .create, db)
+                if !open.isEmpty { unsure[item.orderID] = open }
+            }
+            return (known, unsure)
+        }
+        let asked = unsure.values.flatMap { $0 }
+        var found: [String: ErpDocument] = [:]
+        if !asked.isEmpty {
+            guard let f = try await call("lookup", items: items, { () async throws(ErpError) in try await adapter.lookup(references: asked) }) else { return }
+            found = f
+        }
         let now0 = Clock.nowMicros()
+        let inErp = found
         let (targets, skipped) = try await database.write { db in
             var targets: [(ErpSyncStore.Item, [ErpDocument])] = []
             var skipped = 0
             for item in items {
-                let docs = try ErpSyncStore.documents(orderID: item.orderID, db).map(\.document).filter { $0.state != .cancelled }
-                // Whatever of the order never reached the ERP will not now.
-                if try ErpSyncStore.hasOpen(orderID: item.orderID, work: .create, db) {
-                    try ErpSyncStore.drop(orderID: item.orderID, work: .create, db)
-                    skipped += 1
+                var docs = known[item.orderID] ?? []
+                for ref in unsure[item.orderID] ?? [] {
+                    if let doc = inErp[ref] {
+                        try ErpSyncStore.record(doc, orderID: item.orderID, warehouse: String(ref.split(separator: "#").dropFirst().first ?? ""), now: now0, db)
+                        docs.append(doc)
+                    } else {
+                        skipped += 1
+                    }
                 }
+                if unsure[item.orderID] != nil { try ErpSyncStore.drop(orderID: item.orderID, work: .create, db) }
+                docs = docs.filter { $0.state != .cancelled }
                 if docs.isEmpty {
                     try ErpSyncStore.done(item.seq, db)
                 } else {

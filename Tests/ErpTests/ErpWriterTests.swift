@@ -156,6 +156,20 @@ import Worker
         #expect(try counts.queued == 0)
     }
 
+    @Test func aCancellationAfterALostCreateAnswerCancelsTheSaleTheErpDidMake() async throws {
+        try deliver([Self.synced(Self.order(1))])
+        erp.state.withLock { $0.loseNextCreateAnswer = true }
+        let w = writer(backoff: .seconds(30))
+        _ = try await w.drainOnce(force: true)
+        #expect(erp.state.withLock { $0.documents["generic:shop-1:1"]?.state } == .confirmed)  // made, but LiveSync was not told
+        // The refund comes while the create waits for its retry: the cancel must find the sale.
+        try deliver([Self.cancelled("generic:shop-1:1")])
+        _ = try await w.drainOnce(force: true)
+        #expect(erp.state.withLock { $0.documents["generic:shop-1:1"]?.state } == .cancelled)
+        #expect(try counts.queued == 0)
+        #expect(erp.calls("create") == 1)
+    }
+
     @Test func anOrderOverTwoWarehousesBecomesOneSaleOrderPerWarehouse() async throws {
         try deliver([Self.synced(Self.order(7, warehouses: ["main", "east"]))])
         _ = try await writer().drainOnce(force: true)

