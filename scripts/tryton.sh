@@ -9,6 +9,7 @@
 #
 # The venv lives in ${LIVESYNC_TRYTON_HOME:-$HOME/.cache/livesync-tryton}/venv.
 # Development login: admin / livesync-dev (LIVESYNC_TRYTON_PASSWORD overrides). Database name: livesync.
+# Customers: party code LIVESYNC, plus one party per code in LIVESYNC_TRYTON_CUSTOMERS (space-separated, e.g. per shop).
 # stock.json: [{"sku": "SKU-0000", "warehouse": "main", "quantity": 1000}, ...]; without it, SKU-0000..SKU-0199
 # with 1000 units each in `main`, or `east` when the SKU index i % 5 == 4 (as the dev replay places them).
 # `start` prints `url=… database=… login=… password=…` on one line, so callers can parse it.
@@ -67,7 +68,9 @@ cmd_setup() { # <dir> [stock.json]
   write_conf "$dir" "${LIVESYNC_TRYTON_PORT:-8000}"
   # A seeded database is cached per stock input (and password) in $home: setting one up takes
   # about 90 s on 2 cores (trytond-admin about 50 s, the data about 40 s), copying it none.
-  local key; key="$({ [ -n "$stock" ] && cat "$stock" || echo default; echo "$password"; } | sha256sum | cut -c1-16)"
+  local customers=() c
+  for c in ${LIVESYNC_TRYTON_CUSTOMERS:-}; do customers+=(--customer "$c"); done
+  local key; key="$({ [ -n "$stock" ] && cat "$stock" || echo default; echo "$password ${LIVESYNC_TRYTON_CUSTOMERS:-}"; } | sha256sum | cut -c1-16)"
   local seeded="$home/seeded-$version-$key.sqlite" schema="$home/schema-$version.sqlite"
   if [ -f "$seeded" ]; then
     cp "$seeded" "$dir/$db.sqlite"
@@ -84,7 +87,7 @@ cmd_setup() { # <dir> [stock.json]
         || { tail -30 "$dir/admin.log" >&2; die "trytond-admin failed (log: $dir/admin.log)"; }
       cp "$dir/$db.sqlite" "$schema.$$" && mv "$schema.$$" "$schema"
     fi
-    (cd "$dir" && "$venv/bin/python" "$here/tryton_setup.py" --config "$dir/trytond.conf" --database "$db" ${stock:+--stock "$stock"}) \
+    (cd "$dir" && "$venv/bin/python" "$here/tryton_setup.py" --config "$dir/trytond.conf" --database "$db" ${stock:+--stock "$stock"} "${customers[@]}") \
       || die "setup data failed"
     cp "$dir/$db.sqlite" "$seeded.$$" && mv "$seeded.$$" "$seeded"
   fi

@@ -67,7 +67,8 @@ public final class TrytonServer: Sendable {
     }
 
     /// Sets up (unless already done in `directory`) and starts Tryton on `port` (default: a free one).
-    public static func start(in directory: String, port: Int? = nil, stock: [Stock]? = nil) async throws -> TrytonServer {
+    /// `customers`: party codes made besides `LIVESYNC` (e.g. one per shop).
+    public static func start(in directory: String, port: Int? = nil, stock: [Stock]? = nil, customers: [String] = []) async throws -> TrytonServer {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         var setup = ["setup", directory]
         if let stock {
@@ -75,7 +76,7 @@ public final class TrytonServer: Sendable {
             try JSONEncoder().encode(stock).write(to: URL(fileURLWithPath: file))
             setup.append(file)
         }
-        _ = try await run(setup)
+        _ = try await run(setup, environment: customers.isEmpty ? [:] : ["LIVESYNC_TRYTON_CUSTOMERS": customers.joined(separator: " ")])
         let port = try port ?? freePort()
         return try parse(await run(["start", directory, String(port)]), directory: directory, port: port)
     }
@@ -107,8 +108,9 @@ public final class TrytonServer: Sendable {
     }
 
     /// Runs the script to its end and returns its standard output; throws with its output when it fails.
-    static func run(_ arguments: [String]) async throws -> String {
+    static func run(_ arguments: [String], environment: [String: String] = [:]) async throws -> String {
         let process = Process()
+        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new } }
         process.executableURL = URL(fileURLWithPath: "/bin/bash")
         process.arguments = [script] + arguments
         let outputFile = FileManager.default.temporaryDirectory.appendingPathComponent("tryton-\(UUID().uuidString).out")
