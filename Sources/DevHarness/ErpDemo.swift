@@ -64,17 +64,21 @@ public enum ErpDemo {
         }
         var audit = Audit()
         audit.duplicates = byReference.values.filter { $0.count > 1 }.count
-        for d in decisions {
+        // Whether a sale is live is the adapter's reading (a processed sale whose shipments were
+        // cancelled stays "processing" in Tryton, with every move cancelled).
+        var expected: [(status: String, reference: String)] = []
+        for d in decisions where d.status == "synced" || d.status == "cancelled" {
             let whs = warehousesOf[d.orderID] ?? []
-            let refs = whs.map { ErpFieldMapping.reference(orderID: d.orderID, warehouse: $0, split: whs.count > 1) }
-            for ref in refs {
-                let live = (byReference[ref] ?? []).contains { $0 != "cancelled" }
-                switch d.status {
-                case "synced": if live { audit.written += 1 } else { audit.missing += 1 }
-                case "cancelled": if live { audit.notCancelled += 1 }
-                default: break
-                }
-            }
+            for w in whs { expected.append((d.status, ErpFieldMapping.reference(orderID: d.orderID, warehouse: w, split: whs.count > 1))) }
+        }
+        var state: [String: ErpDocumentState] = [:]
+        let refs = expected.map(\.reference).filter { byReference[$0] != nil }
+        for start in stride(from: 0, to: refs.count, by: 500) {
+            for (ref, doc) in try await adapter.lookup(references: Array(refs[start..<min(start + 500, refs.count)])) { state[ref] = doc.state }
+        }
+        for e in expected {
+            let live = state[e.reference].map { $0 != .cancelled } ?? false
+            if e.status == "synced" { if live { audit.written += 1 } else { audit.missing += 1 } } else if live { audit.notCancelled += 1 }
         }
         let levels = try await adapter.stockLevels(materials: [])
         for level in levels {
