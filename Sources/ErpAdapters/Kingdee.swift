@@ -567,15 +567,3 @@ public final class KingdeeAdapter: ErpAdapter {
         }
     }
 }
-
-/// ERP dates: Chinese ERPs take local (UTC+8) wall-clock time as text.
-public enum ErpChinaTime {
-    /// `yyyy-MM-dd HH:mm:ss` in UTC+8 for microseconds since 1970.
-    public static func chinaDateTime(us: Int64) -> String {
-        var calendar = Calendar(identifier: .gregorian)
-        calendar.timeZone = TimeZone(secondsFromGMT: 8 * 3600)!
-        let c = calendar.dateComponents([.year, .month, .day, .hour, .minute, .second], from: Date(timeIntervalSince1970: Double(us) / 1_000_000))
-        func two(_ v: Int?) -> String { let v = v ?? 0; return v < 10 ? "0\(v)" : "\(v)" }
-        return "\(c.year ?? 1970)-\(two(c.month))-\(two(c.day)) \(two(c.hour)):\(two(c.minute)):\(two(c.second))"
-    }
-}

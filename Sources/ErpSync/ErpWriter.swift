@@ -215,8 +215,11 @@ public final class ErpWriter: Sendable {
                         try ErpSyncStore.record(doc, orderID: item.orderID, warehouse: Self.warehouse(of: item), now: now0, db)
                         out.found += 1
                     }
-                    if doc.state == .draft && !cancelling.contains(item.orderID) { out.drafts.append(doc) }
-                    try ErpSyncStore.done(item.seq, db)
+                    if doc.state == .draft && !cancelling.contains(item.orderID) {
+                        out.drafts.append((item, doc))  // done once confirmed
+                    } else {
+                        try ErpSyncStore.done(item.seq, db)
+                    }
                 } else if cancelling.contains(item.orderID) {
                     try ErpSyncStore.done(item.seq, db)
                     out.skipped += 1
@@ -242,13 +245,12 @@ public final class ErpWriter: Sendable {
             let now = Clock.nowMicros()
             let (written, refused, newDrafts) = try await database.write { db in
                 var written = 0, refused = 0
-                var newDrafts: [ErpDocument] = []
+                var newDrafts: [(ErpSyncStore.Item, ErpDocument)] = []
                 for (item, sale) in part {
                     switch results[sale.reference] {
                     case .success(let doc)?:
                         try ErpSyncStore.record(doc, orderID: item.orderID, warehouse: Self.warehouse(of: item), now: now, db)
-                        try ErpSyncStore.done(item.seq, db)
-                        if doc.state == .draft { newDrafts.append(doc) }
+                        if doc.state == .draft { newDrafts.append((item, doc)) } else { try ErpSyncStore.done(item.seq, db) }
                         written += 1
                     case .failure(let error)? where error.isRetryable:
                         try ErpSyncStore.retryLater(item.seq, at: now + self.configuration.backoff(attempts: item.attempts + 1).microseconds, error: "\(error)", db)
@@ -270,15 +272,24 @@ public final class ErpWriter: Sendable {
             }
             record(written: written, refused: refused)
         }
-        // 4. Drafts (a follow-up step failed, or a crash between create and confirm) are confirmed.
+        // 4. Drafts (a follow-up step failed, or a crash or restart between create and confirm)
+        // are confirmed; their items stay queued until they are, so a draft is never forgotten.
         if !drafts.isEmpty {
             let drafts = drafts
-            guard let results = try await call("confirm", items: [], { () async throws(ErpError) in try await adapter.confirm(drafts) }) else { return }
+            let documents = drafts.map(\.1)
+            guard let results = try await call("confirm", items: drafts.map(\.0), { () async throws(ErpError) in try await adapter.confirm(documents) }) else { return }
             let now = Clock.nowMicros()
             try await database.write { db in
-                for doc in drafts {
-                    if case .success(let confirmed)? = results[doc.reference], let row = try ErpSyncStore.document(doc.reference, db) {
-                        try ErpSyncStore.record(confirmed, orderID: row.orderID, warehouse: row.warehouse, now: now, db)
+                for (item, doc) in drafts {
+                    switch results[doc.reference] {
+                    case .success(let confirmed)? where confirmed.state != .draft:
+                        try ErpSyncStore.record(confirmed, orderID: item.orderID, warehouse: try ErpSyncStore.document(doc.reference, db)?.warehouse ?? "", now: now, db)
+                        try ErpSyncStore.done(item.seq, db)
+                    case .failure(let error)? where !error.isRetryable:
+                        try ErpSyncStore.refuse(item, error: error, now: now, db)
+                    default:
+                        try ErpSyncStore.retryLater(item.seq, at: now + self.configuration.backoff(attempts: item.attempts + 1).microseconds,
+                                                    error: "\(doc.reference) is still a draft in the ERP: confirming it again", db)
                     }
                 }
             }
@@ -416,7 +427,7 @@ public final class ErpWriter: Sendable {
     /// What step 2 of `create` made of the items.
     struct Sorted {
         var toCreate: [(ErpSyncStore.Item, ErpSaleOrder)] = []
-        var drafts: [ErpDocument] = []
+        var drafts: [(ErpSyncStore.Item, ErpDocument)] = []
         var found = 0
         var skipped = 0
     }

@@ -170,6 +170,28 @@ import Worker
         #expect(erp.calls("create") == 1)
     }
 
+    @Test func aDraftStaysQueuedUntilTheErpConfirmsIt() async throws {
+        try deliver([Self.synced(Self.order(1))])
+        erp.state.withLock { $0.confirmOnCreate = false }  // saved, the follow-up step lost (an ERP restart)
+        let w = writer(backoff: .seconds(30))
+        _ = try await w.drainOnce(force: true)
+        #expect(erp.state.withLock { $0.documents["generic:shop-1:1"]?.state } == .confirmed)
+        #expect(try counts.queued == 0)
+
+        try deliver([Self.synced(Self.order(2))])
+        erp.state.withLock { $0.confirmOnCreate = false }
+        // Create succeeds as a draft; the confirm that follows fails as the ERP goes down.
+        erp.state.withLock { $0.failConfirm = true }
+        _ = try await w.drainOnce(force: true)
+        #expect(erp.state.withLock { $0.documents["generic:shop-1:2"]?.state } == .draft)
+        #expect(try counts.queued == 1, "still queued: a draft is not a written order")
+        erp.state.withLock { $0.failConfirm = false }
+        _ = try await w.drainOnce(now: Clock.nowMicros() + 3_600_000_000, force: true)
+        #expect(erp.state.withLock { $0.documents["generic:shop-1:2"]?.state } == .confirmed)
+        #expect(try counts.queued == 0)
+        #expect(erp.calls("create") == 2)
+    }
+
     @Test func anOrderOverTwoWarehousesBecomesOneSaleOrderPerWarehouse() async throws {
         try deliver([Self.synced(Self.order(7, warehouses: ["main", "east"]))])
         _ = try await writer().drainOnce(force: true)

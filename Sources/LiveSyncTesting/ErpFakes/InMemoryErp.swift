@@ -26,6 +26,8 @@ public final class InMemoryErp: ErpAdapter, Sendable {
         /// Creates take effect but the answer is lost (a crash or timeout after the ERP committed).
         public var loseNextCreateAnswer = false
         public var confirmOnCreate = true
+        /// Confirm calls fail as a down ERP's would.
+        public var failConfirm = false
     }
 
     public let state: Mutex<State>
@@ -83,6 +85,7 @@ public final class InMemoryErp: ErpAdapter, Sendable {
 
     public func confirm(_ documents: [ErpDocument]) async throws(ErpError) -> [String: Result<ErpDocument, ErpError>] {
         try enter("confirm")
+        if state.withLock({ $0.failConfirm }) { throw .retryable(code: "http_503", message: "ERP down") }
         return state.withLock { s in
             var out: [String: Result<ErpDocument, ErpError>] = [:]
             for d in documents {
