@@ -287,7 +287,7 @@ let package = Package(
         .executableTarget(
             name: "livesync-ingest",
             dependencies: ["Ingest", "Connectors", "Worker", "Bootstrap", "Model", "Telemetry", "ReadModel", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                           .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
+                           .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"), .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
