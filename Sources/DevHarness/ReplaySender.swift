@@ -70,21 +70,148 @@ public struct ReplaySender: Sendable {
         return levels
     }
 
+    /// A session made ready to send: over HTTP, every request encoded, signed and serialised to
+    /// its wire bytes (and platform orders registered at the fake platform API), so that the
+    /// send itself — and the CPU it is charged — is only the sending.
+    public struct Prepared: Sendable {
+        var events: [ReplayRecord]
+        var stockRecords: Int
+        var http: HTTPSession?
+
+        struct HTTPSession: Sendable {
+            var target: HTTPLoadTarget
+            var wire: WireRequests
+            /// Per request: seconds after the start it is due, the canonical order id (nil: a refund).
+            var due: [Double]
+            var orderIDs: [String?]
+        }
+
+        /// Requests to send (over HTTP) or events to publish (straight into Kafka).
+        public var count: Int { http?.wire.count ?? events.count }
+    }
+
+    /// Encodes and signs every request of the session up front (that is the platforms' work, not
+    /// LiveSync's, and it would otherwise compete with the cluster for this machine's cores).
+    public func prepare(_ records: [ReplayRecord]) async throws -> Prepared {
+        let events = records.filter { $0.type != "stock" }
+        var prepared = Prepared(events: events, stockRecords: records.count - events.count, http: nil)
+        if case .http(let url, let shops) = target, let endpoint = HTTPLoadTarget(url: url) {
+            prepared.http = try await Self.prepareHTTP(events, url: url, endpoint: endpoint, shops: shops, platformAPIURL: platformAPIURL)
+        }
+        return prepared
+    }
+
+    static func prepareHTTP(_ events: [ReplayRecord], url: String, endpoint: HTTPLoadTarget, shops: [String: String], platformAPIURL: String?) async throws -> Prepared.HTTPSession {
+        var platformRequests: [Int: PlatformReplay.Prepared] = [:]
+        if events.contains(where: { (try? PlatformReplay.platform($0.platform)) != nil }) {
+            let client = HTTPClient(eventLoopGroupProvider: .singleton)
+            do {
+                platformRequests = try await PlatformReplay.prepare(events, ingestURL: url, platformAPIURL: platformAPIURL, client: client)
+            } catch {
+                try? await client.shutdown()
+                throw error
+            }
+            try await client.shutdown()
+        }
+        let encoder = JSONEncoder()
+        var session = Prepared.HTTPSession(target: endpoint, wire: WireRequests(), due: [], orderIDs: [])
+        session.due.reserveCapacity(events.count)
+        session.orderIDs.reserveCapacity(events.count)
+        for (i, event) in events.enumerated() {
+            if let p = platformRequests[i] {
+                let suffix = p.url.hasPrefix(url) ? String(p.url.dropFirst(url.count)) : p.url
+                session.wire.appendPOST(target: endpoint.basePath + suffix, host: endpoint.authority, headers: p.headers, body: p.body.readableBytesView)
+                session.orderIDs.append(p.orderID)
+            } else {
+                let (path, shop, body): (String, String, Data)
+                if let o = event.order {
+                    (path, shop, body) = ("/webhooks/generic", o.shop_id, try encoder.encode(o))
+                } else if let r = event.refund {
+                    (path, shop, body) = ("/webhooks/generic/refunds", r.shop_id, try encoder.encode(r))
+                } else { continue }
+                session.wire.appendPOST(
+                    target: endpoint.basePath + path, host: endpoint.authority,
+                    headers: [("Content-Type", "application/json"), (GenericWebhook.signatureHeader, GenericWebhook.sign(body, secret: shops[shop] ?? "")),
+                              (GenericWebhook.shopHeader, shop)],
+                    body: body)
+                session.orderIDs.append(event.order.map { Identifiers.orderID(platform: .generic, shop: $0.shop_id, platformOrderID: $0.order_id) })
+            }
+            session.due.append(event.at)
+        }
+        return session
+    }
+
     /// Sends every order and refund; returns once each one is acknowledged, refused or given up on.
     public func send(_ records: [ReplayRecord]) async throws -> ReplayResult {
-        let events = records.filter { $0.type != "stock" }
+        try await send(try await prepare(records))
+    }
+
+    /// Sends a prepared session; `startedAt` is when the first request goes.
+    public func send(_ prepared: Prepared) async throws -> ReplayResult {
         var result = ReplayResult()
-        result.stockRecords = records.count - events.count
+        result.stockRecords = prepared.stockRecords
         result.startedAt = Date()
         let start = ContinuousClock.now
         switch target {
         case .kafka:
-            try await sendToKafka(events, start: start, result: &result)
+            try await sendToKafka(prepared.events, start: start, result: &result)
         case .http(let url, let shops):
-            try await sendOverHTTP(events, url: url, shops: shops, start: start, result: &result)
+            if let session = prepared.http {
+                try await sendOverHTTP(session, result: &result)
+            } else {
+                try await sendOverAsyncHTTPClient(prepared.events, url: url, shops: shops, start: start, result: &result)
+            }
         }
         result.finishedAt = Date()
         return result
+    }
+
+    /// Fires the pre-built requests over the keep-alive connection pool (`HTTPLoadRun`): one
+    /// connection per concurrent request.
+    private func sendOverHTTP(_ session: Prepared.HTTPSession, result: inout ReplayResult) async throws {
+        let state = SharedProgress()
+        let (progress, progressSink) = AsyncStream.makeStream(of: Int.self, bufferingPolicy: .bufferingNewest(1))
+        let onProgress = self.onProgress
+        let reporter = Task {
+            for await count in progress { await onProgress?(count) }
+        }
+        let orderIDs = session.orderIDs
+        let logger = self.logger
+        var options = HTTPLoadRun.Options()
+        options.connections = concurrency
+        let run = try HTTPLoadRun(requests: session.wire, due: session.due, target: session.target, options: options) { i, outcome in
+            let count: Int? = state.result.withLock { r in
+                switch outcome {
+                case .accepted:
+                    if let id = orderIDs[i] {
+                        r.accepted.append(id)
+                        return r.accepted.count
+                    }
+                    r.refundsAccepted += 1
+                case .refused: r.refused += 1
+                case .failed: r.failed += 1
+                }
+                return nil
+            }
+            if let count, onProgress != nil { progressSink.yield(count) }
+            if case .failed = outcome { logger.error("replayed request failed after every retry", metadata: ["request": "\(i)"]) }
+            if case .refused = outcome { logger.warning("ingest refused a replayed request", metadata: ["request": "\(i)"]) }
+        }
+        do {
+            try await run.run()
+        } catch {
+            progressSink.finish()
+            try? await run.shutdown()
+            throw error
+        }
+        progressSink.finish()
+        await reporter.value
+        try await run.shutdown()
+        let r = state.result.withLock { $0 }
+        result.accepted = r.accepted
+        result.refundsAccepted = r.refundsAccepted
+        result.refused = r.refused
+        result.failed = r.failed
     }
 
     private func sendToKafka(_ events: [ReplayRecord], start: ContinuousClock.Instant, result: inout ReplayResult) async throws {
@@ -126,7 +253,8 @@ public struct ReplaySender: Sendable {
         try await flush()
     }
 
-    private func sendOverHTTP(_ events: [ReplayRecord], url: String, shops: [String: String], start: ContinuousClock.Instant, result: inout ReplayResult) async throws {
+    /// The same through AsyncHTTPClient, for what the connection pool does not serve (`https://`).
+    private func sendOverAsyncHTTPClient(_ events: [ReplayRecord], url: String, shops: [String: String], start: ContinuousClock.Instant, result: inout ReplayResult) async throws {
         var config = HTTPClient.Configuration()
         config.connectionPool = .init(idleTimeout: .seconds(30), concurrentHTTP1ConnectionsPerHostSoftLimit: concurrency)
         config.timeout = .init(connect: .seconds(5), read: .seconds(30))
@@ -209,6 +337,7 @@ public struct ReplaySender: Sendable {
                 _ = try? await response.body.collect(upTo: 1 << 16)
                 switch response.status.code {
                 case 200..<300: return .accepted
+                case 429: break
                 case 400..<500:
                     logger.warning("ingest refused a replayed request", metadata: ["status": "\(response.status.code)"])
                     return .refused

@@ -181,7 +181,11 @@ public enum GenericWebhook {
     }
 
     /// Decodes `T`, reporting the failing field by its JSON path.
+    /// The order and refund bodies as they normally come are read in one pass (`PlainJSON`);
+    /// anything else goes through `JSONDecoder`, which names the field at fault.
     public static func decode<T: Decodable>(_ type: T.Type, _ body: [UInt8]) throws(IngestError) -> T {
+        if T.self == OrderJSON.self, let order = PlainJSON.order(body) { return order as! T }
+        if T.self == RefundJSON.self, let refund = PlainJSON.refund(body) { return refund as! T }
         do {
             return try JSONDecoder().decode(T.self, from: Data(body))
         } catch let DecodingError.keyNotFound(key, ctx) {

@@ -127,8 +127,8 @@ public enum IngestApp {
                 throw IngestError.tooLarge(limit: configuration.maxBodyBytes)
             }
             let body = Array(buffer.readableBytesView)
-            let signature = request.headers[HTTPField.Name(GenericWebhook.signatureHeader)!]
-            let headerShop = request.headers[HTTPField.Name(GenericWebhook.shopHeader)!]
+            let signature = request.headers[signatureField]
+            let headerShop = request.headers[shopField]
             func check(_ shopID: String) throws(IngestError) -> ShopCredentials {
                 guard let shop = configuration.shops[shopID] else { throw .unknownShop(shopID) }
                 guard GenericWebhook.verify(body, header: signature, secret: shop.secret) else { throw .badSignature }
@@ -154,6 +154,9 @@ public enum IngestApp {
             return json(500, #"{"error":"internal"}"#)
         }
     }
+
+    static let signatureField = HTTPField.Name(GenericWebhook.signatureHeader)!
+    static let shopField = HTTPField.Name(GenericWebhook.shopHeader)!
 
     static func json(_ status: Int, _ body: String) -> Response {
         Response(

@@ -19,8 +19,18 @@ public final class IngestMetrics: Sendable {
         }
     }
 
-    public func received(platform: String) { counter(MetricNames.ordersReceived, [("platform", platform)]).increment() }
-    public func published(platform: String) { counter(MetricNames.ordersPublished, [("platform", platform)]).increment() }
+    /// Received and published counters by platform: looked up on every request without building a key.
+    private let perPlatform = Mutex<[String: (received: Counter, published: Counter)]>([:])
+
+    private func platformCounters(_ platform: String) -> (received: Counter, published: Counter) {
+        if let c = perPlatform.withLock({ $0[platform] }) { return c }
+        let c = (counter(MetricNames.ordersReceived, [("platform", platform)]), counter(MetricNames.ordersPublished, [("platform", platform)]))
+        perPlatform.withLock { $0[platform] = c }
+        return c
+    }
+
+    public func received(platform: String) { platformCounters(platform).received.increment() }
+    public func published(platform: String) { platformCounters(platform).published.increment() }
     public func refused(platform: String, reason: String) {
         counter(MetricNames.ordersRefused, [("platform", platform), ("reason", reason)]).increment()
     }

@@ -5,6 +5,8 @@ import Connectors
 import Ingest
 import Kafka
 import Logging
+import NIOCore
+import NIOPosix
 import ReadModel
 import ServiceLifecycle
 import Telemetry
@@ -25,6 +27,18 @@ struct IngestCommand: AsyncParsableCommand {
         Telemetry.bootstrap()
         let logger = Logger(label: "livesync.ingest")
         let settings = try await LiveSyncConfig(file: config)
+        // Optionally run Swift concurrency's jobs on NIO's event loops instead of a pool of its own:
+        // a request read on an event loop is then handled and answered on that loop, without the
+        // thread hops per request (loop → pool → loop). Off by default: it did not lower ingest's
+        // CPU per order measurably (docs/performance.md), and the platform connectors' synchronous
+        // ledger writes (SQLite) would then block an event loop instead of a pool thread.
+        let onEventLoops = settings.string("ingest.eventLoopExecutor", default: "false").lowercased()
+        guard ["true", "false"].contains(onEventLoops) else {
+            throw ConfigurationError("ingest.eventLoopExecutor must be true or false, not '\(onEventLoops)'")
+        }
+        if onEventLoops == "true", !NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor() {
+            logger.warning("could not run Swift concurrency on NIO's event loops; using its own pool")
+        }
         let shops = try ShopCredentials.parseList(settings.string("ingest.shops", default: ""))
         let connectors = try ConnectorsConfiguration.load(settings, client: HTTPClient.shared)
         guard !shops.isEmpty || !connectors.platforms.isEmpty || !connectors.polls.isEmpty else {

@@ -306,7 +306,7 @@ extension LiveSyncCommand {
 
     struct Bench: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Benchmarks (figures for docs/performance.md).", subcommands: [Stock.self])
+            abstract: "Benchmarks (figures for docs/performance.md).", subcommands: [Stock.self, LoadGen.self])
 
         struct Stock: AsyncParsableCommand {
             static let configuration = CommandConfiguration(
@@ -329,6 +329,38 @@ extension LiveSyncCommand {
                     print(String(decoding: try JSONEncoder().encode(r), as: UTF8.self))
                 } else {
                     print("livesync-stock applied \(r.lines) lines of one SKU in \(String(format: "%.2f", r.seconds)) s: \(Int(r.lines_per_sec)) lines/s (synchronous=\(r.synchronous); reserved \(r.reserved), rejected \(r.rejected), reservations published \(r.reservations_published))")
+                }
+            }
+        }
+        struct LoadGen: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(
+                commandName: "loadgen",
+                abstract: "Requests per second the replay's HTTP load generator offers, and its CPU per request, against a local sink answering 200.",
+                discussion: "The requests are the demo's signed generic webhooks, built before the clock starts and sent over the same keep-alive connection pool as `livesync demo` and `livesync replay`.")
+            @Option(help: "Orders of the synthetic session (refunds come on top).") var orders = 100_000
+            @Option(help: "Keep-alive connections (the demo and replay use --concurrency, 256).") var connections = 256
+            @Option(help: "Requests in flight per connection (HTTP/1.1 pipelining; 1: one at a time, as against ingest).") var pipelineDepth = 1
+            @Option(help: "Event-loop threads of the load generator.") var threads = 1
+            @Flag(help: "Print the result as JSON.") var json = false
+
+            func run() async throws {
+                ServiceRunner.bootstrapLogging()
+                var bench = LoadGenBenchmark()
+                bench.orders = orders
+                bench.connections = connections
+                bench.pipelineDepth = pipelineDepth
+                bench.threads = threads
+                let r = try await bench.run()
+                if json {
+                    let encoder = JSONEncoder()
+                    encoder.outputFormatting = [.sortedKeys]
+                    print(String(decoding: try encoder.encode(r), as: UTF8.self))
+                } else {
+                    print("""
+                    load generator: \(r.requests) requests (\(r.accepted) answered 200, \(r.failed) failed) over \(r.connections) connections × \(r.pipeline_depth) in \(String(format: "%.2f", r.seconds)) s: \(Int(r.requests_per_sec)) requests/s
+                      CPU per request: load generator \(r.load_generator_cpu_us_per_request) µs, sink \(r.sink_cpu_us_per_request) µs, whole process \(r.process_cpu_us_per_request) µs
+                      prepared (built and signed) before the clock in \(r.prepare_seconds) s, \(r.request_bytes / 1024) KiB
+                    """)
                 }
             }
         }
