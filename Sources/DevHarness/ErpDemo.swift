@@ -30,6 +30,8 @@ public enum ErpDemo {
                 "LIVESYNC_ERP_TRYTON_LOGIN": server.login, "LIVESYNC_ERP_TRYTON_PASSWORD": server.password,
                 "LIVESYNC_ERP_BATCH_ORDERS": "100", "LIVESYNC_ERP_BATCH_EVERY_MS": "500",
                 "LIVESYNC_ERP_CALLS_PER_SECOND": "50", "LIVESYNC_ERP_MAX_BACKOFF_MS": "4000",
+                // Tryton on SQLite writes one transaction at a time: concurrent calls only lock each other out.
+                "LIVESYNC_ERP_CONCURRENCY": "1",
             ])
         return (server, target)
     }

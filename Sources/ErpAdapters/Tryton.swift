@@ -416,7 +416,11 @@ public struct TrytonAdapter: ErpAdapter {
             let allMovesCancelled = !moves.isEmpty && moves.allSatisfy { moveState[$0] == "cancelled" }
             let state: ErpDocumentState
             switch row["state"] as? String ?? "" {
-            case "draft", "quotation": state = .draft
+            // Confirmed but not processed (its `process` failed or never ran after the confirm's
+            // commit, e.g. on a restart or a locked database): no shipment, no moves, so the ERP
+            // does not plan the goods out yet. Reported as a draft, so the writer confirms it
+            // again (`confirm` runs `process`) until it is.
+            case "draft", "quotation", "confirmed": state = .draft
             case "cancelled": state = .cancelled
             case "processing" where allMovesCancelled, "done" where allMovesCancelled: state = .cancelled
             case "done": state = .done
