@@ -23,16 +23,6 @@ fileprivate func withJushuitan(secret: String? = nil, refreshToken: String? = ni
     try await body(fake, adapter)
 }
 
-fileprivate func expectError(_ call: () async throws -> Void) async -> ErpError? {
-    do { try await call() } catch let error as ErpError { return error } catch { Issue.record("not an ErpError: \(error)") }
-    return nil
-}
-
-fileprivate func refusal(_ result: Result<ErpDocument, ErpError>?) -> ErpError? {
-    if case .failure(let e)? = result { return e }
-    return nil
-}
-
 @Suite struct JushuitanAdapterTests {
     @Test func signatureMatchesThePublishedAlgorithm() {
         // Vectors of ieu/jst-java DefaultJstDigestTest (md5 of app_secret + sorted key+value pairs).

@@ -24,16 +24,6 @@ fileprivate func withOdoo(password: String? = nil, _ body: (FakeOdoo, OdooAdapte
     try await body(fake, adapter)
 }
 
-fileprivate func expectError(_ call: () async throws -> Void) async -> ErpError? {
-    do { try await call() } catch let error as ErpError { return error } catch { Issue.record("not an ErpError: \(error)") }
-    return nil
-}
-
-fileprivate func refusal(_ result: Result<ErpDocument, ErpError>?) -> ErpError? {
-    if case .failure(let e)? = result { return e }
-    return nil
-}
-
 @Suite struct OdooAdapterTests {
     @Test func aBatchIsCreatedWithOneCreateCallAndConfirmedWithOneActionConfirm() async throws {
         try await withOdoo { fake, adapter in

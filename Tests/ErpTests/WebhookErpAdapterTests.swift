@@ -19,16 +19,6 @@ fileprivate func withWebhookErp(secret: String? = nil, _ body: (FakeWebhookErp, 
     try await body(fake, adapter)
 }
 
-fileprivate func expectError(_ call: () async throws -> Void) async -> ErpError? {
-    do { try await call() } catch let error as ErpError { return error } catch { Issue.record("not an ErpError: \(error)") }
-    return nil
-}
-
-fileprivate func refusal(_ result: Result<ErpDocument, ErpError>?) -> ErpError? {
-    if case .failure(let e)? = result { return e }
-    return nil
-}
-
 @Suite struct WebhookErpAdapterTests {
     @Test func theSignatureIsHexHmacSha256OfTimestampNonceAndBody() {
         // Pinned vector of the documented algorithm (docs/erp-adapters.md, Generic webhook).
