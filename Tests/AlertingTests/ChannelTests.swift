@@ -307,20 +307,10 @@ func withRobots(_ body: (String, FakeRobots) async throws -> Void) async throws 
         }
         let (url, server) = try await LocalServer.serve(router, label: "fake-readyz")
         defer { server.cancel() }
-        let broker = try EmbeddedBroker()
-        try broker.createTopic(TopicSpecification(name: Topics.instances, partitions: 1))
-        let kafka = KafkaConfiguration(bootstrapServers: broker.bootstrapServers)
-        let producer = try KafkaProducer(configuration: kafka)
-        defer { producer.close() }
+        let processes = try AnnouncedProcesses()
+        let kafka = processes.kafka
         func announce(_ process: String, url: String, pid: Int32, stopping: Bool = false) throws {
-            var a = InstanceAnnouncement()
-            a.process = process
-            a.url = url
-            a.host = ProcessInfo.processInfo.hostName
-            a.pid = pid
-            a.announcedAtUs = Clock.nowMicros()
-            a.stopping = stopping
-            try producer.sendAndWait([ProducerMessage(topic: Topics.instances, key: process, value: a.bytes)])
+            try processes.announce(process, url: url, pid: pid, stopping: stopping)
         }
 
         let store = try alertStore()
@@ -343,24 +333,15 @@ func withRobots(_ body: (String, FakeRobots) async throws -> Void) async throws 
         lag.withLock { $0 = 10 }
         try announce("dispatch-1", url: "http://127.0.0.1:9", pid: getpid(), stopping: true)  // restarted and stopped cleanly
         try await notifier.sweep(now: now + 1_000_000)
-        #expect(try alerts(store).allSatisfy(\.resolved))
+        #expect(try alerts(store).allSatisfy(\.resolved))        withExtendedLifetime(processes) {}  // the broker lives until the sweeps are done
     }
 
     /// Silent means announced, not stopped, and no answer for the rule's time: a process on
     /// another host that stops answering is not dead at once, only after `seconds`.
     @Test func aProcessElsewhereIsSilentOnlyAfterTheRulesTime() async throws {
-        let broker = try EmbeddedBroker()
-        try broker.createTopic(TopicSpecification(name: Topics.instances, partitions: 1))
-        let kafka = KafkaConfiguration(bootstrapServers: broker.bootstrapServers)
-        let producer = try KafkaProducer(configuration: kafka)
-        defer { producer.close() }
-        var a = InstanceAnnouncement()
-        a.process = "stock-2"
-        a.url = "http://127.0.0.1:9"
-        a.host = "another-host.invalid"
-        a.pid = 1
-        a.announcedAtUs = Clock.nowMicros()
-        try producer.sendAndWait([ProducerMessage(topic: Topics.instances, key: a.process, value: a.bytes)])
+        let processes = try AnnouncedProcesses()
+        let kafka = processes.kafka
+        try processes.announce("stock-2", url: "http://127.0.0.1:9", pid: 1, host: "another-host.invalid")
 
         let store = try alertStore()
         let config = AlertingConfiguration(
@@ -372,6 +353,6 @@ func withRobots(_ body: (String, FakeRobots) async throws -> Void) async throws 
         #expect(try alerts(store).isEmpty, "not answering for less than the rule's 30 s")
         try await notifier.sweep(now: now + 31_000_000)
         let keys = try await store.database.read { try String.fetchAll($0, sql: "SELECT dedupe_key FROM alerts WHERE resolved_at_us IS NULL") }
-        #expect(keys == ["process_silent:stock-2"])
+        #expect(keys == ["process_silent:stock-2"])        withExtendedLifetime(processes) {}
     }
 }

@@ -26,19 +26,9 @@ import Worker
         }
         let (url, server) = try await LocalServer.serve(router, label: "fake-erp")
         defer { server.cancel() }
-        let broker = try EmbeddedBroker()
-        try broker.createTopic(TopicSpecification(name: Topics.instances, partitions: 1))
-        let kafka = KafkaConfiguration(bootstrapServers: broker.bootstrapServers)
-        let producer = try KafkaProducer(configuration: kafka)
-        defer { producer.close() }
-        var a = InstanceAnnouncement()
-        a.process = "erp-1"
-        a.group = "livesync-erp-tryton"
-        a.url = url
-        a.host = ProcessInfo.processInfo.hostName
-        a.pid = getpid()
-        a.announcedAtUs = Clock.nowMicros()
-        try producer.sendAndWait([ProducerMessage(topic: Topics.instances, key: a.process, value: a.bytes)])
+        let processes = try AnnouncedProcesses()
+        let kafka = processes.kafka
+        try processes.announce("erp-1", url: url, pid: getpid(), group: "livesync-erp-tryton")
 
         let store = try alertStore()
         let config = AlertingConfiguration(
@@ -63,7 +53,7 @@ import Worker
 
         status.withLock { $0.pending = 0 }
         try await notifier.sweep(now: now + 4_000_000)
-        #expect(try await open().isEmpty)
+        #expect(try await open().isEmpty)        withExtendedLifetime(processes) {}  // the broker lives until the sweeps are done
     }
 
     @Test func theRuleIsReadFromTheFile() throws {
