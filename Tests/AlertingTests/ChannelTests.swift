@@ -333,7 +333,8 @@ func withRobots(_ body: (String, FakeRobots) async throws -> Void) async throws 
         lag.withLock { $0 = 10 }
         try announce("dispatch-1", url: "http://127.0.0.1:9", pid: getpid(), stopping: true)  // restarted and stopped cleanly
         try await notifier.sweep(now: now + 1_000_000)
-        #expect(try alerts(store).allSatisfy(\.resolved))        withExtendedLifetime(processes) {}  // the broker lives until the sweeps are done
+        #expect(try alerts(store).allSatisfy(\.resolved))
+        withExtendedLifetime(processes) {}  // the broker lives until the sweeps are done
     }
 
     /// Silent means announced, not stopped, and no answer for the rule's time: a process on
@@ -353,6 +354,7 @@ func withRobots(_ body: (String, FakeRobots) async throws -> Void) async throws 
         #expect(try alerts(store).isEmpty, "not answering for less than the rule's 30 s")
         try await notifier.sweep(now: now + 31_000_000)
         let keys = try await store.database.read { try String.fetchAll($0, sql: "SELECT dedupe_key FROM alerts WHERE resolved_at_us IS NULL") }
-        #expect(keys == ["process_silent:stock-2"])        withExtendedLifetime(processes) {}
+        #expect(keys == ["process_silent:stock-2"])
+        withExtendedLifetime(processes) {}
     }
 }

@@ -53,7 +53,8 @@ import Worker
 
         status.withLock { $0.pending = 0 }
         try await notifier.sweep(now: now + 4_000_000)
-        #expect(try await open().isEmpty)        withExtendedLifetime(processes) {}  // the broker lives until the sweeps are done
+        #expect(try await open().isEmpty)
+        withExtendedLifetime(processes) {}  // the broker lives until the sweeps are done
     }
 
     @Test func theRuleIsReadFromTheFile() throws {
