@@ -139,10 +139,12 @@ public final class OutboundQueue: Sendable {
 
     /// The same inside the caller's transaction.
     public static func enqueueStock(_ db: Database, _ channel: Channel, sku: String, quantity: Int64, now: Int64 = Model.Clock.nowMicros()) throws {
-        try db.execute(sql: """
+        // Cached: prepared once per connection, not per SKU of every batch (GRDB's authorizer
+        // runs on each preparation).
+        try db.cachedStatement(sql: """
             INSERT INTO outbound_jobs (channel, kind, job_key, payload, next_attempt_us, updated_at_us) VALUES (?, 'stock', ?, ?, ?, ?)
             ON CONFLICT (channel, kind, job_key) WHERE status = 'pending' DO UPDATE SET payload = excluded.payload, updated_at_us = excluded.updated_at_us
-            """, arguments: [channel.key, sku, String(quantity), now, now])
+            """).execute(arguments: [channel.key, sku, String(quantity), now, now])
     }
 
     /// Queues a shipment write-back (one per order and tracking number).
@@ -155,10 +157,10 @@ public final class OutboundQueue: Sendable {
     /// The same inside the caller's transaction.
     public static func enqueueShipment(_ db: Database, _ channel: Channel, platformOrderID: String, carrier: String, trackingNumber: String, now: Int64 = Model.Clock.nowMicros()) throws {
         let payload = JSON.encode(["carrier": carrier, "tracking": trackingNumber])
-        try db.execute(sql: """
+        try db.cachedStatement(sql: """
             INSERT INTO outbound_jobs (channel, kind, job_key, payload, next_attempt_us, updated_at_us) VALUES (?, 'shipment', ?, ?, ?, ?)
             ON CONFLICT (channel, kind, job_key) WHERE status = 'pending' DO UPDATE SET payload = excluded.payload
-            """, arguments: [channel.key, platformOrderID + "|" + trackingNumber, payload, now, now])
+            """).execute(arguments: [channel.key, platformOrderID + "|" + trackingNumber, payload, now, now])
     }
 
     public struct Job: Sendable {
@@ -179,10 +181,27 @@ public final class OutboundQueue: Sendable {
         }
     }
 
-    func finish(_ id: Int64, status: String, error: String = "", now: Int64) throws {
+    /// Ends a job that was sent (or refused) with `payload`. A pending job whose payload was
+    /// replaced while it was in flight (a newer stock level) stays pending, so the newer value is
+    /// sent too; returns whether the job ended.
+    @discardableResult
+    func finish(_ id: Int64, payload: String, status: String, error: String = "", now: Int64) throws -> Bool {
+        try database.write { db in try Self.finish(db, id, payload: payload, status: status, error: error, now: now) }
+    }
+
+    /// Marks stock pushes sent, all in one transaction (a pass sends hundreds; one commit each
+    /// cost an fsync each). Same rule as `finish` for a payload replaced in flight.
+    func finishSent(_ jobs: [(id: Int64, payload: String)], now: Int64) throws {
+        guard !jobs.isEmpty else { return }
         try database.write { db in
-            try db.execute(sql: "UPDATE outbound_jobs SET status = ?, last_error = ?, updated_at_us = ? WHERE id = ?", arguments: [status, error, now, id])
+            for job in jobs { _ = try Self.finish(db, job.id, payload: job.payload, status: "done", now: now) }
         }
+    }
+
+    private static func finish(_ db: Database, _ id: Int64, payload: String, status: String, error: String = "", now: Int64) throws -> Bool {
+        try db.cachedStatement(sql: "UPDATE outbound_jobs SET status = ?, last_error = ?, updated_at_us = ? WHERE id = ? AND payload = ?")
+            .execute(arguments: [status, error, now, id, payload])
+        return db.changesCount == 1
     }
 
     func retry(_ id: Int64, attempts: Int, at: Int64, error: String, now: Int64) throws {
@@ -268,6 +287,19 @@ public struct OutboundDispatcher: Sendable {
     /// stay pending in SQLite for the next start.
     public func runOnce(limit: Int = 500) async throws -> RunResult {
         var result = RunResult()
+        // Sent stock pushes are marked done in batches: at most `settleEvery` jobs or
+        // `settleInterval` after the first, and at the end of the pass. A crash in between sends
+        // those levels again, which is harmless: a push sets an absolute quantity.
+        var sent: [(id: Int64, payload: String)] = []
+        var firstSentAt: Int64 = 0
+        func settleSent(force: Bool) throws {
+            guard !sent.isEmpty else { return }
+            let now = clock.nowMicros()
+            guard force || sent.count >= Self.settleEvery || now - firstSentAt >= Self.settleInterval.wholeMicroseconds else { return }
+            try queue.finishSent(sent, now: now)
+            sent.removeAll(keepingCapacity: true)
+        }
+        defer { try? settleSent(force: true) }
         for job in try queue.due(now: clock.nowMicros(), limit: limit) {
             if Task.isShuttingDownGracefully || Task.isCancelled { break }
             let parts = job.channel.split(separator: ":", maxSplits: 1).map(String.init)
@@ -295,8 +327,15 @@ public struct OutboundDispatcher: Sendable {
             }
             let now = clock.nowMicros()
             switch outcome {
+            case nil where job.kind == "stock":
+                if sent.isEmpty { firstSentAt = now }
+                sent.append((job.id, job.payload))
+                try settleSent(force: false)
+                result.sent += 1
+                metrics.record(platform: platform.slug, kind: job.kind, outcome: "ok")
             case nil:
-                try queue.finish(job.id, status: "done", now: now)
+                // A shipment is marked at once: sending one twice is not harmless everywhere.
+                try queue.finish(job.id, payload: job.payload, status: "done", now: now)
                 result.sent += 1
                 metrics.record(platform: platform.slug, kind: job.kind, outcome: "ok")
             case .retryable(let m)? where job.attempts + 1 < configuration.maxAttempts:
@@ -311,12 +350,17 @@ public struct OutboundDispatcher: Sendable {
                 metrics.record(platform: platform.slug, kind: job.kind, outcome: "dead")
             }
         }
+        try settleSent(force: true)
         return result
     }
 
+    static let settleEvery = 128
+    static let settleInterval: Duration = .milliseconds(200)
+
     func deadLetter(_ job: OutboundQueue.Job, error: String) async throws {
         let now = clock.nowMicros()
-        try queue.finish(job.id, status: "dead", error: error, now: now)
+        // A newer level replaced the refused one in flight: it stays pending and is tried on its own.
+        guard try queue.finish(job.id, payload: job.payload, status: "dead", error: error, now: now) else { return }
         logger.error("outbound call dead-lettered", metadata: ["channel": "\(job.channel)", "kind": "\(job.kind)", "key": "\(job.key)", "error": "\(error)"])
         guard let producer = deadLetterProducer else { return }
         var letter = DeadLetter()
@@ -444,14 +488,16 @@ public final class ChannelStockProcessor: BatchProcessor {
             latest[r.sku, default: [:]][r.warehouse] = r.availableAfter
         }
         let now = Model.Clock.nowMicros()
+        let upsertLevel = try db.cachedStatement(sql: """
+            INSERT INTO channel_levels (sku, warehouse, available) VALUES (?, ?, ?)
+            ON CONFLICT (sku, warehouse) DO UPDATE SET available = excluded.available
+            """)
+        let sumLevels = try db.cachedStatement(sql: "SELECT SUM(MAX(available, 0)) FROM channel_levels WHERE sku = ?")
         for (sku, levels) in latest {
             for (warehouse, available) in levels {
-                try db.execute(sql: """
-                    INSERT INTO channel_levels (sku, warehouse, available) VALUES (?, ?, ?)
-                    ON CONFLICT (sku, warehouse) DO UPDATE SET available = excluded.available
-                    """, arguments: [sku, warehouse, available])
+                try upsertLevel.execute(arguments: [sku, warehouse, available])
             }
-            let total = try Int64.fetchOne(db, sql: "SELECT SUM(MAX(available, 0)) FROM channel_levels WHERE sku = ?", arguments: [sku]) ?? 0
+            let total = try Int64.fetchOne(sumLevels, arguments: [sku]) ?? 0
             for (channel, allocation) in fanout {
                 try OutboundQueue.enqueueStock(db, channel, sku: skuMap[channel]?[sku] ?? sku, quantity: allocation.quantity(available: total), now: now)
             }

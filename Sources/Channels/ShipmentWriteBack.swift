@@ -28,10 +28,10 @@ public enum ShipmentWriteBack {
         }
         let channel = Channel(platform: s.platform, shopID: s.shopID)
         let queue = s.platform != .generic
-        try db.execute(sql: """
+        try db.cachedStatement(sql: """
             INSERT OR IGNORE INTO channel_shipments (shipment_id, order_id, channel, platform_order_id, carrier, tracking_no, shipped_at_us, recorded_at_us, queued)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-            """, arguments: [s.shipmentID, s.orderID, channel.key, s.platformOrderID, s.carrier, s.trackingNo, s.shippedAtUs, now, queue])
+            """).execute(arguments: [s.shipmentID, s.orderID, channel.key, s.platformOrderID, s.carrier, s.trackingNo, s.shippedAtUs, now, queue])
         guard db.changesCount == 1, queue else { return }  // a repeat, or nothing to write back
         try OutboundQueue.enqueueShipment(db, channel, platformOrderID: s.platformOrderID, carrier: s.carrier, trackingNumber: s.trackingNo, now: now)
     }

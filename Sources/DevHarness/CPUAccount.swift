@@ -24,6 +24,9 @@ public final class CPUAccount: Sendable {
     private let supervisor: Supervisor
     private let interval: Duration
     private let counters = Mutex<[String: Counter]>([:])
+    /// Largest resident set (`VmHWM`, KiB) seen per kind; an instance counts on its own, so a
+    /// kind's figure is its largest instance, not their sum.
+    private let peakResident = Mutex<[String: UInt64]>([:])
     private let sampler = Mutex<Task<Void, Never>?>(nil)
     static let ticksPerSecond = Double(sysconf(Int32(_SC_CLK_TCK)))
 
@@ -55,10 +58,17 @@ public final class CPUAccount: Sendable {
     /// Reads every child and this process's threads; `baseline`: what runs now counts from here.
     func sample(baseline: Bool) {
         var seen: [(key: String, kind: String, ticks: UInt64)] = []
+        var resident: [(kind: String, kib: UInt64)] = []
         for child in supervisor.status where child.pid > 0 {
             if let ticks = Self.ticks("/proc/\(child.pid)/stat") {
                 seen.append(("pid \(child.pid)", Self.kind(ofInstance: child.name), ticks))
             }
+            if let kib = Self.peakResidentKiB("/proc/\(child.pid)/status") { resident.append((Self.kind(ofInstance: child.name), kib)) }
+        }
+        // The broker and the load generator share this process: one figure for both.
+        if let kib = Self.peakResidentKiB("/proc/self/status") { resident.append(("broker_and_load_generator", kib)) }
+        peakResident.withLock { peaks in
+            for r in resident { peaks[r.kind] = max(peaks[r.kind] ?? 0, r.kib) }
         }
         let tasks = "/proc/self/task"
         for tid in (try? FileManager.default.contentsOfDirectory(atPath: tasks)) ?? [] {
@@ -77,6 +87,18 @@ public final class CPUAccount: Sendable {
                 }
             }
         }
+    }
+
+    /// The largest resident set each kind reached so far, in MiB (rounded up).
+    public func peakResidentMiB() -> [String: Int] {
+        peakResident.withLock { $0.mapValues { Int(($0 + 1023) / 1024) } }
+    }
+
+    /// `VmHWM` of a `/proc/…/status` file (the process's peak resident set), in KiB.
+    public static func peakResidentKiB(_ path: String) -> UInt64? {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }) else { return nil }
+        return line.split(separator: " ").dropFirst().first.flatMap { UInt64($0) }
     }
 
     /// `stock-2` → `stock`.

@@ -128,6 +128,7 @@ public enum Chaos {
         report.summary.failed = replay.failed
         report.summary.refunds = replay.refundsAccepted
         report.summary.cpu_us_per_order = CPUAccount.perOrder(cpu.stop(), orders: report.summary.accepted)
+        report.summary.peak_rss_mib = cpu.peakResidentMiB()
         try await waitForNoLag(cluster, timeout: 60)
         let m = monkey.counts
         report.kills = m.kills
@@ -364,6 +365,7 @@ public enum Chaos {
           restocks                      \(r.restocks)
           throughput                    \(s.orders_per_sec) orders/s, ingest→ERP p99 \(s.p99_ms) ms
           CPU µs per order              \(Demo.renderCPU(s.cpu_us_per_order))
+          peak RSS MiB                  \(Demo.renderRSS(s.peak_rss_mib))
           verdict                       \(r.passed ? "PASS" : "FAIL: " + r.violations.joined(separator: "; "))
         """
     }

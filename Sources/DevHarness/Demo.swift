@@ -67,6 +67,9 @@ public struct DemoSummary: Codable, Sendable {
     /// generator (`pipeline`), read from the OS over the session, from the first order sent to
     /// the last one settled (`CPUAccount`). After-sales is part of dispatch.
     public var cpu_us_per_order: [String: Double] = [:]
+    /// Peak resident set in MiB per kind of process (its largest instance; `VmHWM`), and of the
+    /// harness's own process (`broker_and_load_generator`), sampled with the CPU.
+    public var peak_rss_mib: [String: Int] = [:]
     /// With `--erp`: synced orders' sale orders present (and live) in the ERP, per warehouse document.
     public var erp_written: Int?
     /// Synced orders' documents missing from the ERP when it caught up: must be 0.
@@ -170,6 +173,7 @@ public enum Demo {
 
         var summary = try await settle(cluster: cluster, accepted: replay.accepted, initial: initial, timeout: config.settleTimeoutSeconds)
         summary.cpu_us_per_order = CPUAccount.perOrder(cpu.stop(), orders: summary.accepted)
+        summary.peak_rss_mib = cpu.peakResidentMiB()
         summary.refused = replay.refused
         summary.failed = replay.failed
         summary.refunds = replay.refundsAccepted
@@ -313,6 +317,10 @@ public enum Demo {
         return "pipeline \(Int(pipeline)) (\(parts.joined(separator: ", ")); load generator \(Int(cpu["load_generator"] ?? 0)))"
     }
 
+    static func renderRSS(_ rss: [String: Int]) -> String {
+        rss.isEmpty ? "-" : rss.sorted { ($0.value, $1.key) > ($1.value, $0.key) }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+    }
+
     static func renderErp(_ s: DemoSummary) -> String {
         guard let written = s.erp_written else { return "" }
         return """
@@ -340,7 +348,8 @@ public enum Demo {
           stock kills         \(s.kills)
           throughput          \(s.orders_per_sec) orders/s over \(String(format: "%.1f", s.duration_sec)) s
           ingest→ERP latency  p50 \(s.p50_ms) ms, p99 \(s.p99_ms) ms
-          CPU µs per order    \(renderCPU(s.cpu_us_per_order))\(renderErp(s))
+          CPU µs per order    \(renderCPU(s.cpu_us_per_order))
+          peak RSS MiB        \(renderRSS(s.peak_rss_mib))\(renderErp(s))
           verdict             \(s.passed ? "PASS" : "FAIL")
         """
     }

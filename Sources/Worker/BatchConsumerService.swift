@@ -192,8 +192,10 @@ public final class BatchConsumerService: Service, Sendable {
                 case .poll: break
                 }
                 publishPositions(force: false)
+                commitOffsetsToKafka(force: false)
             }
             try flush()
+            commitOffsetsToKafka(force: true)
             consumer.close()
             try settleInFlight(waitForAll: true)
             try deleteRetiredOutbox()
@@ -230,6 +232,7 @@ public final class BatchConsumerService: Service, Sendable {
                     state.dropPending(of: partitions)
                 }
             }
+            if !lost { commitOffsetsToKafka(force: true) }
             state.forget(partitions)
             publishPositions(force: true)
         }
@@ -322,6 +325,11 @@ public final class BatchConsumerService: Service, Sendable {
             return newHeads
         }
 
+        /// Writes the committed offsets to Kafka when the state machine says so (for lag tools).
+        func commitOffsetsToKafka(force: Bool) {
+            if let offsets = state.offsetsForKafka(now: DispatchTime.now().uptimeNanoseconds, force: force) { consumer?.commitAsync(offsets) }
+        }
+
         /// Publishes each owned partition's position and lag (statistics and metrics), at most
         /// once a second unless forced: librdkafka's cached watermarks, no broker round trip.
         var positionsPublishedAt: UInt64 = 0
@@ -359,7 +367,7 @@ public final class BatchConsumerService: Service, Sendable {
                             "applyMs": "\(phaseMs.apply)", "changelogMs": "\(phaseMs.changelog)", "offsetsAndOutboxMs": "\(phaseMs.outbox)",
                         ])
                     }
-                    consumer?.commitAsync(batch.offsets)
+                    commitOffsetsToKafka(force: false)
                     if let launch = state.launch(outputs: output.messages, seq: seq) {
                         let delivery = service.producer.enqueueInBackground(launch.messages, after: launch.first)
                         state.track(launch, delivery: delivery)

@@ -143,7 +143,29 @@ struct ConsumerStateMachine<Delivery> {
     mutating func committed(_ commit: Commit, heads newHeads: [Int32: ChangelogHead]) {
         for (p, h) in newHeads { heads[p] = h }
         retiredOutboxSeq = nil
-        for (tp, o) in commit.offsets { next[tp] = o }
+        for (tp, o) in commit.offsets {
+            next[tp] = o
+            kafkaOffsetsOwed[tp] = o
+        }
+    }
+
+    // MARK: Kafka's committed offsets
+
+    /// How often committed offsets are written to Kafka. They serve lag tools only (KEDA,
+    /// `kafka-consumer-groups`); SQLite is the truth, so one OffsetCommit a second replaces
+    /// one per batch.
+    static var kafkaCommitIntervalNanoseconds: UInt64 { 1_000_000_000 }
+    /// Offsets committed in SQLite and not yet written to Kafka.
+    private(set) var kafkaOffsetsOwed: [TopicPartition: Int64] = [:]
+    private(set) var kafkaOffsetsWrittenAt: UInt64 = 0
+
+    /// The offsets to write to Kafka now, if any: at most once per interval, or at once when
+    /// `force`d (a revocation, a stop).
+    mutating func offsetsForKafka(now: UInt64, force: Bool) -> [TopicPartition: Int64]? {
+        guard !kafkaOffsetsOwed.isEmpty, force || now &- kafkaOffsetsWrittenAt >= Self.kafkaCommitIntervalNanoseconds else { return nil }
+        kafkaOffsetsWrittenAt = now
+        defer { kafkaOffsetsOwed.removeAll(keepingCapacity: true) }
+        return kafkaOffsetsOwed
     }
 
     // MARK: Changelog entries
@@ -262,7 +284,7 @@ struct ConsumerStateMachine<Delivery> {
     /// After a revocation: forgets the partitions' next offsets, and the heads of source
     /// partitions no longer held under any topic.
     mutating func forget(_ partitions: [TopicPartition]) {
-        for tp in partitions { next[tp] = nil }
+        for tp in partitions { next[tp] = nil; kafkaOffsetsOwed[tp] = nil }
         let held = Set(next.keys.map(\.partition))
         for p in Set(partitions.map(\.partition)) where !held.contains(p) { heads[p] = nil }
     }

@@ -441,3 +441,39 @@ func drainOutbound(_ d: OutboundDispatcher, clock: ManualWallClock) async throws
         }
     }
 }
+
+/// A channel client that records each pushed quantity and, on its first push, has a newer level
+/// queued for the same SKU, as the consumer's batch does while a push is in flight.
+final class LevelReplacedInFlightClient: ChannelClient, Sendable {
+    let platform: Platform = .douyin
+    let queue: OutboundQueue
+    let channel: Channel
+    let pushed = Mutex<[Int64]>([])
+    init(queue: OutboundQueue, channel: Channel) { self.queue = queue; self.channel = channel }
+
+    func pushStock(shopID: String, sku: String, quantity: Int64, accessToken: String) async throws(OutboundError) {
+        let first = pushed.withLock { $0.append(quantity); return $0.count == 1 }
+        if first { try? queue.enqueueStock(channel, sku: sku, quantity: quantity - 7) }
+    }
+
+    func confirmShipment(shopID: String, platformOrderID: String, carrier: String, trackingNumber: String, accessToken: String) async throws(OutboundError) {}
+}
+
+@Suite struct OutboundInFlightTests {
+    @Test func aStockLevelReplacedWhileItsPushIsInFlightIsPushedAfterIt() async throws {
+        let queue = try OutboundQueue(path: ":memory:")
+        let shop = Channel(platform: .douyin, shopID: "dy-1")
+        let client = LevelReplacedInFlightClient(queue: queue, channel: shop)
+        var logger = Logger(label: "outbound")
+        logger.logLevel = .critical
+        let clock = ManualWallClock()
+        let dispatcher = OutboundDispatcher(queue: queue, clients: [.douyin: client], tokens: [:], clock: clock.wallClock, logger: logger)
+        try queue.enqueueStock(shop, sku: "SKU-HOT", quantity: 50)
+        _ = try await dispatcher.runOnce()
+        // The newer level (43) replaced the pending job while 50 was being sent: it is still owed.
+        #expect(try queue.count("pending") == 1)
+        _ = try await dispatcher.runOnce()
+        #expect(client.pushed.withLock { $0 } == [50, 43])
+        #expect(try queue.count("pending") == 0 && queue.count("done") == 1)
+    }
+}

@@ -14,6 +14,19 @@ import Testing
         #expect(CPUAccount.ticks("/proc/self/stat") != nil)
     }
 
+    @Test func aProcessesPeakResidentSetIsReadFromVmHWMInKiB() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("status-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try "Name:\tlivesync-stock\nVmPeak:\t  900000 kB\nVmHWM:\t   81234 kB\nVmRSS:\t   70000 kB\n".write(toFile: dir + "/status", atomically: true, encoding: .utf8)
+        #expect(CPUAccount.peakResidentKiB(dir + "/status") == 81234)
+        #expect(CPUAccount.peakResidentKiB(dir + "/missing") == nil)
+        #expect((CPUAccount.peakResidentKiB("/proc/self/status") ?? 0) > 0)
+        let supervisor = try Supervisor(logDirectory: dir + "/logs", logger: .init(label: "test"))
+        let account = CPUAccount(supervisor: supervisor)
+        _ = account.stop()
+        #expect((account.peakResidentMiB()["broker_and_load_generator"] ?? 0) > 0)
+    }
+
     @Test func instancesCountUnderTheirKind() {
         #expect(CPUAccount.kind(ofInstance: "stock-2") == "stock")
         #expect(CPUAccount.kind(ofInstance: "dispatch") == "dispatch")
@@ -32,9 +45,16 @@ import Testing
         let supervisor = try Supervisor(logDirectory: FileManager.default.temporaryDirectory.appendingPathComponent("sup-\(UUID().uuidString)").path,
                                         logger: .init(label: "test"))
         let account = CPUAccount(supervisor: supervisor)
-        let until = Date().addingTimeInterval(0.3)
+        // Spin until this thread itself has had 0.2 s of CPU (not of wall time: on a busy machine
+        // 0.3 s of wall time can hold less than 0.1 s of CPU).
+        func threadCPUSeconds() -> Double {
+            var t = timespec()
+            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t)
+            return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
+        }
+        let start = threadCPUSeconds(), giveUp = Date().addingTimeInterval(30)
         var x: UInt64 = 0
-        while Date() < until { x &+= 1 }
+        while threadCPUSeconds() - start < 0.2 && Date() < giveUp { x &+= 1 }
         let seconds = account.stop()
         #expect(x > 0)
         #expect((seconds["load_generator"] ?? 0) >= 0.1, "\(seconds)")

@@ -21,6 +21,9 @@ import Testing
         #expect(["ingest", "stock", "dispatch", "book", "broker"].allSatisfy { s.cpu_us_per_order[$0, default: 0] > 0 }, "\(s.cpu_us_per_order)")
         let kinds = s.cpu_us_per_order.filter { $0.key != "pipeline" && $0.key != "load_generator" }.values.reduce(0, +)
         #expect(abs(s.cpu_us_per_order["pipeline", default: 0] - kinds) <= 8, "pipeline is the sum of the kinds (each rounded)")
+        // Each process's peak resident set, read from the OS.
+        #expect(["ingest", "stock", "dispatch", "book", "channels", "broker_and_load_generator"].allSatisfy { s.peak_rss_mib[$0, default: 0] > 0 },
+                "\(s.peak_rss_mib)")
 
         // The hot SKU sold everything it had that was not released by a later refund.
         let stock = try openDatabase(dir + "/stock.sqlite")

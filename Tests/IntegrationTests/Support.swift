@@ -82,6 +82,7 @@ struct DemoJSON: Decodable {
     var refused: Int
     var failed: Int
     var cpu_us_per_order: [String: Double]
+    var peak_rss_mib: [String: Int]
     var erp_written: Int?
     var erp_missing: Int?
     var erp_pending: Int?

@@ -394,3 +394,32 @@ private func waitsFor(_ action: Machine.SettleAction) -> Int? {
     #expect(values(recovery?.messages ?? []) == ["o1", "o2", "d1"])
     #expect(m.recovery(of: [], recreating: { _ in Issue.record("nothing to recreate"); return [] }) == nil)
 }
+
+@Test func committedOffsetsReachKafkaAtMostOnceASecondWithTheNewestOffsetPerPartition() {
+    var m = machine()
+    let a = TopicPartition("orders.lines", 0), b = TopicPartition("orders.lines", 1)
+    m.assigned([a, b], stored: [:])
+    let second: UInt64 = 1_000_000_000
+    m.committed(Machine.Commit(messages: [], offsets: [a: 10]), heads: [:])
+    #expect(m.offsetsForKafka(now: 5 * second, force: false) == [a: 10])
+    // Two more batches within the second: nothing is written until it has passed.
+    m.committed(Machine.Commit(messages: [], offsets: [a: 20, b: 3]), heads: [:])
+    #expect(m.offsetsForKafka(now: 5 * second + 1, force: false) == nil)
+    m.committed(Machine.Commit(messages: [], offsets: [a: 30]), heads: [:])
+    #expect(m.offsetsForKafka(now: 5 * second + second / 2, force: false) == nil)
+    #expect(m.offsetsForKafka(now: 6 * second, force: false) == [a: 30, b: 3])
+    #expect(m.offsetsForKafka(now: 9 * second, force: false) == nil)  // nothing new: no request
+}
+
+@Test func aRevocationOrStopWritesTheOwedOffsetsAtOnceAndAForgottenPartitionsAreDropped() {
+    var m = machine()
+    let a = TopicPartition("orders.lines", 0), b = TopicPartition("orders.lines", 1)
+    m.assigned([a, b], stored: [:])
+    m.committed(Machine.Commit(messages: [], offsets: [a: 1]), heads: [:])
+    _ = m.offsetsForKafka(now: 1_000_000_000, force: false)
+    m.committed(Machine.Commit(messages: [], offsets: [a: 7, b: 4]), heads: [:])
+    #expect(m.offsetsForKafka(now: 1_000_000_001, force: true) == [a: 7, b: 4])
+    m.committed(Machine.Commit(messages: [], offsets: [a: 9, b: 5]), heads: [:])
+    m.forget([b])  // lost: another member owns it now
+    #expect(m.offsetsForKafka(now: 1_000_000_002, force: true) == [a: 9])
+}
