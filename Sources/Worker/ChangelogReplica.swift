@@ -92,8 +92,8 @@ public final class ChangelogReplica: BatchProcessor {
         // Forget what lies far behind each touched partition's head.
         for tp in touched {
             guard let source = sources[tp.topic], let head = try source.store.head(partition: tp.partition, db) else { continue }
-            try db.execute(sql: "DELETE FROM replica_seen WHERE group_id = ? AND partition = ? AND seq < ?",
-                           arguments: [source.store.group, tp.partition, head.seq - Self.seenWindow])
+            try db.cachedStatement(sql: "DELETE FROM replica_seen WHERE group_id = ? AND partition = ? AND seq < ?")
+                .execute(arguments: [source.store.group, tp.partition, head.seq - Self.seenWindow])
         }
     }
 

@@ -65,9 +65,13 @@ struct ConsumerStateMachine<Delivery> {
 
     // MARK: Polling and batches
 
-    /// Idle: 100 ms, so the stop flag is seen promptly. Filling a batch: what is left of its wait.
+    /// Idle: 100 ms, so the stop flag is seen promptly. Filling a batch: what is left of its
+    /// wait, rounded *up* to a whole millisecond: rounded down, the last sub-millisecond became
+    /// `poll(0)` calls in a loop, spinning on the CPU until the deadline passed.
     func pollTimeoutMilliseconds(now: UInt64) -> Int32 {
-        batch.isEmpty ? 100 : Int32(max(0, Int64(batchDeadline) - Int64(now)) / 1_000_000)
+        guard !batch.isEmpty else { return 100 }
+        let left = max(0, Int64(batchDeadline) - Int64(now))
+        return Int32((left + 999_999) / 1_000_000)
     }
 
     /// A message from a waiting poll; the first one of a batch starts its wait.

@@ -46,7 +46,8 @@ struct ConsumerStore {
 
     /// The head of source partition `p`'s chain the local state was committed with.
     func head(partition p: Int32, _ db: Database) throws -> ChangelogHead? {
-        try Row.fetchOne(db, sql: "SELECT writer, seq FROM changelog_heads WHERE group_id = ? AND partition = ?", arguments: [group, p])
+        // Read per changelog entry by the read model: prepared once per connection.
+        try Row.fetchOne(db.cachedStatement(sql: "SELECT writer, seq FROM changelog_heads WHERE group_id = ? AND partition = ?"), arguments: [group, p])
             .map { ChangelogHead(writer: $0[0], seq: $0[1]) }
     }
 

@@ -208,6 +208,10 @@ private let u = "adjustments"
     #expect(m.afterPoll(now: 1_004_999_999) == .poll)
     #expect(m.afterPoll(now: 1_005_000_000) == .commitBatch)
     #expect(m.pollTimeoutMilliseconds(now: 1_009_000_000) == 0)
+    // Less than a millisecond left waits a whole one: a poll(0) here would spin until the deadline.
+    #expect(m.pollTimeoutMilliseconds(now: 1_004_600_000) == 1)
+    #expect(m.pollTimeoutMilliseconds(now: 1_004_999_999) == 1)
+    #expect(m.pollTimeoutMilliseconds(now: 1_002_500_000) == 3)
     // A later message does not move the batch's deadline.
     m.received(message(t, 0, 1), now: 1_004_000_000)
     #expect(m.afterPoll(now: 1_005_000_000) == .commitBatch)
