@@ -123,11 +123,13 @@ public enum Chaos {
         var report = ChaosReport()
         report.foreignFilesOpen = monkey.foreignFilesOpen
         for (key, delta) in monkey.restocked { expected[key, default: 0] += delta }
-        report.summary = try await Demo.settle(cluster: cluster, accepted: replay.accepted, initial: expected, timeout: config.settleTimeoutSeconds)
+        var cpuSeconds: CPUAccount.Seconds = [:]
+        report.summary = try await Demo.settle(cluster: cluster, accepted: replay.accepted, initial: expected, timeout: config.settleTimeoutSeconds,
+                                               whenDecided: { cpuSeconds = cpu.stop() })
         report.summary.refused = replay.refused
         report.summary.failed = replay.failed
         report.summary.refunds = replay.refundsAccepted
-        report.summary.cpu_us_per_order = CPUAccount.perOrder(cpu.stop(), orders: report.summary.accepted)
+        report.summary.cpu_us_per_order = CPUAccount.perOrder(cpuSeconds, orders: report.summary.accepted)
         report.summary.peak_rss_mib = cpu.peakResidentMiB()
         try await waitForNoLag(cluster, timeout: 60)
         let m = monkey.counts
