@@ -96,15 +96,19 @@ public struct LiveSyncConfig: Sendable {
     }
 
     /// The batching consumer's settings for `group` over `BatchConsumerConfiguration`'s defaults:
-    /// `consumer.maxBatch`, `consumer.maxWaitMs`, `consumer.shutdownTimeoutMs`,
+    /// `consumer.maxBatch`, `consumer.maxBatchBytes`, `consumer.maxWaitMs`, `consumer.shutdownTimeoutMs`,
     /// `kafka.sessionTimeoutMs` (default 45000, Kafka's; the embedded broker waits this minus 1 s
     /// before each rebalance, so dev uses 6000), and the static membership id (`kafka.instanceId`).
     public func consumer(group: String, topics: [String], companionTopics: [String] = []) throws -> BatchConsumerConfiguration {
         let kafka = try kafka()
         let defaults = BatchConsumerConfiguration(kafka: kafka, groupID: group, topics: topics)
+        for key in ["consumer.maxBatch", "consumer.maxBatchBytes"] where try int(key, default: 1) < 1 {
+            throw ConfigurationError("\(key) must be at least 1 (\(Self.environmentName(key)) or livesync.\(key) in the file)")
+        }
         return BatchConsumerConfiguration(
             kafka: kafka, groupID: group, topics: topics, companionTopics: companionTopics, instanceID: instanceID,
             maxBatchSize: try int("consumer.maxBatch", default: defaults.maxBatchSize),
+            maxBatchBytes: try int("consumer.maxBatchBytes", default: defaults.maxBatchBytes),
             maxBatchWait: .milliseconds(try int("consumer.maxWaitMs", default: defaults.maxBatchWait.wholeMilliseconds)),
             shutdownTimeout: .milliseconds(try int("consumer.shutdownTimeoutMs", default: defaults.shutdownTimeout.wholeMilliseconds)))
     }

@@ -21,6 +21,10 @@ public struct BatchConsumerConfiguration: Sendable {
     public var instanceID: String
     /// Most messages applied in one SQLite transaction. Default 50,000 (a batch only grows that large when there is a backlog).
     public var maxBatchSize: Int
+    /// Most key and value bytes applied in one transaction. Default 8 MiB: a backlog of whole
+    /// orders (about 1 KiB each) makes batches of about 8,000, large enough to amortise the
+    /// commit and small enough that each consumer stays well under 200 MB.
+    public var maxBatchBytes: Int
     /// How long a batch may wait to fill after its first message. Default 5 ms: the bound on the
     /// latency batching adds.
     public var maxBatchWait: Duration
@@ -29,7 +33,8 @@ public struct BatchConsumerConfiguration: Sendable {
     /// stay in the outbox and are republished at the next start, so nothing is lost.
     public var shutdownTimeout: Duration
 
-    public init(kafka: KafkaConfiguration, groupID: String, topics: [String], companionTopics: [String] = [], instanceID: String = "default", maxBatchSize: Int = 50_000, maxBatchWait: Duration = .milliseconds(5), shutdownTimeout: Duration = .seconds(30)) {
+    public init(kafka: KafkaConfiguration, groupID: String, topics: [String], companionTopics: [String] = [], instanceID: String = "default", maxBatchSize: Int = 50_000, maxBatchBytes: Int = 8 << 20, maxBatchWait: Duration = .milliseconds(5), shutdownTimeout: Duration = .seconds(30)) {
+        self.maxBatchBytes = maxBatchBytes
         self.companionTopics = companionTopics
         self.kafka = kafka
         self.groupID = groupID
@@ -157,6 +162,7 @@ public final class BatchConsumerService: Service, Sendable {
             self.consumerStore = ConsumerStore(group: configuration.groupID, owner: "\(configuration.groupID)/\(configuration.instanceID)")
             self.state = ConsumerStateMachine(
                 maxBatchSize: configuration.maxBatchSize,
+                maxBatchBytes: configuration.maxBatchBytes,
                 maxBatchWaitNanoseconds: Self.nanoseconds(configuration.maxBatchWait),
                 changelogTopic: changelogged?.changelogTopic,
                 shutdownTimeoutNanoseconds: Self.nanoseconds(configuration.shutdownTimeout))

@@ -17,14 +17,19 @@ struct ConsumerStateMachine<Delivery> {
     static var republishedEntries: Int { 8 }
 
     let maxBatchSize: Int
+    /// Most key and value bytes in one batch: with large messages (whole orders) a batch of
+    /// `maxBatchSize` would hold hundreds of megabytes at once, decoded, encoded again as
+    /// outputs, in the outbox and in the changelog entry.
+    let maxBatchBytes: Int
     let maxBatchWaitNanoseconds: UInt64
     /// The changelog topic of a `ChangelogProcessor`, `nil` for a plain processor.
     let changelogTopic: String?
     /// How long delivery waits may go on once a stop was requested.
     let shutdownTimeoutNanoseconds: UInt64
 
-    init(maxBatchSize: Int, maxBatchWaitNanoseconds: UInt64, changelogTopic: String?, shutdownTimeoutNanoseconds: UInt64) {
+    init(maxBatchSize: Int, maxBatchBytes: Int = .max, maxBatchWaitNanoseconds: UInt64, changelogTopic: String?, shutdownTimeoutNanoseconds: UInt64) {
         self.maxBatchSize = maxBatchSize
+        self.maxBatchBytes = maxBatchBytes
         self.maxBatchWaitNanoseconds = maxBatchWaitNanoseconds
         self.changelogTopic = changelogTopic
         self.shutdownTimeoutNanoseconds = shutdownTimeoutNanoseconds
@@ -32,6 +37,8 @@ struct ConsumerStateMachine<Delivery> {
 
     /// Messages polled and not yet committed, in poll order.
     private(set) var batch: [KafkaMessage] = []
+    /// Key and value bytes of `batch`.
+    private(set) var batchBytes = 0
     /// When the batch in hand must be committed even if not full (uptime nanoseconds).
     private(set) var batchDeadline: UInt64 = 0
     /// Next offset to apply per owned partition; anything below it is a re-delivery.
@@ -78,14 +85,16 @@ struct ConsumerStateMachine<Delivery> {
     mutating func received(_ message: KafkaMessage, now: UInt64) {
         if batch.isEmpty { batchDeadline = now + maxBatchWaitNanoseconds }
         batch.append(message)
+        batchBytes += message.key.count + message.value.count
     }
 
     /// Whether more of what librdkafka already holds fits in the batch.
-    var batchHasRoom: Bool { batch.count < maxBatchSize }
+    var batchHasRoom: Bool { batch.count < maxBatchSize && batchBytes < maxBatchBytes }
 
     /// A message librdkafka already held (drained without waiting).
     mutating func buffered(_ message: KafkaMessage) {
         batch.append(message)
+        batchBytes += message.key.count + message.value.count
     }
 
     enum PollAction: Equatable {
@@ -99,7 +108,7 @@ struct ConsumerStateMachine<Delivery> {
 
     func afterPoll(now: UInt64) -> PollAction {
         if batch.isEmpty { return .retireDelivered }
-        return batch.count >= maxBatchSize || now >= batchDeadline ? .commitBatch : .poll
+        return !batchHasRoom || now >= batchDeadline ? .commitBatch : .poll
     }
 
     /// A batch to apply in one transaction, with each partition's next offset after it.
@@ -138,6 +147,7 @@ struct ConsumerStateMachine<Delivery> {
         }
         closeRun()
         batch.removeAll(keepingCapacity: true)
+        batchBytes = 0
         guard !messages.isEmpty else { return nil }
         return Commit(messages: messages, offsets: offsets)
     }
@@ -283,6 +293,7 @@ struct ConsumerStateMachine<Delivery> {
     mutating func dropPending(of partitions: [TopicPartition]) {
         let revoked = Set(partitions)
         batch.removeAll { revoked.contains($0.topicPartition) }
+        batchBytes = batch.reduce(0) { $0 + $1.key.count + $1.value.count }
     }
 
     /// After a revocation: forgets the partitions' next offsets, and the heads of source

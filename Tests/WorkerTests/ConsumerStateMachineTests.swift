@@ -427,3 +427,20 @@ private func waitsFor(_ action: Machine.SettleAction) -> Int? {
     m.forget([b])  // lost: another member owns it now
     #expect(m.offsetsForKafka(now: 1_000_000_002, force: true) == [a: 9])
 }
+
+@Test func aBatchIsAlsoFullOnceItHoldsItsMostBytesSoLargeMessagesMakeSmallerBatches() {
+    var m = Machine(maxBatchSize: 1_000, maxBatchBytes: 100, maxBatchWaitNanoseconds: 5_000_000, changelogTopic: nil, shutdownTimeoutNanoseconds: 1)
+    m.assigned([TopicPartition(t, 0)], stored: [:])
+    let big = { (offset: Int64) in KafkaMessage(topic: t, partition: 0, offset: offset, key: Array("k".utf8), value: [UInt8](repeating: 7, count: 39)) }
+    m.received(big(0), now: 0)
+    #expect(m.batchHasRoom && m.afterPoll(now: 1) == .poll)
+    m.buffered(big(1))
+    #expect(m.batchHasRoom)  // 80 bytes
+    m.buffered(big(2))
+    #expect(!m.batchHasRoom)  // 120: full before its wait is over
+    #expect(m.afterPoll(now: 1) == .commitBatch)
+    #expect(m.takeBatch()?.messages.count == 3)
+    // The count starts again with the next batch.
+    m.received(big(3), now: 2)
+    #expect(m.batchHasRoom && m.afterPoll(now: 3) == .poll)
+}
