@@ -93,6 +93,12 @@ import Testing
         }
     }
 
+    @Test func theDateHeaderIsAnRFC9110Date() {
+        #expect(HTTPDate.format(784_111_777) == "Sun, 06 Nov 1994 08:49:37 GMT")
+        #expect(HTTPDate.format(1_796_140_926) == "Tue, 01 Dec 2026 16:02:06 GMT")
+        #expect(HTTPDate.now().hasSuffix(" GMT") && HTTPDate.now().utf8.count == 29)
+    }
+
     @Test func aBodyInSeveralPartsIsReadWholeAndTheConnectionServesTheNextRequestAfter413() async throws {
         try await IngestUnderTest.with { ingest in
             let connection = try ingest.fast.connect()
