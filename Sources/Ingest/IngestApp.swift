@@ -19,13 +19,20 @@ public struct IngestConfiguration: Sendable {
     public var maxBodyBytes: Int
     /// Where the bound address is written once listening (lets `livesync dev` use port 0).
     public var addressFile: String?
+    /// Serve the generic webhooks on the event loop (`GenericWebhookHandler`, the default) rather
+    /// than through Hummingbird's router; both answer alike (`ingest.webhooksOnEventLoop`).
+    public var webhooksOnEventLoop: Bool
 
-    public init(host: String = "127.0.0.1", port: Int = 8080, shops: [String: ShopCredentials], maxBodyBytes: Int = 1 << 20, addressFile: String? = nil) {
+    public init(
+        host: String = "127.0.0.1", port: Int = 8080, shops: [String: ShopCredentials], maxBodyBytes: Int = 1 << 20,
+        addressFile: String? = nil, webhooksOnEventLoop: Bool = true
+    ) {
         self.host = host
         self.port = port
         self.shops = shops
         self.maxBodyBytes = maxBodyBytes
         self.addressFile = addressFile
+        self.webhooksOnEventLoop = webhooksOnEventLoop
     }
 }
 
@@ -48,13 +55,22 @@ public struct OrderPublisher: Sendable {
     }
 
     public func publish(_ order: Order) async throws {
-        var order = order
-        try sealer?.seal(&order)
-        try await producer.send(Self.messages(for: order))
+        try await producer.send(try messages(sealing: order))
     }
 
     public func publish(_ refund: RefundRequest) async throws {
-        try await producer.send([ProducerMessage(topic: Topics.refundRequests, key: refund.orderID, value: refund.bytes)])
+        try await producer.send(Self.messages(for: refund))
+    }
+
+    /// The messages `publish(order)` sends: the order's PII sealed first when a sealer is set.
+    public func messages(sealing order: Order) throws -> [ProducerMessage] {
+        var order = order
+        try sealer?.seal(&order)
+        return Self.messages(for: order)
+    }
+
+    public static func messages(for refund: RefundRequest) -> [ProducerMessage] {
+        [ProducerMessage(topic: Topics.refundRequests, key: refund.orderID, value: refund.bytes)]
     }
 }
 
@@ -78,28 +94,23 @@ public enum IngestApp {
         if let health { health.addRoutes(to: router) } else {
             router.get("/healthz") { _, _ in json(200, #"{"status":"ok"}"#) }
         }
+        // Normally served by `GenericWebhookHandler` on the event loop (see `server` below):
+        // these routes answer the requests it hands on (pipelined behind another route's).
         router.post("/webhooks/generic") { request, _ in
-            await handle(request, configuration: configuration, logger: logger, metrics: (metrics, "generic")) { body, authenticate, now in
-                let json = try GenericWebhook.decode(GenericWebhook.OrderJSON.self, body)
-                let order = try GenericWebhook.order(from: json, shop: try authenticate(json.shop_id), now: now)
-                do { try await publisher.publish(order) } catch { throw IngestError.unavailable("\(error)") }
-                metrics.published(platform: "generic")
-                return #"{"status":"accepted","order_id":"\#(order.orderID)","lines":\#(order.lines.count)}"#
-            }
+            await handle(request, route: .orders, configuration: configuration, publisher: publisher, logger: logger, metrics: metrics)
         }
         router.post("/webhooks/generic/refunds") { request, _ in
-            await handle(request, configuration: configuration, logger: logger) { body, authenticate, now in
-                let json = try GenericWebhook.decode(GenericWebhook.RefundJSON.self, body)
-                _ = try authenticate(json.shop_id)
-                let refund = try GenericWebhook.refund(from: json, now: now)
-                do { try await publisher.publish(refund) } catch { throw IngestError.unavailable("\(error)") }
-                return #"{"status":"accepted","refund_id":"\#(refund.refundID)"}"#
-            }
+            await handle(request, route: .refunds, configuration: configuration, publisher: publisher, logger: logger, metrics: metrics)
         }
         let addressFile = configuration.addressFile
+        let serverName = "livesync-ingest"
+        let fastPath = GenericWebhookHandler.Shared(
+            configuration: configuration, publisher: publisher, logger: logger, metrics: metrics, serverName: serverName)
         return Application(
             router: router,
-            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "livesync-ingest", backlog: 1024),
+            server: .http1(configuration: .init(
+                additionalChannelHandlers: configuration.webhooksOnEventLoop ? [GenericWebhookHandler(fastPath)] : [])),
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: serverName, backlog: 1024),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? configuration.port
                 let address = "http://\(configuration.host):\(port)"
@@ -110,53 +121,37 @@ public enum IngestApp {
             logger: logger)
     }
 
-    /// Reads the body (413 past the limit) and runs `accept`, which decodes it and calls
-    /// `authenticate(shopID)` to check the signature under that shop's secret. With the
-    /// `X-LiveSync-Shop` header the signature is checked before the body is parsed at all.
-    /// Every refusal is a JSON error; nothing is published for a refused request.
+    /// Reads the body (413 past the limit), accepts it (`GenericWebhookRoute.accept`), publishes
+    /// its messages and answers once Kafka acknowledged all of them. Every refusal is a JSON
+    /// error; nothing is published for a refused request.
     static func handle(
-        _ request: Request, configuration: IngestConfiguration, logger: Logger,
-        metrics: (IngestMetrics, platform: String)? = nil,
-        accept: (_ body: [UInt8], _ authenticate: (String) throws(IngestError) -> ShopCredentials, _ now: Int64) async throws -> String
+        _ request: Request, route: GenericWebhookRoute, configuration: IngestConfiguration, publisher: OrderPublisher,
+        logger: Logger, metrics: IngestMetrics
     ) async -> Response {
         var request = request
-        metrics.map { $0.0.received(platform: $0.platform) }
-        do {
-            let buffer: ByteBuffer
-            do { buffer = try await request.collectBody(upTo: configuration.maxBodyBytes) } catch {
-                throw IngestError.tooLarge(limit: configuration.maxBodyBytes)
-            }
-            let body = Array(buffer.readableBytesView)
-            let signature = request.headers[signatureField]
-            let headerShop = request.headers[shopField]
-            func check(_ shopID: String) throws(IngestError) -> ShopCredentials {
-                guard let shop = configuration.shops[shopID] else { throw .unknownShop(shopID) }
-                guard GenericWebhook.verify(body, header: signature, secret: shop.secret) else { throw .badSignature }
-                return shop
-            }
-            var verified: ShopCredentials?
-            if let headerShop { verified = try check(headerShop) }
-            let authenticate = { (bodyShop: String) throws(IngestError) -> ShopCredentials in
-                if let headerShop {
-                    guard bodyShop == headerShop else { throw .invalidField(field: "shop_id", reason: "does not match the \(GenericWebhook.shopHeader) header") }
-                    return verified!
-                }
-                return try check(bodyShop)
-            }
-            return json(200, try await accept(body, authenticate, Clock.nowMicros()))
-        } catch let error as IngestError {
-            metrics.map { $0.0.refused(platform: $0.platform, reason: error.reason) }
-            if error.status >= 500 { logger.error("request failed", metadata: ["error": "\(error)"]) }
-            return json(error.status, error.jsonBody)
-        } catch {
-            metrics.map { $0.0.refused(platform: $0.platform, reason: "internal") }
-            logger.error("request failed", metadata: ["error": "\(error)"])
-            return json(500, #"{"error":"internal"}"#)
+        route.received(metrics)
+        let buffer: ByteBuffer
+        do { buffer = try await request.collectBody(upTo: configuration.maxBodyBytes) } catch {
+            return json(route.refusal(.tooLarge(limit: configuration.maxBodyBytes), metrics: metrics, logger: logger))
         }
+        let accepted: GenericWebhookRoute.Accepted
+        do throws(IngestError) {
+            accepted = try route.accept(
+                Array(buffer.readableBytesView), headers: request.headers, configuration: configuration, publisher: publisher)
+        } catch {
+            return json(route.refusal(error, metrics: metrics, logger: logger))
+        }
+        do { try await publisher.producer.send(accepted.messages) } catch {
+            return json(route.refusal(.unavailable("\(error)"), metrics: metrics, logger: logger))
+        }
+        route.published(metrics)
+        return json(200, accepted.reply)
     }
 
     static let signatureField = HTTPField.Name(GenericWebhook.signatureHeader)!
     static let shopField = HTTPField.Name(GenericWebhook.shopHeader)!
+
+    static func json(_ answer: (status: Int, body: String)) -> Response { json(answer.status, answer.body) }
 
     static func json(_ status: Int, _ body: String) -> Response {
         Response(

@@ -29,12 +29,14 @@ public struct ProducerMessage: Sendable {
 ///
 /// Completes once the broker acknowledged (acks=all) or librdkafka gave up on every message;
 /// it then carries the first delivery error, if any. Waiting never spins: the blocking
-/// variant parks the thread on a semaphore, the async one suspends.
+/// variant parks the thread on a semaphore, the async one suspends, and `onComplete` calls back
+/// (an event loop's handler goes on without a task).
 public final class DeliveryGroup: Sendable {
     private struct State {
         var remaining: Int
         var firstError: KafkaError?
         var continuations: [CheckedContinuation<Void, any Error>] = []
+        var callbacks: [@Sendable (KafkaError?) -> Void] = []
         var done: Bool
         /// Set while reports are outstanding, so librdkafka's callbacks can reach the group.
         var keepAlive: DeliveryGroup?
@@ -53,23 +55,37 @@ public final class DeliveryGroup: Sendable {
     }
 
     func complete(_ error: KafkaError?, count: Int = 1) {
-        let (waiters, keepAlive): ([CheckedContinuation<Void, any Error>]?, DeliveryGroup?) = state.withLock { s in
+        typealias Waiters = (continuations: [CheckedContinuation<Void, any Error>], callbacks: [@Sendable (KafkaError?) -> Void])
+        let (waiters, keepAlive): (Waiters?, DeliveryGroup?) = state.withLock { s in
             if s.firstError == nil, let error { s.firstError = error }
             s.remaining -= count
             guard s.remaining == 0 else { return (nil, nil) }
             s.done = true
-            defer { s.continuations = []; s.keepAlive = nil }
-            return (s.continuations, s.keepAlive)
+            defer { s.continuations = []; s.callbacks = []; s.keepAlive = nil }
+            return ((s.continuations, s.callbacks), s.keepAlive)
         }
         // `keepAlive` may hold the last reference to `self`: keep it until this call is done.
         withExtendedLifetime(keepAlive) {
             guard let waiters else { return }
             semaphore.signal()
             let error = state.withLock { $0.firstError }
-            for w in waiters {
+            for w in waiters.continuations {
                 if let error { w.resume(throwing: error) } else { w.resume() }
             }
+            for body in waiters.callbacks { body(error) }
         }
+    }
+
+    /// Calls `body` once every message is acknowledged, with the first failure or nil: on the
+    /// thread that serves the last delivery report (librdkafka's poll thread), or at once on the
+    /// calling thread when the group is already complete. `body` must not block.
+    public func onComplete(_ body: @escaping @Sendable (KafkaError?) -> Void) {
+        let done: KafkaError?? = state.withLock { s in
+            if s.done { return .some(s.firstError) }
+            s.callbacks.append(body)
+            return .none
+        }
+        if let done { body(done) }
     }
 
     /// Blocks the calling thread until every message is acknowledged; throws the first failure.

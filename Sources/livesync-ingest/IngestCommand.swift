@@ -62,13 +62,18 @@ struct IngestCommand: AsyncParsableCommand {
         // The warehouse/ERP's shipment reports (POST /erp/shipments/{id}/shipped), when it has a secret.
         let erpMaxBody = try settings.int("erp.maxBodyBytes", default: 16 << 10)
         let announcer = try settings.instanceAnnouncer(name: "ingest", producer: producer, logger: logger)
+        let webhooksOnEventLoop = settings.string("ingest.webhooksOnEventLoop", default: "true").lowercased()
+        guard ["true", "false"].contains(webhooksOnEventLoop) else {
+            throw ConfigurationError("ingest.webhooksOnEventLoop must be true or false, not '\(webhooksOnEventLoop)'")
+        }
         let app = IngestApp.make(
             configuration: IngestConfiguration(
                 host: settings.string("ingest.host", default: "127.0.0.1"),
                 port: try settings.int("ingest.port", default: 8080),
                 shops: shops,
                 maxBodyBytes: try settings.int("ingest.maxBodyBytes", default: 1 << 20),
-                addressFile: settings.optionalString("ingest.addressFile")),
+                addressFile: settings.optionalString("ingest.addressFile"),
+                webhooksOnEventLoop: webhooksOnEventLoop == "true"),
             publisher: publisher, logger: logger,
             extraRoutes: { router in
                 ConnectorRoutes.register(on: router, platforms: connectors.platforms, pipeline: pipeline, maxBodyBytes: maxBody)
