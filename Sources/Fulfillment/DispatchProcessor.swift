@@ -17,17 +17,31 @@ import ErpBookStore
 /// change nothing. `fulfillment.shipped` (the warehouse's reports) marks the booked shipments
 /// `shipped`. Every input of an order lands in the order's partition, so its one owner
 /// serialises them; the partition's state follows it through `dispatch.changelog`, whose
-/// entries are the batch's inputs (`BookEntry`), replayed on restore.
+/// entries are the batch's writes to the book (`BookEntry` version 2, an `ErpBook.Delta`),
+/// applied as they are on restore; entries of recorded inputs (version 1, earlier releases)
+/// are replayed by deciding them again.
 public final class DispatchProcessor: ChangelogProcessor {
+    /// What a changelog entry records (`BookEntry`).
+    public enum ChangelogFormat: String, Sendable, CaseIterable {
+        /// The batch's writes (version 2): readers apply rows, decide nothing.
+        case deltas
+        /// The batch's inputs (version 1): what releases before deltas read; for the first step
+        /// of a rolling upgrade from one, until every dispatch and read-model instance reads deltas.
+        case inputs
+    }
+
     /// Whether the book keeps its running totals (`ErpBook.Summary`): the read model does, for
     /// the views; a dispatch member does not need them to decide.
     public let keepsTotals: Bool
     /// Partitions of `orders.placed` (to find a partition's rows by order id).
     public let partitionCount: Int32
+    /// What this processor's entries record (it reads both).
+    public let changelogFormat: ChangelogFormat
 
-    public init(keepsTotals: Bool = false, partitionCount: Int32 = Topics.partitions) {
+    public init(keepsTotals: Bool = false, partitionCount: Int32 = Topics.partitions, changelogFormat: ChangelogFormat = .deltas) {
         self.keepsTotals = keepsTotals
         self.partitionCount = partitionCount
+        self.changelogFormat = changelogFormat
     }
 
     public var changelogTopic: String { Topics.dispatchChangelog }
@@ -39,10 +53,17 @@ public final class DispatchProcessor: ChangelogProcessor {
         try ErpBook.dropPartition(partition, of: partitionCount, db: db)
     }
 
-    /// Replays the entry's inputs; the outputs they produced are recreated into `output`.
+    /// Applies an entry of writes as recorded (its outputs come from `outputs(ofRestored:)`), or
+    /// replays an entry of inputs (recreating the outputs they produced into `output`).
     public func restore(_ payload: [UInt8], partition: Int32, db: Database, output: inout BatchOutput) throws {
-        guard !payload.isEmpty else { return }
-        try replay(try BookEntry.decode(payload), db: db, output: &output)
+        guard let version = payload.first else { return }
+        switch version {
+        case BookEntry.deltaVersion:
+            guard payload.count >= BookEntry.deltaOffset else { throw BookEntryError.truncated(at: payload.count) }
+            try ErpBook.Writer(db).apply(payload, from: BookEntry.deltaOffset, totals: keepsTotals)
+        default:
+            try replay(try BookEntry.decode(payload), db: db, output: &output)
+        }
     }
 
     /// Applies a recorded entry's inputs at its batch time.
@@ -61,7 +82,14 @@ public final class DispatchProcessor: ChangelogProcessor {
         try apply(inputs, now: entry.decidedAtUs, db: db, output: &output)
     }
 
-    public func outputs(ofRestored payload: [UInt8], partition: Int32, output: inout BatchOutput) throws {}
+    /// The messages an entry of writes recorded as published (an entry of inputs recreates them
+    /// in `restore`).
+    public func outputs(ofRestored payload: [UInt8], partition: Int32, output: inout BatchOutput) throws {
+        guard payload.first == BookEntry.deltaVersion else { return }
+        for m in try ErpBook.Delta.published(in: payload, from: BookEntry.deltaOffset) {
+            output.emit(topic: m.topic, key: String(decoding: m.key, as: UTF8.self), value: m.value)
+        }
+    }
 
     /// One valid input of a batch.
     enum Input {
@@ -83,12 +111,17 @@ public final class DispatchProcessor: ChangelogProcessor {
 
     public func apply(_ messages: [KafkaMessage], db: Database, output: inout BatchOutput) throws {
         let now = Clock.nowMicros()
-        var inputs: [Input] = []
-        inputs.reserveCapacity(messages.count)
-        // Each partition's valid inputs, recorded as its changelog entry.
+        // Each partition's valid inputs in arrival order (partitions in order of first input):
+        // every input of an order is in the order's partition, so partitions are decided apart.
+        var inputs: [Int32: [Input]] = [:]
+        var partitions: [Int32] = []
+        // Format `inputs`: each partition's valid inputs, recorded as its changelog entry.
         var entries: [Int32: BookEntry.Encoder] = [:]
-        func record(_ message: KafkaMessage, _ kind: BookEntry.Kind) {
-            entries[message.partition, default: BookEntry.Encoder(decidedAtUs: now)].append(kind, message.value)
+        let recordsInputs = changelogFormat == .inputs
+        func record(_ message: KafkaMessage, _ kind: BookEntry.Kind, _ input: Input) {
+            if inputs[message.partition] == nil { partitions.append(message.partition) }
+            inputs[message.partition, default: []].append(input)
+            if recordsInputs { entries[message.partition, default: BookEntry.Encoder(decidedAtUs: now)].append(kind, message.value) }
         }
         for message in messages {
             switch message.topic {
@@ -97,43 +130,51 @@ public final class DispatchProcessor: ChangelogProcessor {
                     output.deadLetter(message, error: "not a valid Order (needs order_id and lines)")
                     continue
                 }
-                inputs.append(.order(order, message.value))
-                record(message, .order)
+                record(message, .order, .order(order, message.value))
             case Topics.stockReservations:
                 guard let r = try? Reservation(serializedBytes: message.value), !r.orderID.isEmpty, !r.eventID.isEmpty else {
                     output.deadLetter(message, error: "not a valid Reservation (needs order_id and event_id)")
                     continue
                 }
-                inputs.append(.reservation(r))
-                record(message, .reservation)
+                record(message, .reservation, .reservation(r))
             case Topics.shipmentsShipped:
                 guard let shipped = try? ShipmentShipped(serializedBytes: message.value), !shipped.shipmentID.isEmpty else {
                     output.deadLetter(message, error: "not a valid ShipmentShipped (needs shipment_id)")
                     continue
                 }
-                inputs.append(.shipped(shipped))
-                record(message, .shipped)
+                record(message, .shipped, .shipped(shipped))
             case Topics.refundRequests:
                 guard let refund = try? RefundRequest(serializedBytes: message.value), RefundRules.isValid(refund) else {
                     output.deadLetter(message, error: "not a valid RefundRequest (needs refund_id, order_id, amount_fen >= 0)")
                     continue
                 }
-                inputs.append(.refund(refund))
-                record(message, .refund)
+                record(message, .refund, .refund(refund))
             default:
                 output.deadLetter(message, error: "dispatch does not consume topic \(message.topic)")
             }
         }
-        for (p, entry) in entries { output.changelog(partition: p, payload: entry.bytes) }
-        try apply(inputs, now: now, db: db, output: &output)
+        for p in partitions {
+            if recordsInputs {
+                try apply(inputs[p]!, now: now, db: db, output: &output)
+                output.changelog(partition: p, payload: entries[p]!.bytes)
+            } else {
+                // The partition's writes, then the messages they published, as its entry.
+                let delta = ErpBook.Delta(prefix: BookEntry.deltaHeader(decidedAtUs: now))
+                let first = output.messages.count
+                try apply(inputs[p]!, now: now, db: db, output: &output, recording: delta)
+                for m in output.messages[first...] { delta.published(topic: m.topic, key: m.key, value: m.value) }
+                output.changelog(partition: p, payload: delta.bytes)
+            }
+        }
     }
 
     /// Applies valid inputs at batch time `now`: shipment reports and refunds in arrival order,
     /// then a decision for every order whose lines all have their stock decision. The same
-    /// inputs on the same rows give the same rows and outputs (the changelog relies on it).
-    func apply(_ inputs: [Input], now: Int64, db: Database, output: inout BatchOutput) throws {
+    /// inputs on the same rows give the same rows and outputs (a changelog of inputs relies on
+    /// it). `recording`: every write, and the totals' changes, are also appended there.
+    func apply(_ inputs: [Input], now: Int64, db: Database, output: inout BatchOutput, recording delta: ErpBook.Delta? = nil) throws {
         guard !inputs.isEmpty else { return }
-        let s = try ErpBook.Writer(db)
+        let s = try ErpBook.Writer(db, recording: delta)
         var summary = ErpBook.Summary()
         var pending: [String: Pending] = [:]
         var touched: [String] = []
@@ -152,7 +193,7 @@ public final class DispatchProcessor: ChangelogProcessor {
                     pending[r.orderID, default: Pending()].newReservations.append((r.eventID, r.lineNo, r.status.rawValue))
                 }
             case .shipped(let shipped):
-                try ErpBook.markShipped(db, shipped, now: now)
+                try s.markShipped(shipped, now: now)
             case .refund(let refund):
                 // Before this batch's decisions: an order decided below sees its refund waiting.
                 try RefundRules.apply(refund, book: s, summary: &summary, output: &output, now: now)
@@ -181,6 +222,7 @@ public final class DispatchProcessor: ChangelogProcessor {
                 }
             }
         }
+        s.recordTotals(summary)
         if keepsTotals { try summary.write(db) }
     }
 
