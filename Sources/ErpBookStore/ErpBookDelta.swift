@@ -24,7 +24,7 @@ extension ErpBook {
         /// A delta appended to `prefix` (the changelog entry's own header).
         public init(prefix: [UInt8] = []) {
             bytes = prefix
-            bytes.reserveCapacity(8192)
+            bytes.reserveCapacity(2048)
         }
 
         enum Op: UInt8 {

@@ -10,7 +10,7 @@ extension ErpBook {
     /// appends each write to that `Delta` (the batch's changelog entry), which `apply` replays.
     public struct Writer {
         let db: Database
-        let recorder: Delta?
+        var recorder: Delta?
         private let decided, pendingOrder, pendingReservations, insertPendingOrder, insertPendingReservation: Statement
         private let deletePendingOrder, deletePendingReservations, refundWaiting, settleRefunds: Statement
         private let insertOrder, insertLine, insertShipment, insertShipmentLine: Statement
@@ -43,6 +43,13 @@ extension ErpBook {
             insertTracking = try db.cachedStatement(sql: """
                 INSERT OR IGNORE INTO erp_shipment_tracking (shipment_id, carrier, tracking_no, shipped_at_us, recorded_at_us) VALUES (?, ?, ?, ?, ?)
                 """)
+        }
+
+        /// The same writer recording into `delta` instead (no statement looked up again).
+        public func recording(_ delta: Delta?) -> Writer {
+            var w = self
+            w.recorder = delta
+            return w
         }
 
         // MARK: Dispatch's join state

@@ -153,15 +153,17 @@ public final class DispatchProcessor: ChangelogProcessor {
                 output.deadLetter(message, error: "dispatch does not consume topic \(message.topic)")
             }
         }
+        guard !partitions.isEmpty else { return }
+        let book = try ErpBook.Writer(db)
         for p in partitions {
             if recordsInputs {
-                try apply(inputs[p]!, now: now, db: db, output: &output)
+                try apply(inputs[p]!, now: now, db: db, output: &output, book: book)
                 output.changelog(partition: p, payload: entries[p]!.bytes)
             } else {
                 // The partition's writes, then the messages they published, as its entry.
                 let delta = ErpBook.Delta(prefix: BookEntry.deltaHeader(decidedAtUs: now))
                 let first = output.messages.count
-                try apply(inputs[p]!, now: now, db: db, output: &output, recording: delta)
+                try apply(inputs[p]!, now: now, db: db, output: &output, book: book.recording(delta))
                 for m in output.messages[first...] { delta.published(topic: m.topic, key: m.key, value: m.value) }
                 output.changelog(partition: p, payload: delta.bytes)
             }
@@ -171,10 +173,11 @@ public final class DispatchProcessor: ChangelogProcessor {
     /// Applies valid inputs at batch time `now`: shipment reports and refunds in arrival order,
     /// then a decision for every order whose lines all have their stock decision. The same
     /// inputs on the same rows give the same rows and outputs (a changelog of inputs relies on
-    /// it). `recording`: every write, and the totals' changes, are also appended there.
-    func apply(_ inputs: [Input], now: Int64, db: Database, output: inout BatchOutput, recording delta: ErpBook.Delta? = nil) throws {
+    /// it). `book`: the batch's writer (when it records, every write and the totals' changes
+    /// are appended to its delta).
+    func apply(_ inputs: [Input], now: Int64, db: Database, output: inout BatchOutput, book: ErpBook.Writer? = nil) throws {
         guard !inputs.isEmpty else { return }
-        let s = try ErpBook.Writer(db, recording: delta)
+        let s = try book ?? ErpBook.Writer(db)
         var summary = ErpBook.Summary()
         var pending: [String: Pending] = [:]
         var touched: [String] = []
@@ -203,15 +206,18 @@ public final class DispatchProcessor: ChangelogProcessor {
             guard var p = pending[orderID] else { continue }
             if try s.isDecided(orderID) { continue }  // duplicate of a decided order
             // Merge what earlier batches left pending.
-            if let payload = try s.pendingOrder(orderID) {
+            if let stored = try s.pendingOrder(orderID) {
                 p.orderIsStored = true
-                if p.order == nil { p.order = try? Order(serializedBytes: payload) }
+                if p.order == nil {
+                    p.order = try? Order(serializedBytes: stored)
+                    p.payload = [UInt8](stored)
+                }
             }
             try s.pendingReservations(orderID) { lineNo, status in
                 if p.statusByLine[lineNo] == nil { p.statusByLine[lineNo] = status }
             }
             if let order = p.order, order.lines.allSatisfy({ p.statusByLine[$0.lineNo] != nil }) {
-                try decide(order, statusByLine: p.statusByLine, s: s, summary: &summary, output: &output, now: now)
+                try decide(order, payload: p.payload ?? order.bytes, statusByLine: p.statusByLine, s: s, summary: &summary, output: &output, now: now)
                 try s.releasePending(orderID)
             } else {
                 if let payload = p.payload, !p.orderIsStored {
@@ -226,7 +232,8 @@ public final class DispatchProcessor: ChangelogProcessor {
         if keepsTotals { try summary.write(db) }
     }
 
-    private func decide(_ order: Order, statusByLine: [UInt32: Int], s: ErpBook.Writer, summary: inout ErpBook.Summary, output: inout BatchOutput, now: Int64) throws {
+    /// `payload`: the order as received (what a synced outcome carries, without encoding it again).
+    private func decide(_ order: Order, payload: [UInt8], statusByLine: [UInt32: Int], s: ErpBook.Writer, summary: inout ErpBook.Summary, output: inout BatchOutput, now: Int64) throws {
         let orderID = order.orderID
         let reservedRaw = ReservationStatus.reserved.rawValue
         let allReserved = order.lines.allSatisfy { statusByLine[$0.lineNo] == reservedRaw }
@@ -251,7 +258,7 @@ public final class DispatchProcessor: ChangelogProcessor {
         switch status {
         case ErpBook.Status.synced:
             outcome.kind = .synced
-            outcome.order = order  // what the merchant's ERP sale order is made of (livesync-erp)
+            // Carries the order (below): what the merchant's ERP sale order is made of (livesync-erp).
             var byWarehouse: [String: [OrderLine]] = [:]
             for line in order.lines { byWarehouse[line.warehouse, default: []].append(line) }
             for (warehouse, lines) in byWarehouse.sorted(by: { $0.key < $1.key }) {
@@ -279,8 +286,25 @@ public final class DispatchProcessor: ChangelogProcessor {
             outcome.detail = "refund requested before the order was synced"
             try s.settleWaitingRefunds(orderID, atUs: now)
         }
-        output.emit(topic: Topics.orderOutcomes, key: orderID, value: outcome.bytes)
+        output.emit(topic: Topics.orderOutcomes, key: orderID, value: status == ErpBook.Status.synced ? Self.bytes(of: outcome, order: payload) : outcome.bytes)
         output.recordDuration(Self.latencyKeys[status] ?? .syncLatency(status: status), nanoseconds: max(0, now - order.ingestedAtUs) * 1_000)
+    }
+
+    /// `outcome`'s encoding with `order` (an `Order`'s encoding) as its field 6, appended as
+    /// bytes rather than encoded again. Fields 7 and 8 (a refund's) are never set on a synced
+    /// outcome, so this is the field order Protobuf writes.
+    static func bytes(of outcome: OrderOutcome, order: [UInt8]) -> [UInt8] {
+        var bytes = outcome.bytes
+        bytes.reserveCapacity(bytes.count + order.count + 11)
+        bytes.append(6 << 3 | 2)  // field 6, length-delimited
+        var n = UInt64(order.count)
+        while n >= 0x80 {
+            bytes.append(UInt8(truncatingIfNeeded: n) | 0x80)
+            n >>= 7
+        }
+        bytes.append(UInt8(n))
+        bytes += order
+        return bytes
     }
 
     static let latencyKeys: [String: MetricKey] = Dictionary(uniqueKeysWithValues:

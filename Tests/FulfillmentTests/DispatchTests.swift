@@ -104,6 +104,9 @@ func refund(_ orderID: String, _ id: String) -> (String, [UInt8]) {
     let outcome = try OrderOutcome(serializedBytes: try #require(out.messages.first { $0.topic == Topics.orderOutcomes }).value)
     #expect(outcome.kind == .synced)
     #expect(outcome.order == o)
+    var encoded = outcome
+    encoded.order = o
+    #expect(out.messages.first { $0.topic == Topics.orderOutcomes }?.value == encoded.bytes, "the order's bytes as received are its encoding")
 }
 
 @Test func aRejectedLineReleasesTheReservedOnesAndBooksTheOrderOutOfStock() throws {
