@@ -221,9 +221,6 @@ public enum ErpBook {
     /// `shipped` and its first carrier and tracking number are kept. A repeat, or a report for a
     /// shipment already cancelled by a refund, changes nothing (the tracking row still records it).
     public static func markShipped(_ db: Database, _ shipped: ShipmentShipped, now: Int64 = Clock.nowMicros()) throws {
-        try db.execute(sql: "UPDATE erp_shipments SET status = 'shipped' WHERE shipment_id = ? AND status = 'pending'", arguments: [shipped.shipmentID])
-        try db.execute(sql: """
-            INSERT OR IGNORE INTO erp_shipment_tracking (shipment_id, carrier, tracking_no, shipped_at_us, recorded_at_us) VALUES (?, ?, ?, ?, ?)
-            """, arguments: [shipped.shipmentID, shipped.carrier, shipped.trackingNo, shipped.shippedAtUs, now])
+        try Writer(db).markShipped(shipped, now: now)
     }
 }

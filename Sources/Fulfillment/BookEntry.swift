@@ -1,15 +1,38 @@
 import Foundation
 import Model
 
-/// The payload of a `dispatch.changelog` entry: the batch's valid inputs of one source
-/// partition, exactly as received, with the batch's clock.
+/// The payload of a `dispatch.changelog` entry, in one of two formats told apart by its first
+/// byte, followed by the batch's clock (i64 µs, big-endian):
 ///
-/// Dispatch's decisions depend only on the book's rows of the same orders, the inputs and that
-/// clock, so replaying the entries of a partition's chain in order rebuilds its rows, and
-/// recreates the outputs, exactly as the writer committed them (a restoring member, the read
-/// model). Layout (big-endian): u8 version (1), i64 batch time µs, then per input: u8 kind,
-/// u32 length, the message's value bytes.
+/// - version 2 (`deltaVersion`, what dispatch writes): the batch's writes to the ERP book of
+///   one source partition, an `ErpBook.Delta` from byte `deltaOffset` on: the rows it inserted,
+///   updated and deleted, the running totals' changes and the messages it published. A reader
+///   (a restoring member, the read model) applies the rows without deciding anything.
+/// - version 1 (`inputsVersion`, this struct; written by earlier releases, and by dispatch with
+///   `dispatch.changelogFormat` `inputs` during a rolling upgrade from them): the batch's valid
+///   inputs of one source partition, exactly as received. Dispatch's decisions depend only on
+///   the book's rows of the same orders, the inputs and the clock, so replaying the entries of
+///   a partition's chain in order rebuilds its rows, and recreates the outputs, exactly as the
+///   writer committed them. Layout (big-endian): u8 version (1), i64 batch time µs, then per
+///   input: u8 kind, u32 length, the message's value bytes.
+///
+/// A chain may hold both (entries written before and after an upgrade): each entry is applied
+/// by its own format.
 public struct BookEntry: Equatable, Sendable {
+    /// The first byte of an entry of recorded inputs (replayed by deciding them again).
+    public static let inputsVersion: UInt8 = 1
+    /// The first byte of an entry of recorded writes (`ErpBook.Delta`, applied as they are).
+    public static let deltaVersion: UInt8 = 2
+    /// Where a version 2 entry's `ErpBook.Delta` starts: after the version and the batch time.
+    public static let deltaOffset = 9
+
+    /// The header of a version 2 entry, which its `ErpBook.Delta` follows.
+    public static func deltaHeader(decidedAtUs: Int64) -> [UInt8] {
+        var bytes = [deltaVersion]
+        Encoder.put(&bytes, UInt64(bitPattern: decidedAtUs), 8)
+        return bytes
+    }
+
     public enum Kind: UInt8, Sendable {
         case order = 1, reservation = 2, shipped = 3, refund = 4
 
@@ -42,7 +65,7 @@ public struct BookEntry: Equatable, Sendable {
         public private(set) var bytes: [UInt8]
 
         public init(decidedAtUs: Int64) {
-            bytes = [1]
+            bytes = [BookEntry.inputsVersion]
             bytes.reserveCapacity(4096)
             Self.put(&bytes, UInt64(bitPattern: decidedAtUs), 8)
         }
@@ -64,6 +87,7 @@ public struct BookEntry: Equatable, Sendable {
         return e.bytes
     }
 
+    /// Decodes a version 1 entry (any other version is refused).
     public static func decode(_ bytes: [UInt8]) throws -> BookEntry {
         var i = 0
         func read(_ n: Int) throws -> UInt64 {
@@ -73,7 +97,7 @@ public struct BookEntry: Equatable, Sendable {
             return v
         }
         let version = try read(1)
-        guard version == 1 else { throw BookEntryError.unknownVersion(UInt8(version)) }
+        guard version == inputsVersion else { throw BookEntryError.unknownVersion(UInt8(version)) }
         var entry = BookEntry(decidedAtUs: Int64(bitPattern: try read(8)))
         while i < bytes.count {
             let raw = UInt8(try read(1))

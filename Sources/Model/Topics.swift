@@ -37,8 +37,8 @@ public enum Topics {
     public static let instances = "livesync.instances"
 
     /// The order book's changelog (dispatch's state): one entry per batch and source partition
-    /// (co-partitioned with `orders.placed`), key = that number, payload = the batch's inputs
-    /// (`BookEntry`). Producer: dispatch. Consumers: a dispatch member restoring a partition it
+    /// (co-partitioned with `orders.placed`), key = that number, payload = the batch's writes to
+    /// the ERP book (`BookEntry`; its inputs in entries of earlier releases). Producer: dispatch. Consumers: a dispatch member restoring a partition it
     /// gains; the ERP book read model (`livesync-book`).
     public static let dispatchChangelog = "dispatch.changelog"
 

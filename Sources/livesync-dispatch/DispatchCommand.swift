@@ -19,7 +19,14 @@ struct DispatchCommand: AsyncParsableCommand {
         try await ConsumerMain.run(
             name: "dispatch", group: "livesync-dispatch",
             topics: [Topics.ordersPlaced], companionTopics: [Topics.stockReservations, Topics.shipmentsShipped, Topics.refundRequests], database: "dispatch", configFile: config
-        ) { _ in DispatchProcessor() }
+        ) { settings in
+            // `inputs` only while upgrading from a release whose dispatch and read model read no deltas (docs/deployment.md).
+            let format = settings.string("dispatch.changelogFormat", default: DispatchProcessor.ChangelogFormat.deltas.rawValue)
+            guard let changelogFormat = DispatchProcessor.ChangelogFormat(rawValue: format) else {
+                throw ValidationError("dispatch.changelogFormat (LIVESYNC_DISPATCH_CHANGELOG_FORMAT) is \"\(format)\": expected deltas or inputs")
+            }
+            return DispatchProcessor(changelogFormat: changelogFormat)
+        }
     }
 }
 

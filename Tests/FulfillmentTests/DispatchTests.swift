@@ -11,10 +11,11 @@ import Worker
 /// Dispatch's order book (with its running totals, as the read model keeps it).
 struct ErpHarness {
     let store: StateStore
-    let dispatch = DispatchProcessor(keepsTotals: true)
+    let dispatch: DispatchProcessor
     var offset: Int64 = 0
 
-    init() throws {
+    init(dispatch: DispatchProcessor = DispatchProcessor(keepsTotals: true)) throws {
+        self.dispatch = dispatch
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("erp-\(UUID().uuidString)")
         store = try StateStore(StateStoreConfiguration(path: dir.appendingPathComponent("erp.sqlite").path, synchronous: "OFF"))
         try store.database.write { db in
@@ -103,6 +104,9 @@ func refund(_ orderID: String, _ id: String) -> (String, [UInt8]) {
     let outcome = try OrderOutcome(serializedBytes: try #require(out.messages.first { $0.topic == Topics.orderOutcomes }).value)
     #expect(outcome.kind == .synced)
     #expect(outcome.order == o)
+    var encoded = outcome
+    encoded.order = o
+    #expect(out.messages.first { $0.topic == Topics.orderOutcomes }?.value == encoded.bytes, "the order's bytes as received are its encoding")
 }
 
 @Test func aRejectedLineReleasesTheReservedOnesAndBooksTheOrderOutOfStock() throws {

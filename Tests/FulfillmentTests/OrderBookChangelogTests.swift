@@ -7,13 +7,15 @@ import Model
 import Testing
 import Worker
 
-/// The order id's partition, as ingest keys `orders.placed` (and every order-keyed topic).
+/// The order id's partition, as ingest keys `orders.placed` (and every order-keyed topic,
+/// `fulfillment.shipped` included).
 func partitionOf(_ topic: String, _ value: [UInt8]) -> Int32 {
     let orderID: String
     switch topic {
     case Topics.ordersPlaced: orderID = (try? Order(serializedBytes: value))?.orderID ?? ""
     case Topics.stockReservations: orderID = (try? Reservation(serializedBytes: value))?.orderID ?? ""
     case Topics.refundRequests: orderID = (try? RefundRequest(serializedBytes: value))?.orderID ?? ""
+    case Topics.shipmentsShipped: orderID = (try? ShipmentShipped(serializedBytes: value))?.orderID ?? ""
     default: orderID = ""
     }
     return Murmur2.partition(forKey: orderID, partitionCount: Topics.partitions)
@@ -53,30 +55,101 @@ func session() -> [[(String, [UInt8])]] {
     return batches
 }
 
-@Test func replayingThePartitionsChangelogEntriesRebuildsTheSameBookAndRepublishesTheSameOutputs() throws {
-    var live = try ErpHarness()
+/// Each partition's changelog payloads, in order, and what the writer published, from
+/// `batches` applied by `writers` (one per batch, cycling).
+func record(_ h: inout ErpHarness, _ writers: [DispatchProcessor], _ batches: [[(String, [UInt8])]]) throws -> (entries: [Int32: [[UInt8]]], published: [String]) {
     var entries: [Int32: [[UInt8]]] = [:]
     var published: [String] = []
-    for batch in session() {
-        let out = try live.apply(live.dispatch, batch, partition: partitionOf)
+    for (i, batch) in batches.enumerated() {
+        let out = try h.apply(writers[i % writers.count], batch, partition: partitionOf)
         for (p, payload) in out.changelog { entries[p, default: []].append(payload) }
         published += out.messages.filter { $0.topic != Topics.deadLetter }.map { "\($0.topic) \($0.key) \($0.value)" }
     }
-    #expect(entries.count > 4, "the session spreads over several partitions")
+    return (entries, published)
+}
 
-    let copy = try ErpHarness()
+/// Restores every entry into `copy` as a restoring member does (`restore`, then
+/// `outputs(ofRestored:)`); returns the outputs recreated.
+func restore(_ copy: ErpHarness, _ entries: [Int32: [[UInt8]]]) throws -> [String] {
     var republished: [String] = []
     try copy.store.database.write { db in
         for (p, payloads) in entries.sorted(by: { $0.key < $1.key }) {
             for payload in payloads {
                 var out = BatchOutput(group: "test")
                 try copy.dispatch.restore(payload, partition: p, db: db, output: &out)
+                try copy.dispatch.outputs(ofRestored: payload, partition: p, output: &out)
                 republished += out.messages.map { "\($0.topic) \($0.key) \($0.value)" }
             }
         }
     }
-    #expect(try dump(copy.store) == dump(live.store))
+    return republished
+}
+
+@Test(arguments: DispatchProcessor.ChangelogFormat.allCases)
+func aPartitionRestoredFromItsChangelogEqualsTheSourceTotalsIncludedAndRepublishesTheSameOutputs(_ format: DispatchProcessor.ChangelogFormat) throws {
+    var live = try ErpHarness(dispatch: DispatchProcessor(keepsTotals: true, changelogFormat: format))
+    let (entries, published) = try record(&live, [live.dispatch], session())
+    #expect(entries.count > 4, "the session spreads over several partitions")
+    let version = format == .deltas ? BookEntry.deltaVersion : BookEntry.inputsVersion
+    #expect(entries.values.joined().allSatisfy { $0.first == version })
+
+    // The read model's copy (with running totals).
+    let book = try ErpHarness()
+    let republished = try restore(book, entries)
+    #expect(try dump(book.store) == dump(live.store))
     #expect(republished.sorted() == published.sorted(), "a restore recreates exactly what the writer published")
+
+    // A dispatch member restoring the partitions (no totals).
+    let member = try ErpHarness(dispatch: DispatchProcessor())
+    _ = try restore(member, entries)
+    #expect(try dump(member.store, totals: false) == dump(live.store, totals: false))
+}
+
+/// During a rolling upgrade a partition's chain holds entries of inputs, then entries of
+/// writes: each is applied by its own format.
+@Test func aChainOfInputsThenDeltasRestoresToTheSameBook() throws {
+    var live = try ErpHarness()
+    let batches = session()
+    let old = DispatchProcessor(keepsTotals: true, changelogFormat: .inputs)
+    var (entries, published) = try record(&live, [old], Array(batches.prefix(2)))
+    let after = try record(&live, [live.dispatch], Array(batches.dropFirst(2)))
+    for (p, payloads) in after.entries { entries[p, default: []] += payloads }
+    published += after.published
+    #expect(Set(entries.values.joined().map { $0.first }) == [BookEntry.inputsVersion, BookEntry.deltaVersion])
+
+    let book = try ErpHarness()
+    let republished = try restore(book, entries)
+    #expect(try dump(book.store) == dump(live.store))
+    #expect(republished.sorted() == published.sorted())
+}
+
+/// A dispatch member keeps no running totals, but its entries carry their changes: the read
+/// model's totals equal the `GROUP BY` of its rows, which equal the member's.
+@Test func theReadModelKeepsTheTotalsFromTheDeltasOfAMemberThatKeepsNone() throws {
+    var member = try ErpHarness(dispatch: DispatchProcessor())
+    let (entries, _) = try record(&member, [member.dispatch], session())
+    let book = try ErpHarness()
+    _ = try restore(book, entries)
+    #expect(try dump(book.store, totals: false) == dump(member.store, totals: false))
+    #expect(try summaryTables(book) == summaryFromRows(book))
+    #expect(try !summaryTables(book).isEmpty)
+}
+
+@Test func anEntryOfWritesRefusesWhatItCannotRead() throws {
+    var live = try ErpHarness()
+    let (entries, _) = try record(&live, [live.dispatch], session())
+    let payload = try #require(entries.values.joined().max { $0.count < $1.count })
+    let copy = try ErpHarness()
+    func restoring(_ bytes: [UInt8]) throws {
+        try copy.store.database.write { db in
+            var out = BatchOutput(group: "test")
+            try copy.dispatch.restore(bytes, partition: 0, db: db, output: &out)
+        }
+    }
+    #expect(throws: ErpBook.DeltaError.self) { try restoring(Array(payload.dropLast())) }
+    #expect(throws: ErpBook.DeltaError.unknownOp(99, at: payload.count)) { try restoring(payload + [99]) }
+    #expect(throws: BookEntryError.unknownVersion(3)) { try restoring([3] + payload.dropFirst()) }
+    #expect(try dump(copy.store).isEmpty, "nothing of a refused entry is kept")
 }
 
 @Test func droppingAPartitionRemovesExactlyItsOrdersAndRecountsTheTotals() throws {

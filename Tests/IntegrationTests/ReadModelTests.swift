@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import ErpBookStore
 import Foundation
+import GRDB
 import Fulfillment
 import Inventory
 import Kafka
@@ -105,5 +106,68 @@ import Worker
         #expect(dispatch == ["orders.placed[3]=8", "stock.reservations[3]=3"], "\(dispatch)")
         #expect(try await book.client.known([id]) == [id])
         #expect(try await book.client.shipmentOwner("\(id)/main")?.orderID == id)
+    }
+
+    /// Dispatch's entries of writes (`BookEntry` version 2), as a member without running totals
+    /// writes them, applied by the replica as `livesync-book` does: the same rows as the
+    /// member's, pending ones included, and totals counted from the entries.
+    @Test func theReplicasCopyFromEntriesOfWritesEqualsTheMembersBookWithTotals() throws {
+        let dir = temporaryDirectory("book-deltas")
+        let member = try StateStore(StateStoreConfiguration(path: dir + "/dispatch.sqlite", synchronous: "OFF"))
+        let dispatch = DispatchProcessor()
+        try member.database.write { try dispatch.prepare($0) }
+        let (a, b) = ("douyin:shop-1:DA", "douyin:shop-1:DB")
+        let batches: [[(String, [UInt8])]] = [
+            [(Topics.ordersPlaced, placedOrder(a, ingested: 1_000_000, platform: .douyin, shopID: "shop-1").bytes),
+             (Topics.ordersPlaced, placedOrder(b, ingested: 2_000_000, platform: .douyin, shopID: "shop-1").bytes),
+             (Topics.stockReservations, reserved(a).bytes)],
+            [(Topics.stockReservations, reserved(b, .rejected).bytes)],
+        ]
+        var entries: [ChangelogEntry] = []
+        var offset: Int64 = 0
+        for batch in batches {
+            let messages = batch.map { item -> KafkaMessage in
+                offset += 1
+                return KafkaMessage(topic: item.0, partition: 3, offset: offset, key: [], value: item.1)
+            }
+            let out = try member.database.write { db in
+                var out = BatchOutput(group: "livesync-dispatch")
+                try dispatch.apply(messages, db: db, output: &out)
+                return out
+            }
+            let payload = try #require(out.changelog[3])
+            #expect(payload.first == BookEntry.deltaVersion)
+            var e = ChangelogEntry()
+            (e.writer, e.seq, e.writtenAtUs) = ("livesync-dispatch/dispatch-1", Int64(entries.count + 1), offset)
+            if let last = entries.last { (e.prevWriter, e.prevSeq) = (last.writer, last.seq) }
+            e.nextOffsets = [Topics.ordersPlaced: offset]
+            e.payload = Data(payload)
+            entries.append(e)
+        }
+
+        let book = try StateStore(StateStoreConfiguration(path: dir + "/book.sqlite", synchronous: "OFF"))
+        let replica = ChangelogReplica(sources: [.init(group: "livesync-dispatch", processor: DispatchProcessor(keepsTotals: true))],
+                                       kafka: KafkaConfiguration(bootstrapServers: "127.0.0.1:1"), logger: Logger(label: "test"))
+        try book.database.write { db in
+            try replica.prepare(db)
+            var out = BatchOutput(group: "livesync-book")
+            let messages = try entries.enumerated().map { i, e in
+                KafkaMessage(topic: Topics.dispatchChangelog, partition: 3, offset: Int64(i), key: [], value: try e.serializedBytes())
+            }
+            try replica.apply(messages, db: db, output: &out)
+        }
+        func rows(_ store: StateStore) throws -> [String] {
+            try store.database.read { db in
+                try ["erp_orders", "erp_order_lines", "erp_shipments", "erp_shipment_lines", "dispatch_pending_orders", "dispatch_pending_reservations"]
+                    .flatMap { table in try Row.fetchAll(db, sql: "SELECT * FROM \(table)").map { "\(table) \($0)" }.sorted() }
+            }
+        }
+        #expect(try rows(book) == rows(member))
+        #expect(try rows(book).filter { $0.hasPrefix("erp_orders ") }.count == 2)
+        let totals = try book.database.read { db in
+            (try Int.fetchOne(db, sql: "SELECT SUM(orders) FROM erp_summary_orders"), try Int.fetchOne(db, sql: "SELECT SUM(lines) FROM erp_summary_rejected"),
+             try Int.fetchOne(db, sql: "SELECT SUM(orders) FROM erp_summary_sync_ms"))
+        }
+        #expect(totals.0 == 2 && totals.1 == 1 && totals.2 == 1)
     }
 }
