@@ -30,6 +30,9 @@ public struct DevClusterConfiguration: Sendable {
     public var withAlerting = true
     /// Ingest's `linger.ms` on the embedded broker (see `kafka.lingerMs`).
     public var ingestLingerMilliseconds = 20
+    /// `dispatch.changelogFormat` on the embedded broker: `inputs` (default here; see `start`)
+    /// or `deltas` (the executables' default, for a real cluster).
+    public var dispatchChangelogFormat = "inputs"
     /// Run `livesync-channels` (stock push and shipment write-back to the fake platform API).
     public var withChannels = true
     /// Channels whose stock `livesync-channels` pushes to the fake platform (`channels.list`).
@@ -220,6 +223,12 @@ public final class DevCluster: Sendable {
         env["LIVESYNC_KAFKA_SESSION_TIMEOUT_MS"] = String(configuration.sessionTimeoutMilliseconds)
         env["LIVESYNC_DATA_DIR"] = dir
         env["LIVESYNC_DB_SYNCHRONOUS"] = configuration.synchronous
+        // The embedded broker keeps at most 5 MiB per partition and drops the oldest silently.
+        // dispatch.changelog entries as writes (`deltas`, about 1 KiB per order) outgrow that in
+        // a 300,000-order session (all 16 partitions lost their first entries); as inputs (about
+        // 250 bytes) they do not. So here dispatch writes inputs unless told otherwise; on a real
+        // cluster (retention -1) the default is deltas.
+        env["LIVESYNC_DISPATCH_CHANGELOG_FORMAT"] = parent["LIVESYNC_DISPATCH_CHANGELOG_FORMAT"] ?? configuration.dispatchChangelogFormat
 
         // The read model first: every view is told its address.
         let bookDir = try Self.makeDirectory("book", configuration: configuration, separateUsers: separateUsers)
