@@ -75,9 +75,6 @@ public struct KafkaConfiguration: Sendable, Hashable {
     ]
 
     /// Consumer defaults: cooperative-sticky, offsets owned by the application (kept in SQLite).
-    /// Prefetch is bounded (10,000 messages per partition, 16 MiB): with 200,000 per partition a
-    /// backlog of whole orders held `livesync-dispatch` (64 partitions) at 558 MiB resident; a
-    /// batch is at most 8 MiB anyway (`consumer.maxBatchBytes`).
     public static let consumerDefaults: [String: String] = [
         "partition.assignment.strategy": "cooperative-sticky",
         "enable.auto.commit": "false",
@@ -85,8 +82,7 @@ public struct KafkaConfiguration: Sendable, Hashable {
         "auto.offset.reset": "error",
         "enable.partition.eof": "false",
         "fetch.wait.max.ms": "20",
-        "queued.min.messages": "10000",
-        "queued.max.messages.kbytes": "16384",
+        "queued.min.messages": "200000",
         "heartbeat.interval.ms": "1000",
         "socket.nagle.disable": "true",
     ]
