@@ -124,7 +124,22 @@ public enum Demo {
             erpServer = server
             clusterConfig.erp = target
         }
-        defer { if let erpServer { Task { try? await erpServer.stop() } } }
+        // Stopped before returning, not in a detached task: the process may exit first and leave
+        // the ERP server running.
+        let summary: DemoSummary
+        do {
+            summary = try await session(config, clusterConfig: clusterConfig, records: records, erpServer: erpServer, logger: logger)
+        } catch {
+            try? await erpServer?.stop()
+            throw error
+        }
+        try? await erpServer?.stop()
+        return summary
+    }
+
+    /// The cluster and the session of `run`, with the ERP server (if any) already started.
+    static func session(_ config: DemoConfiguration, clusterConfig: DevClusterConfiguration, records: [ReplayRecord], erpServer: TrytonServer?,
+                        logger: Logger) async throws -> DemoSummary {
         let cluster = try await DevCluster(configuration: clusterConfig, logger: logger)
         defer { cluster.stop() }
         logger.info("embedded broker at \(cluster.bootstrap), ingest at \(cluster.ingestURL)")
