@@ -59,6 +59,9 @@ import Worker
         #expect(!restoredLines.isEmpty, "stock-2 restored its partitions from the changelog")
         #expect(restoredLines.contains { !$0.contains("entries=0 ") }, "with the first instance's entries in them")
         accepted += try await sender.send(Array(orders[3_000..<6_000])).accepted
+        // Stock-2 decides its share before it goes: scaling down at once could stop it before it
+        // fetched anything, and then there would be nothing for the first instance to catch up on.
+        try await waitStockConsumed(cluster, topic: Topics.orderLines, admin: admin)
 
         // Back to one: the first instance catches up on what stock-2 wrote meanwhile, then takes the rest.
         try cluster.scale(.stock, to: 1)
